@@ -1,0 +1,12 @@
+// The executor built for avx2 (compile flags in CMakeLists.txt).
+#include "pymicro/arch.hpp"
+
+#define PM_LANES 8
+#define PM_NR 2
+#define PM_ARCH_NAME "avx2"
+
+namespace pymicro {
+namespace arch_avx2 {
+#include "pymicro/kernels.inl"
+}  // namespace arch_avx2
+}  // namespace pymicro

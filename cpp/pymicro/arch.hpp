@@ -1,0 +1,28 @@
+// One executor, compiled several times: the interface between an ISA build of
+// kernels.inl and whoever dispatches to it (the Python module, the wasm ABI).
+#pragma once
+
+#include "parse.hpp"
+
+namespace pymicro {
+
+struct ArchOps {
+  const char* name;   // "avx512", "avx2", "sse2", "generic", "wasm-simd128"
+  uint32_t lanes;     // float32 lanes per vector
+  uint32_t tile;      // samples per batched tile
+  // Bytes of plan memory for a parsed blob (weights repacked for this ISA).
+  uint64_t (*plan_bytes)(const BlobView* v);
+  // Builds the plan into `mem` (64-byte aligned, plan_bytes long). Infallible
+  // for a view that parse() accepted. The plan is immutable afterwards.
+  void (*build_plan)(const BlobView* v, void* mem);
+  // Floats of scratch one call to run() needs (64-byte aligned).
+  uint64_t (*workspace_floats)(const void* plan);
+  // Class probabilities for n rows of x (row-major, input_size each) into out
+  // (n * n_classes). If attn is not null, writes the first attention layer's
+  // weights (n * its input width). Rows holding NaN or Inf get NaN outputs; the
+  // return value is how many rows did. No allocation; thread-safe per plan.
+  uint64_t (*run)(const void* plan, const float* x, uint64_t n, float* out, float* attn,
+                  float* workspace);
+};
+
+}  // namespace pymicro

@@ -1,0 +1,381 @@
+// The layer kernels and the executor, written once and compiled once per ISA.
+//
+// This file is included *inside* a namespace per ISA (see cpp/arch/*.cpp and
+// wasm/pymicro_wasm.cpp) with PM_LANES (float32 lanes per vector), PM_NR
+// (vectors of samples per batched tile) and PM_ARCH_NAME defined. It includes
+// nothing: it must compile freestanding, with no libc, for wasm32.
+//
+// Two paths share one arithmetic:
+//  * one row (latency): weights stored transposed, a vector spans outputs;
+//  * batches (throughput): a tile of PM_LANES*PM_NR samples lives in the
+//    lanes (feature-major), a vector spans samples, and a 4-output x PM_NR
+//    micro-kernel broadcasts one weight per FMA group.
+// Both accumulate every dot product in the same order (bias first, then
+// inputs 0..n-1) with the same contraction, and both sum softmax terms in
+// index order, so a row gives bit-identical results whichever path runs it.
+
+typedef float vf __attribute__((vector_size(PM_LANES * 4)));
+typedef int32_t vi __attribute__((vector_size(PM_LANES * 4)));
+
+constexpr uint32_t W = PM_LANES;
+constexpr uint32_t MR = 4;  // outputs per micro-kernel
+constexpr uint32_t NR = PM_NR;
+constexpr uint32_t T = W * NR;  // samples per tile
+constexpr uint32_t kGate = 100;  // attention logits: softmax over outputs, then gate the input
+
+static inline vf vload(const float* p) {
+  vf v;
+  __builtin_memcpy(&v, p, sizeof v);
+  return v;
+}
+static inline void vstore(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
+static inline vf vset(float s) { return vf{} + s; }
+static inline vf vmax(vf a, vf b) {
+  vi m = a > b;
+  return (vf)((m & (vi)a) | (~m & (vi)b));
+}
+static inline vf vmin(vf a, vf b) {
+  vi m = a < b;
+  return (vf)((m & (vi)a) | (~m & (vi)b));
+}
+static inline float smax(float a, float b) { return a > b ? a : b; }
+
+// exp with Cody-Waite reduction and the Cephes degree-6 polynomial (rel. error
+// ~2 ulp). Inputs are clamped to [-80, 88]: exp(-80) is still a normal float,
+// so no denormal ever leaves this function.
+static inline vf v_exp(vf x) {
+  x = vmin(vmax(x, vset(-80.0f)), vset(88.0f));
+  const vf magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  vf t = x * 1.44269504088896341f + magic;
+  vf n = t - magic;
+  vf r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  vf p = vset(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  vf y = p * (r * r) + r + 1.0f;
+  vi e = ((vi)t - (vi)magic + 127) << 23;  // 2^n built in the exponent bits
+  return y * (vf)e;
+}
+
+static inline vf v_tanh(vf x) {
+  const vi sign = (vi)vset(-0.0f);
+  vf ax = (vf)((vi)x & ~sign);
+  vf e = v_exp(vmin(ax, vset(40.0f)) * -2.0f);
+  vf y = (1.0f - e) / (1.0f + e);
+  return (vf)((vi)y | ((vi)x & sign));
+}
+
+static inline vf v_sigmoid(vf x) {
+  x = vmin(vmax(x, vset(-80.0f)), vset(80.0f));
+  return 1.0f / (1.0f + v_exp(-x));
+}
+
+template <uint32_t ACT>
+static inline vf activate(vf x) {
+  if constexpr (ACT == kRelu) return vmax(x, vf{});
+  else if constexpr (ACT == kTanh) return v_tanh(x);
+  else if constexpr (ACT == kSigmoid) return v_sigmoid(x);
+  else if constexpr (ACT == kGelu) {
+    const float c = 0.7978845608028654f;  // sqrt(2 / pi), the tanh approximation
+    return 0.5f * x * (1.0f + v_tanh(c * (x + 0.044715f * x * x * x)));
+  } else return x;  // linear, and raw logits for kGate
+}
+
+// ---------------------------------------------------------------- the plan
+
+struct Op {
+  uint32_t in, out, act;
+  uint32_t out_mr, out_w;  // out rounded up to MR and to W
+  const float* pw;         // batch: panels [out_mr / MR][in][MR]
+  const float* pb;         // batch: bias [out_mr]
+  const float* rw;         // row: transposed [in][out_w]
+  const float* rb;         // row: bias [out_w]
+};
+
+struct Plan {
+  uint32_t n_ops, input_size, in_w, n_classes;
+  uint32_t tile_rows;  // rows of a tile buffer: max(input_size, out_mr of every op)
+  uint32_t row_len;    // floats of a row buffer: max(in_w, out_w of every op)
+  uint32_t attn_width; // width of the first attention layer (0: none)
+  const float* mean;     // [in_w]
+  const float* inv_std;  // [in_w]
+  Op ops[2 * kMaxLayers];
+};
+
+static inline uint64_t up(uint64_t n, uint64_t m) { return (n + m - 1) / m * m; }
+
+// Each weighted layer becomes one op (dense) or two (attention: gate, values).
+template <class F>
+static void for_each_op(const BlobView* v, F&& f) {
+  for (uint32_t l = 0; l < v->n_layers; ++l) {
+    const LayerView& L = v->layers[l];
+    if (L.kind == kDense) {
+      f(L.in, L.out, L.activation, L.t[0], L.t[1]);
+    } else {
+      f(L.in, L.in, kGate, L.t[0], L.t[1]);
+      f(L.in, L.out, uint32_t(kLinear), L.t[2], L.t[3]);
+    }
+  }
+}
+
+static uint64_t op_floats(uint32_t in, uint32_t out) {
+  return up(up(out, MR) * in, 16) + up(up(out, MR), 16) + up(uint64_t(in) * up(out, W), 16) +
+         up(up(out, W), 16);
+}
+
+static uint64_t plan_bytes(const BlobView* v) {
+  uint64_t floats = 2 * up(up(v->input_size, W), 16);
+  for_each_op(v, [&](uint32_t in, uint32_t out, uint32_t, const TensorView&, const TensorView&) {
+    floats += op_floats(in, out);
+  });
+  return up(sizeof(Plan), 64) + 4 * floats;
+}
+
+static void build_plan(const BlobView* v, void* mem) {
+  Plan* P = static_cast<Plan*>(mem);
+  float* cur = reinterpret_cast<float*>(static_cast<char*>(mem) + up(sizeof(Plan), 64));
+  auto take = [&](uint64_t n) {
+    float* p = cur;
+    for (uint64_t i = 0; i < up(n, 16); ++i) p[i] = 0.0f;
+    cur += up(n, 16);
+    return p;
+  };
+  P->n_ops = 0;
+  P->input_size = v->input_size;
+  P->in_w = uint32_t(up(v->input_size, W));
+  P->n_classes = v->n_classes;
+  P->tile_rows = v->input_size;
+  P->row_len = P->in_w;
+  P->attn_width = 0;
+  float* mean = take(P->in_w);
+  float* inv = take(P->in_w);
+  for (uint32_t i = 0; i < v->input_size; ++i) {
+    mean[i] = v->has_norm ? v->mean.at(i) : 0.0f;
+    inv[i] = v->has_norm ? 1.0f / v->std.at(i) : 1.0f;
+  }
+  P->mean = mean;
+  P->inv_std = inv;
+  for_each_op(v, [&](uint32_t in, uint32_t out, uint32_t act, const TensorView& Wt,
+                     const TensorView& b) {
+    Op& op = P->ops[P->n_ops++];
+    op.in = in;
+    op.out = out;
+    op.act = act;
+    if (act == kGate && !P->attn_width) P->attn_width = in;
+    op.out_mr = uint32_t(up(out, MR));
+    op.out_w = uint32_t(up(out, W));
+    float* pw = take(uint64_t(op.out_mr) * in);
+    float* pb = take(op.out_mr);
+    float* rw = take(uint64_t(in) * op.out_w);
+    float* rb = take(op.out_w);
+    for (uint32_t o = 0; o < out; ++o) {
+      pb[o] = rb[o] = b.at(o);
+      for (uint32_t i = 0; i < in; ++i) {
+        float w = Wt.at(uint64_t(o) * in + i);
+        pw[(uint64_t(o / MR) * in + i) * MR + o % MR] = w;
+        rw[uint64_t(i) * op.out_w + o] = w;
+      }
+    }
+    op.pw = pw;
+    op.pb = pb;
+    op.rw = rw;
+    op.rb = rb;
+    if (op.out_mr > P->tile_rows) P->tile_rows = op.out_mr;
+    if (op.out_w > P->row_len) P->row_len = op.out_w;
+  });
+}
+
+static uint64_t workspace_floats(const void* plan) {
+  const Plan* P = static_cast<const Plan*>(plan);
+  uint64_t tile = 2 * uint64_t(P->tile_rows) * T, row = 2 * up(P->row_len, 16);
+  return tile > row ? tile : row;
+}
+
+// ---------------------------------------------------------------- one row
+
+template <uint32_t ACT, uint32_t NB>
+static inline void dense_row_block(const Op& op, const float* x, float* y, uint32_t v0) {
+  vf acc[NB];
+  for (uint32_t b = 0; b < NB; ++b) acc[b] = vload(op.rb + (v0 + b) * W);
+  const float* w = op.rw + v0 * W;
+  for (uint32_t i = 0; i < op.in; ++i, w += op.out_w) {
+    vf xi = vset(x[i]);
+    for (uint32_t b = 0; b < NB; ++b) acc[b] = acc[b] + xi * vload(w + b * W);
+  }
+  for (uint32_t b = 0; b < NB; ++b) vstore(y + (v0 + b) * W, activate<ACT>(acc[b]));
+}
+
+template <uint32_t ACT>
+static void dense_row(const Op& op, const float* x, float* y) {
+  const uint32_t nv = op.out_w / W;
+  uint32_t v0 = 0;
+  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<ACT, 4>(op, x, y, v0);
+  switch (nv - v0) {
+    case 3: dense_row_block<ACT, 3>(op, x, y, v0); break;
+    case 2: dense_row_block<ACT, 2>(op, x, y, v0); break;
+    case 1: dense_row_block<ACT, 1>(op, x, y, v0); break;
+    default: break;
+  }
+}
+
+// softmax over y[0..n) in place; y has room for up(n, W) floats
+static void softmax_row(float* y, uint32_t n) {
+  float m = y[0];
+  for (uint32_t i = 1; i < n; ++i) m = smax(y[i], m);
+  for (uint32_t i = 0; i < n; i += W) vstore(y + i, v_exp(vload(y + i) - m));
+  float s = 0.0f;
+  for (uint32_t i = 0; i < n; ++i) s = s + y[i];
+  for (uint32_t i = 0; i < n; ++i) y[i] = y[i] / s;
+}
+
+static bool run_row(const Plan& P, const float* x, float* out, float* attn, float* ws) {
+  float* A = ws;
+  float* B = ws + up(P.row_len, 16);
+  float bad = 0.0f;
+  for (uint32_t i = 0; i < P.input_size; ++i) {
+    A[i] = (x[i] - P.mean[i]) * P.inv_std[i];
+    bad = bad + A[i] * 0.0f;  // NaN iff some input is NaN or Inf
+  }
+  for (uint32_t i = P.input_size; i < P.in_w; ++i) A[i] = 0.0f;
+  bool first_gate = true;
+  for (uint32_t k = 0; k < P.n_ops; ++k) {
+    const Op& op = P.ops[k];
+    switch (op.act) {
+      case kRelu: dense_row<kRelu>(op, A, B); break;
+      case kTanh: dense_row<kTanh>(op, A, B); break;
+      case kSigmoid: dense_row<kSigmoid>(op, A, B); break;
+      case kGelu: dense_row<kGelu>(op, A, B); break;
+      default: dense_row<kLinear>(op, A, B); break;
+    }
+    if (op.act == kGate) {
+      softmax_row(B, op.out);
+      if (attn && first_gate)
+        for (uint32_t i = 0; i < op.out; ++i) attn[i] = B[i];
+      first_gate = false;
+      for (uint32_t i = 0; i < op.out; ++i) B[i] = B[i] * A[i];
+    }
+    float* t = A;
+    A = B;
+    B = t;
+  }
+  softmax_row(A, P.n_classes);
+  const bool is_bad = bad != bad;
+  for (uint32_t c = 0; c < P.n_classes; ++c) out[c] = is_bad ? __builtin_nanf("") : A[c];
+  if (is_bad && attn)
+    for (uint32_t i = 0; i < P.attn_width; ++i) attn[i] = __builtin_nanf("");
+  return is_bad;
+}
+
+// ---------------------------------------------------------------- a tile of rows
+
+template <uint32_t ACT>
+static void dense_tile(const Op& op, const float* X, float* Y) {
+  const float* w = op.pw;
+  for (uint32_t p = 0; p < op.out_mr; p += MR) {
+    vf acc[MR][NR];
+    for (uint32_t r = 0; r < MR; ++r) {
+      vf b = vset(op.pb[p + r]);
+      for (uint32_t c = 0; c < NR; ++c) acc[r][c] = b;
+    }
+    const float* x = X;
+    for (uint32_t i = 0; i < op.in; ++i, w += MR, x += T) {
+      vf xv[NR];
+      for (uint32_t c = 0; c < NR; ++c) xv[c] = vload(x + c * W);
+      for (uint32_t r = 0; r < MR; ++r) {
+        vf wr = vset(w[r]);
+        for (uint32_t c = 0; c < NR; ++c) acc[r][c] = acc[r][c] + wr * xv[c];
+      }
+    }
+    for (uint32_t r = 0; r < MR; ++r)
+      for (uint32_t c = 0; c < NR; ++c) vstore(Y + (p + r) * T + c * W, activate<ACT>(acc[r][c]));
+  }
+}
+
+// softmax down the rows of a tile Y[0..n)[T], per sample (lane)
+static void softmax_tile(float* Y, uint32_t n) {
+  for (uint32_t c = 0; c < NR; ++c) {
+    float* y = Y + c * W;
+    vf m = vload(y);
+    for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
+    vf s = vf{};
+    for (uint32_t i = 0; i < n; ++i) {
+      vf e = v_exp(vload(y + i * T) - m);
+      vstore(y + i * T, e);
+      s = s + e;
+    }
+    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) / s);
+  }
+}
+
+static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out, float* attn,
+                         float* ws) {
+  const uint32_t I = P.input_size, C = P.n_classes;
+  float* A = ws;
+  float* B = ws + uint64_t(P.tile_rows) * T;
+  for (uint32_t t = 0; t < nt; ++t)
+    for (uint32_t i = 0; i < I; ++i) A[i * T + t] = (x[uint64_t(t) * I + i] - P.mean[i]) * P.inv_std[i];
+  for (uint32_t i = 0; i < I; ++i)
+    for (uint32_t t = nt; t < T; ++t) A[i * T + t] = 0.0f;
+  vf bad[NR] = {};
+  for (uint32_t i = 0; i < I; ++i)
+    for (uint32_t c = 0; c < NR; ++c) bad[c] = bad[c] + vload(A + i * T + c * W) * 0.0f;
+
+  bool first_gate = true;
+  for (uint32_t k = 0; k < P.n_ops; ++k) {
+    const Op& op = P.ops[k];
+    switch (op.act) {
+      case kRelu: dense_tile<kRelu>(op, A, B); break;
+      case kTanh: dense_tile<kTanh>(op, A, B); break;
+      case kSigmoid: dense_tile<kSigmoid>(op, A, B); break;
+      case kGelu: dense_tile<kGelu>(op, A, B); break;
+      default: dense_tile<kLinear>(op, A, B); break;
+    }
+    if (op.act == kGate) {
+      softmax_tile(B, op.out);
+      if (attn && first_gate)
+        for (uint32_t t = 0; t < nt; ++t)
+          for (uint32_t i = 0; i < op.out; ++i) attn[uint64_t(t) * op.out + i] = B[i * T + t];
+      first_gate = false;
+      for (uint32_t i = 0; i < op.out; ++i)
+        for (uint32_t c = 0; c < NR; ++c)
+          vstore(B + i * T + c * W, vload(B + i * T + c * W) * vload(A + i * T + c * W));
+    }
+    float* tmp = A;
+    A = B;
+    B = tmp;
+  }
+  softmax_tile(A, C);
+  for (uint32_t t = 0; t < nt; ++t)
+    for (uint32_t c = 0; c < C; ++c) out[uint64_t(t) * C + c] = A[c * T + t];
+
+  uint64_t n_bad = 0;
+  float flags[T];
+  for (uint32_t c = 0; c < NR; ++c) vstore(flags + c * W, bad[c]);
+  for (uint32_t t = 0; t < nt; ++t) {
+    if (flags[t] == flags[t]) continue;
+    ++n_bad;
+    for (uint32_t c = 0; c < C; ++c) out[uint64_t(t) * C + c] = __builtin_nanf("");
+    if (attn)
+      for (uint32_t i = 0; i < P.attn_width; ++i) attn[uint64_t(t) * P.attn_width + i] = __builtin_nanf("");
+  }
+  return n_bad;
+}
+
+static uint64_t run(const void* plan, const float* x, uint64_t n, float* out, float* attn,
+                    float* ws) {
+  const Plan& P = *static_cast<const Plan*>(plan);
+  if (n == 1) return run_row(P, x, out, attn, ws) ? 1 : 0;
+  uint64_t n_bad = 0;
+  for (uint64_t t0 = 0; t0 < n; t0 += T) {
+    uint32_t nt = uint32_t(n - t0 < T ? n - t0 : T);
+    n_bad += run_tile(P, x + t0 * P.input_size, nt, out + t0 * P.n_classes,
+                      attn ? attn + t0 * P.attn_width : nullptr, ws);
+  }
+  return n_bad;
+}
+
+extern const ArchOps ops = {PM_ARCH_NAME, W, T, plan_bytes, build_plan, workspace_floats, run};

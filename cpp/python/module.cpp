@@ -1,0 +1,334 @@
+// pymicro._core: the C++ core behind pymicro.load(..., backend="native").
+//
+// The fast path takes a float32, C-contiguous, aligned ndarray without any
+// conversion; anything else goes through pymicro._inputs.coerce (Python), which
+// applies the documented dtype/shape policy or raises InputError.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pymicro/arch.hpp"
+
+namespace py = pybind11;
+using namespace pymicro;
+
+namespace pymicro {
+#define PM_DECLARE(ns) namespace ns { extern const ArchOps ops; }
+#if defined(__x86_64__) || defined(_M_X64)
+PM_DECLARE(arch_sse2)
+PM_DECLARE(arch_avx2)
+PM_DECLARE(arch_avx512)
+#else
+PM_DECLARE(arch_generic)
+#endif
+}  // namespace pymicro
+
+namespace {
+
+// ISAs this CPU can run, best first.
+std::vector<const ArchOps*> available_isas() {
+  std::vector<const ArchOps*> out;
+#if defined(__x86_64__) || defined(_M_X64)
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) out.push_back(&arch_avx512::ops);
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back(&arch_avx2::ops);
+  out.push_back(&arch_sse2::ops);
+#else
+  out.push_back(&arch_generic::ops);
+#endif
+  return out;
+}
+
+py::object error_type(const char* name) {
+  return py::module_::import("pymicro.errors").attr(name);
+}
+
+[[noreturn]] void raise(const char* type, const std::string& message) {
+  PyErr_SetObject(error_type(type).ptr(), py::str(message).ptr());
+  throw py::error_already_set();
+}
+
+[[noreturn]] void raise_blob(const Status& st) {
+  py::object err = error_type("BlobError")(std::string(st.message), st.offset);
+  PyErr_SetObject(err.get_type().ptr(), err.ptr());
+  throw py::error_already_set();
+}
+
+struct AlignedFree {
+  void operator()(void* p) const { std::free(p); }
+};
+using AlignedPtr = std::unique_ptr<void, AlignedFree>;
+
+AlignedPtr aligned_bytes(size_t n) {
+  void* p = std::aligned_alloc(64, (n + 63) / 64 * 64);
+  if (!p) throw std::bad_alloc();
+  return AlignedPtr(p);
+}
+
+// Per-thread scratch, grown once per thread: no allocation per prediction.
+float* workspace(uint64_t floats) {
+  thread_local AlignedPtr buf;
+  thread_local uint64_t size = 0;
+  if (floats > size) {
+    buf = aligned_bytes(floats * sizeof(float));
+    size = floats;
+  }
+  return static_cast<float*>(buf.get());
+}
+
+std::string blob_string(StringRef s) { return std::string(s.data, s.size); }
+
+py::array_t<float> tensor_array(const TensorView& t, bool matrix) {
+  std::vector<py::ssize_t> shape = matrix ? std::vector<py::ssize_t>{t.rows, t.cols}
+                                          : std::vector<py::ssize_t>{t.rows};
+  py::array_t<float> a(shape);
+  std::memcpy(a.mutable_data(), t.data, size_t(t.rows) * t.cols * 4);
+  return a;
+}
+
+BlobView parse_or_raise(const uint8_t* data, size_t size, bool check_crc) {
+  BlobView v;
+  Status st;
+  if (!parse(data, size, &v, &st, check_crc)) raise_blob(st);
+  return v;
+}
+
+// The blob as Python data: what info, the reference backend and export read.
+py::dict describe(const BlobView& v) {
+  py::dict d;
+  d["input_size"] = v.input_size;
+  d["n_classes"] = v.n_classes;
+  d["params"] = v.params;
+  d["size"] = v.size;
+  d["checksum"] = v.crc;
+  py::list labels, features, layers;
+  uint64_t pos = v.labels_pos;
+  for (uint32_t i = 0; i < v.n_classes; ++i) labels.append(blob_string(next_string(v, &pos)));
+  pos = v.features_pos;
+  for (uint32_t i = 0; i < v.n_features; ++i) features.append(blob_string(next_string(v, &pos)));
+  py::dict meta;
+  pos = v.meta_pos;
+  for (uint32_t i = 0; i < v.n_meta; ++i) {
+    std::string key = blob_string(next_string(v, &pos));
+    meta[py::str(key)] = blob_string(next_string(v, &pos));
+  }
+  d["labels"] = labels;
+  d["feature_names"] = features;
+  d["metadata"] = meta;
+  d["mean"] = v.has_norm ? py::object(tensor_array(v.mean, false)) : py::none();
+  d["std"] = v.has_norm ? py::object(tensor_array(v.std, false)) : py::none();
+  static const char* acts[] = {"linear", "relu", "tanh", "sigmoid", "gelu"};
+  for (uint32_t l = 0; l < v.n_layers; ++l) {
+    const LayerView& L = v.layers[l];
+    py::dict layer;
+    layer["in"] = L.in;
+    layer["out"] = L.out;
+    if (L.kind == kDense) {
+      layer["kind"] = "dense";
+      layer["activation"] = acts[L.activation];
+      layer["W"] = tensor_array(L.t[0], true);
+      layer["b"] = tensor_array(L.t[1], false);
+    } else {
+      layer["kind"] = "attention";
+      layer["W_a"] = tensor_array(L.t[0], true);
+      layer["b_a"] = tensor_array(L.t[1], false);
+      layer["W_v"] = tensor_array(L.t[2], true);
+      layer["b_v"] = tensor_array(L.t[3], false);
+    }
+    layers.append(layer);
+  }
+  d["layers"] = layers;
+  return d;
+}
+
+bool is_fast_array(py::handle x) {
+  return py::array_t<float, py::array::c_style>::check_(x) &&
+         (py::detail::array_proxy(x.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
+}
+
+class NativeModel {
+ public:
+  NativeModel(py::buffer data, const std::string& isa, const std::string& nan_policy) {
+    py::buffer_info info = data.request();
+    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+      raise("InputError", "a blob must be a contiguous bytes-like object (bytes, bytearray, memoryview)");
+    if (nan_policy != "raise" && nan_policy != "propagate")
+      raise("InputError", "nan_policy must be 'raise' or 'propagate', got '" + nan_policy + "'");
+    raise_on_nonfinite_ = nan_policy == "raise";
+    size_ = size_t(info.size);
+    blob_ = aligned_bytes(size_ ? size_ : 1);
+    std::memcpy(blob_.get(), info.ptr, size_);
+    view_ = parse_or_raise(static_cast<const uint8_t*>(blob_.get()), size_, true);
+    ops_ = nullptr;
+    auto isas = available_isas();
+    if (isa.empty() || isa == "auto") {
+      ops_ = isas.front();
+    } else {
+      for (auto* o : isas)
+        if (isa == o->name) ops_ = o;
+      if (!ops_) {
+        std::string names;
+        for (auto* o : isas) names += std::string(names.empty() ? "" : ", ") + o->name;
+        raise("BackendError", "ISA '" + isa + "' is not available on this CPU; choose one of: " + names);
+      }
+    }
+    plan_ = aligned_bytes(ops_->plan_bytes(&view_));
+    ops_->build_plan(&view_, plan_.get());
+    ws_floats_ = ops_->workspace_floats(plan_.get());
+    for (uint32_t l = 0; l < view_.n_layers && !attn_width_; ++l)
+      if (view_.layers[l].kind == kAttention) attn_width_ = view_.layers[l].in;
+  }
+
+  py::object predict(py::handle x) {
+    py::object keep;
+    if (!is_fast_array(x)) {
+      keep = coerce(x);
+      x = keep;
+    }
+    auto a = py::reinterpret_borrow<py::array>(x);
+    const uint64_t n = rows_of(a, "x");
+    py::array_t<float> out = a.ndim() == 1
+        ? py::array_t<float>(py::ssize_t(view_.n_classes))
+        : py::array_t<float>({py::ssize_t(n), py::ssize_t(view_.n_classes)});
+    execute(static_cast<const float*>(a.data()), n, out.mutable_data(), nullptr);
+    return std::move(out);
+  }
+
+  void predict_into(py::handle x, py::handle out) {
+    if (!is_fast_array(x))
+      raise("InputError", "predict_into needs x as a float32, C-contiguous, aligned ndarray "
+                          "(it never copies); use predict() for other inputs");
+    auto a = py::reinterpret_borrow<py::array>(x);
+    const uint64_t n = rows_of(a, "x");
+    if (!is_fast_array(out))
+      raise("InputError", "out must be a float32, C-contiguous, aligned ndarray");
+    auto o = py::reinterpret_borrow<py::array>(out);
+    bool shape_ok = o.ndim() == a.ndim() && uint64_t(o.shape(o.ndim() - 1)) == view_.n_classes &&
+                    (o.ndim() == 1 || uint64_t(o.shape(0)) == n);
+    if (!shape_ok) {
+      std::string want = a.ndim() == 1 ? "(" + std::to_string(view_.n_classes) + ",)"
+                                       : "(" + std::to_string(n) + ", " + std::to_string(view_.n_classes) + ")";
+      raise("InputError", "out has the wrong shape; for this x it must be " + want);
+    }
+    if (!o.writeable()) raise("InputError", "out is read-only");
+    execute(static_cast<const float*>(a.data()), n, static_cast<float*>(o.mutable_data()), nullptr);
+  }
+
+  py::object explain(py::handle x) {
+    if (!attn_width_) raise("InputError", "this model has no attention layer to explain");
+    py::object keep;
+    if (!is_fast_array(x)) {
+      keep = coerce(x);
+      x = keep;
+    }
+    auto a = py::reinterpret_borrow<py::array>(x);
+    const uint64_t n = rows_of(a, "x");
+    std::vector<float> probs(n * view_.n_classes);
+    py::array_t<float> attn = a.ndim() == 1
+        ? py::array_t<float>(py::ssize_t(attn_width_))
+        : py::array_t<float>({py::ssize_t(n), py::ssize_t(attn_width_)});
+    execute(static_cast<const float*>(a.data()), n, probs.data(), attn.mutable_data());
+    return std::move(attn);
+  }
+
+  uint32_t input_size() const { return view_.input_size; }
+  uint32_t n_classes() const { return view_.n_classes; }
+  uint32_t attn_width() const { return attn_width_; }
+  std::string isa() const { return ops_->name; }
+  uint32_t tile() const { return ops_->tile; }
+  py::bytes blob() const { return py::bytes(static_cast<const char*>(blob_.get()), size_); }
+  py::dict info() const { return describe(view_); }
+  bool raises_on_nonfinite() const { return raise_on_nonfinite_; }
+
+ private:
+  py::object coerce(py::handle x) const {
+    static py::object fn = py::module_::import("pymicro._inputs").attr("coerce");
+    return fn(x, view_.input_size);
+  }
+
+  uint64_t rows_of(const py::array& a, const char* name) const {
+    const auto d = view_.input_size;
+    if (a.ndim() == 1 && uint64_t(a.shape(0)) == d) return 1;
+    if (a.ndim() == 2 && uint64_t(a.shape(1)) == d) return uint64_t(a.shape(0));
+    std::string got = "(";
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) got += (i ? ", " : "") + std::to_string(a.shape(i));
+    got += a.ndim() == 1 ? ",)" : ")";
+    raise("InputError", std::string(name) + " has shape " + got + "; this model takes (" +
+                            std::to_string(d) + ",) or (batch, " + std::to_string(d) + ")");
+  }
+
+  void execute(const float* x, uint64_t n, float* out, float* attn) const {
+    if (n == 0) return;
+    uint64_t bad;
+    if (n >= kReleaseGilRows) {
+      py::gil_scoped_release release;
+      bad = ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
+    } else {
+      bad = ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
+    }
+    if (bad && raise_on_nonfinite_) report_nonfinite(x, n);
+  }
+
+  [[noreturn]] void report_nonfinite(const float* x, uint64_t n) const {
+    const uint32_t d = view_.input_size;
+    for (uint64_t r = 0; r < n; ++r)
+      for (uint32_t c = 0; c < d; ++c) {
+        float v = x[r * d + c];
+        if (v != v || v - v != 0.0f)
+          raise("InputError", "x[" + std::to_string(r) + ", " + std::to_string(c) + "] is " +
+                                  (v != v ? "NaN" : "infinite") +
+                                  "; load the model with nan_policy='propagate' to get NaN "
+                                  "probabilities for such rows instead");
+      }
+    raise("InputError", "an input row overflows float32 after normalisation");
+  }
+
+  // Releasing and re-taking the GIL costs about as much as one small row's
+  // work, so single rows and tiny batches keep it.
+  static constexpr uint64_t kReleaseGilRows = 8;
+
+  AlignedPtr blob_, plan_;
+  size_t size_ = 0;
+  BlobView view_;
+  const ArchOps* ops_;
+  uint64_t ws_floats_ = 0;
+  uint32_t attn_width_ = 0;
+  bool raise_on_nonfinite_ = true;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "pymicro's C++ core: blob parser and executor";
+  m.def("parse", [](py::buffer data, bool check_crc) {
+    py::buffer_info info = data.request();
+    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+      raise("InputError", "a blob must be a contiguous bytes-like object");
+    return describe(parse_or_raise(static_cast<const uint8_t*>(info.ptr), size_t(info.size), check_crc));
+  }, py::arg("data"), py::arg("check_crc") = true,
+     "Validate a blob and return its contents as Python data (raises BlobError).");
+  m.def("isas", [] {
+    py::list names;
+    for (auto* o : available_isas()) names.append(o->name);
+    return names;
+  }, "Instruction sets this CPU can run, best first.");
+  py::class_<NativeModel>(m, "NativeModel")
+      .def(py::init<py::buffer, const std::string&, const std::string&>(), py::arg("data"),
+           py::arg("isa") = "auto", py::arg("nan_policy") = "raise")
+      .def("predict", &NativeModel::predict, py::arg("x"))
+      .def("predict_into", &NativeModel::predict_into, py::arg("x"), py::arg("out"))
+      .def("explain", &NativeModel::explain, py::arg("x"))
+      .def_property_readonly("input_size", &NativeModel::input_size)
+      .def_property_readonly("n_classes", &NativeModel::n_classes)
+      .def_property_readonly("attn_width", &NativeModel::attn_width)
+      .def_property_readonly("isa", &NativeModel::isa)
+      .def_property_readonly("tile", &NativeModel::tile)
+      .def_property_readonly("raises_on_nonfinite", &NativeModel::raises_on_nonfinite)
+      .def("blob", &NativeModel::blob)
+      .def("info", &NativeModel::info);
+}

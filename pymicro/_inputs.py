@@ -1,0 +1,33 @@
+"""The input policy for predict/explain, applied when x is not already the fast layout.
+
+* float32, C-contiguous, aligned ndarray: used in place (the fast path, in C++).
+* any other real numeric array or nested sequence (float16/64, ints): converted to
+  float32 C-contiguous once (one copy), then run.
+* bool, complex, object, string dtypes: refused with InputError.
+* shape (input_size,) -> (n_classes,); (batch, input_size) -> (batch, n_classes);
+  anything else: InputError naming the shape (checked by the backend).
+* NaN/Inf: per the model's nan_policy ("raise" by default, or "propagate").
+``predict_into`` never converts: it takes the fast layout only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+
+def coerce(x, input_size: int) -> np.ndarray:
+    try:
+        a = np.asarray(x)
+    except (ValueError, TypeError) as e:
+        raise InputError(f"x is not array-like: {e}") from None
+    if a.dtype.kind not in "fiu":
+        raise InputError(
+            f"x has dtype {a.dtype}; pymicro takes real numbers (float32 is the zero-copy path)"
+        )
+    if a.ndim not in (1, 2) or a.shape[-1] != input_size:
+        raise InputError(
+            f"x has shape {a.shape}; this model takes ({input_size},) or (batch, {input_size})"
+        )
+    return np.ascontiguousarray(a, dtype=np.float32)

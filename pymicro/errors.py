@@ -1,0 +1,36 @@
+"""Every error pymicro raises on bad input is a :class:`PymicroError`.
+
+``PymicroError`` subclasses ``ValueError`` so code that already guards numeric
+input with ``except ValueError`` keeps working. Each subclass says *where* the
+problem is: a byte offset for blobs, a layer for specs, an argument for calls.
+"""
+
+from __future__ import annotations
+
+
+class PymicroError(ValueError):
+    """Base class of every error pymicro raises for bad input or bad state."""
+
+
+class SpecError(PymicroError):
+    """An architecture spec is malformed (bad width, unknown activation, ...)."""
+
+
+class ParameterBudgetError(SpecError):
+    """A spec has more parameters than a micro network may have (10,000 by default)."""
+
+
+class BlobError(PymicroError):
+    """A blob failed validation. ``offset`` is the byte where the problem was found."""
+
+    def __init__(self, message: str, offset: int | None = None):
+        super().__init__(message if offset is None else f"{message} (at byte {offset})")
+        self.offset = offset
+
+
+class InputError(PymicroError):
+    """An argument to predict/explain has the wrong shape, dtype, layout or values."""
+
+
+class BackendError(PymicroError):
+    """The requested backend does not exist or cannot run on this machine."""

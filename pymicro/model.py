@@ -1,0 +1,156 @@
+"""Loading blobs into models, and the Model every backend presents."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import BackendError, BlobError, InputError
+from .spec import Attention, Dense, Spec
+
+BACKENDS = ("native", "reference", "wasm", "cuda")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a blob holds, read through the core's parser."""
+
+    name: str
+    params: int
+    flops: int
+    layers: tuple[str, ...]
+    labels: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    input_size: int
+    n_classes: int
+    content_hash: str  # sha256 of the blob bytes
+    checksum: int  # the blob's CRC-32
+    blob_size: int
+    has_normalization: bool
+    backend: str
+    isa: str
+    metadata: dict = field(default_factory=dict)
+
+
+def _spec_layers(described: dict) -> list:
+    layers = []
+    for layer in described["layers"][:-1]:
+        if layer["kind"] == "attention":
+            layers.append(Attention(layer["out"]))
+        else:
+            layers.append(Dense(layer["out"], layer["activation"]))
+    return layers
+
+
+def spec_of(described: dict) -> Spec:
+    """The architecture spec a parsed blob describes (Dropout is not stored)."""
+    return Spec(described["input_size"], tuple(_spec_layers(described)), described["n_classes"],
+                name=described["metadata"].get("name", "custom"),
+                labels=tuple(described["labels"]),
+                feature_names=tuple(described["feature_names"]) or None, allow_large=True)
+
+
+def _info(described: dict, blob: bytes, backend: str, isa: str) -> ModelInfo:
+    spec = spec_of(described)
+    layers = []
+    for layer in described["layers"]:
+        if layer["kind"] == "attention":
+            layers.append(f"Attention({layer['in']} -> {layer['out']})")
+        else:
+            layers.append(f"Dense({layer['in']} -> {layer['out']}, {layer['activation']})")
+    return ModelInfo(
+        name=spec.name, params=described["params"], flops=spec.flops, layers=tuple(layers),
+        labels=spec.labels, feature_names=tuple(described["feature_names"]),
+        input_size=described["input_size"], n_classes=described["n_classes"],
+        content_hash=hashlib.sha256(blob).hexdigest(), checksum=described["checksum"],
+        blob_size=len(blob), has_normalization=described["mean"] is not None,
+        backend=backend, isa=isa, metadata=dict(described["metadata"]))
+
+
+class Model:
+    """A loaded blob. ``predict``, ``predict_into`` and ``explain`` go straight to the backend.
+
+    ``predict(x)``: probabilities, (n_classes,) for one row, (batch, n_classes) for a batch.
+    ``predict_into(x, out)``: the same into a caller's float32 buffer, no allocation (x must
+    be float32 C-contiguous). ``explain(x)``: the first attention layer's weights.
+    One Model may be shared by many threads: it is immutable after load.
+    """
+
+    def __init__(self, impl, backend: str, blob: bytes, described: dict):
+        self._impl = impl
+        self.backend = backend
+        self.blob = blob
+        self.described = described
+        # Bound straight to the backend: no Python frame between the caller and the core.
+        self.predict = impl.predict
+        self.predict_into = impl.predict_into
+        self.explain = impl.explain
+        self._info = None
+
+    @property
+    def info(self) -> ModelInfo:
+        if self._info is None:
+            self._info = _info(self.described, self.blob, self.backend, self._impl.isa)
+        return self._info
+
+    @property
+    def input_size(self) -> int:
+        return self._impl.input_size
+
+    @property
+    def n_classes(self) -> int:
+        return self._impl.n_classes
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(self.described["labels"])
+
+    def __repr__(self) -> str:
+        d = self.described
+        return (f"<pymicro.Model {d['metadata'].get('name', 'custom')!r} {d['input_size']}->"
+                f"{d['n_classes']} params={d['params']} backend={self.backend}/{self._impl.isa}>")
+
+
+def _read_source(source) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            with open(source, "rb") as f:
+                return f.read()
+        except OSError as e:
+            raise BlobError(f"cannot read blob file {os.fspath(source)!r}: {e.strerror}") from None
+    raise InputError(f"load() takes a path or bytes, got {type(source).__name__}")
+
+
+def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str = "raise") -> Model:
+    """Load a blob (path or bytes) onto a backend.
+
+    backend: "native" (C++ core, best ISA of this CPU, or ``isa=`` to pick one),
+    "reference" (numpy float64). nan_policy: "raise" (InputError naming the row and
+    column) or "propagate" (rows with NaN/Inf get NaN probabilities).
+    """
+    from . import _core
+
+    blob = _read_source(source)
+    described = _core.parse(blob)
+    if backend == "native":
+        impl = _core.NativeModel(blob, isa, nan_policy)
+    elif backend == "reference":
+        from .reference import ReferenceModel
+
+        impl = ReferenceModel(described, nan_policy)
+    elif backend in ("wasm", "cuda"):
+        raise BackendError(f"backend {backend!r} is not part of this build yet; "
+                           "available: 'native', 'reference'")
+    else:
+        raise BackendError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    return Model(impl, backend, blob, described)
+
+
+def predict(model: Model, x) -> np.ndarray:
+    """Class probabilities of ``x`` under ``model`` (see :meth:`Model.predict`)."""
+    return model.predict(x)
