@@ -2,7 +2,7 @@
 #include "pymicro/arch.hpp"
 
 #define PM_LANES 16
-#define PM_NR 2
+#define PM_NR 4
 #define PM_ARCH_NAME "avx512"
 
 namespace pymicro {

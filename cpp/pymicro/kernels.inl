@@ -30,14 +30,9 @@ static inline vf vload(const float* p) {
 }
 static inline void vstore(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
 static inline vf vset(float s) { return vf{} + s; }
-static inline vf vmax(vf a, vf b) {
-  vi m = a > b;
-  return (vf)((m & (vi)a) | (~m & (vi)b));
-}
-static inline vf vmin(vf a, vf b) {
-  vi m = a < b;
-  return (vf)((m & (vi)a) | (~m & (vi)b));
-}
+// Vector ?: is a GCC and Clang extension in C++; both lower it to max/min instructions.
+static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 static inline float smax(float a, float b) { return a > b ? a : b; }
 
 // exp with Cody-Waite reduction and the Cephes degree-6 polynomial (rel. error
@@ -229,7 +224,8 @@ static void softmax_row(float* y, uint32_t n) {
   for (uint32_t i = 0; i < n; i += W) vstore(y + i, v_exp(vload(y + i) - m));
   float s = 0.0f;
   for (uint32_t i = 0; i < n; ++i) s = s + y[i];
-  for (uint32_t i = 0; i < n; ++i) y[i] = y[i] / s;
+  const float r = 1.0f / s;
+  for (uint32_t i = 0; i < n; ++i) y[i] = y[i] * r;
 }
 
 static bool run_row(const Plan& P, const float* x, float* out, float* attn, float* ws) {
@@ -307,8 +303,41 @@ static void softmax_tile(float* Y, uint32_t n) {
       vstore(y + i * T, e);
       s = s + e;
     }
-    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) / s);
+    const vf r = 1.0f / s;
+    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) * r);
   }
+}
+
+// A[i][t] = x[t][i] for a tile of nt rows of width I; rows nt..T-1 become 0.
+static void transpose_in(const float* x, uint32_t nt, uint32_t I, float* A) {
+  uint32_t t = 0;
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+  typedef float v4 __attribute__((vector_size(16)));
+  auto ld = [](const float* p) { v4 v; __builtin_memcpy(&v, p, 16); return v; };
+  auto st = [](float* p, v4 v) { __builtin_memcpy(p, &v, 16); };
+  const uint32_t I4 = I & ~3u;
+  for (; t + 4 <= nt; t += 4) {  // 4x4 blocks: 8 shuffles instead of 16 scalar stores
+    const float* r = x + uint64_t(t) * I;
+    for (uint32_t i = 0; i < I4; i += 4) {
+      v4 r0 = ld(r + i), r1 = ld(r + I + i), r2 = ld(r + 2 * I + i), r3 = ld(r + 3 * I + i);
+      v4 t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
+      v4 t1 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
+      v4 t2 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
+      v4 t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
+      st(A + i * T + t, __builtin_shufflevector(t0, t2, 0, 1, 4, 5));
+      st(A + (i + 1) * T + t, __builtin_shufflevector(t0, t2, 2, 3, 6, 7));
+      st(A + (i + 2) * T + t, __builtin_shufflevector(t1, t3, 0, 1, 4, 5));
+      st(A + (i + 3) * T + t, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
+    }
+    for (uint32_t i = I4; i < I; ++i)
+      for (uint32_t k = 0; k < 4; ++k) A[i * T + t + k] = r[uint64_t(k) * I + i];
+  }
+#endif
+  for (; t < nt; ++t)
+    for (uint32_t i = 0; i < I; ++i) A[i * T + t] = x[uint64_t(t) * I + i];
+  if (nt < T)
+    for (uint32_t i = 0; i < I; ++i)
+      for (uint32_t k = nt; k < T; ++k) A[i * T + k] = 0.0f;
 }
 
 static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out, float* attn,
@@ -316,13 +345,16 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
   const uint32_t I = P.input_size, C = P.n_classes;
   float* A = ws;
   float* B = ws + uint64_t(P.tile_rows) * T;
-  for (uint32_t t = 0; t < nt; ++t)
-    for (uint32_t i = 0; i < I; ++i) A[i * T + t] = (x[uint64_t(t) * I + i] - P.mean[i]) * P.inv_std[i];
-  for (uint32_t i = 0; i < I; ++i)
-    for (uint32_t t = nt; t < T; ++t) A[i * T + t] = 0.0f;
+  transpose_in(x, nt, I, A);
   vf bad[NR] = {};
-  for (uint32_t i = 0; i < I; ++i)
-    for (uint32_t c = 0; c < NR; ++c) bad[c] = bad[c] + vload(A + i * T + c * W) * 0.0f;
+  for (uint32_t i = 0; i < I; ++i) {
+    const float mean = P.mean[i], inv = P.inv_std[i];
+    for (uint32_t c = 0; c < NR; ++c) {
+      vf v = (vload(A + i * T + c * W) - mean) * inv;
+      bad[c] = bad[c] + v * 0.0f;  // NaN iff some input of that sample is NaN or Inf
+      vstore(A + i * T + c * W, v);
+    }
+  }
 
   bool first_gate = true;
   for (uint32_t k = 0; k < P.n_ops; ++k) {
