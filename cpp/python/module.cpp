@@ -247,8 +247,9 @@ class NativeModel {
 
  private:
   py::object coerce(py::handle x) const {
-    static py::object fn = py::module_::import("pymicro._inputs").attr("coerce");
-    return fn(x, view_.input_size);
+    // Leaked on purpose: a static py::object would be released after the interpreter.
+    static py::object* fn = new py::object(py::module_::import("pymicro._inputs").attr("coerce"));
+    return (*fn)(x, view_.input_size);
   }
 
   uint64_t rows_of(const py::array& a, const char* name) const {
@@ -281,7 +282,7 @@ class NativeModel {
         float v = x[r * d + c];
         if (v != v || v - v != 0.0f)
           raise("InputError", "x[" + std::to_string(r) + ", " + std::to_string(c) + "] is " +
-                                  (v != v ? "NaN" : "infinite") +
+                                  (v != v ? "nan" : v > 0 ? "inf" : "-inf") +
                                   "; load the model with nan_policy='propagate' to get NaN "
                                   "probabilities for such rows instead");
       }

@@ -1,0 +1,234 @@
+"""The native core against the float64 numpy reference, and the Model API's contracts."""
+
+import hashlib
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+from netgen import networks, perturbed
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pymicro
+from pymicro import BackendError, BlobError, InputError, _core
+
+ISAS = _core.isas()
+
+
+def rows(n, width, seed=0, scale=2.0):
+    return np.random.default_rng(seed).normal(0, scale, (n, width)).astype(np.float32)
+
+
+@settings(max_examples=60, deadline=None)
+@given(net=networks(), n=st.sampled_from([1, 2, 7, 33, 130]), seed=st.integers(0, 1000))
+def test_native_matches_reference_within_1e5_on_every_isa(net, n, seed):
+    blob = pymicro.freeze(net)
+    x = rows(n, net.spec.input_size, seed)
+    want = pymicro.load(blob, "reference").predict(x)
+    for isa in ISAS:
+        got = pymicro.load(blob, isa=isa).predict(x)
+        assert got.dtype == np.float32 and got.shape == (n, net.spec.n_classes)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(net=networks(), seed=st.integers(0, 1000))
+def test_a_row_gives_bit_identical_results_alone_or_in_a_batch(net, seed):
+    model = pymicro.load(pymicro.freeze(net))
+    x = rows(37, net.spec.input_size, seed)
+    batch = model.predict(x)
+    single = np.stack([model.predict(row) for row in x])
+    assert np.array_equal(batch, single)
+
+
+def test_probabilities_are_distributions(preset_blob):
+    model = pymicro.load(preset_blob)
+    p = model.predict(rows(500, model.input_size, scale=5.0))
+    assert np.all(p >= 0) and np.allclose(p.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_shapes_one_row_batch_and_empty(preset_blob):
+    model = pymicro.load(preset_blob)
+    d, c = model.input_size, model.n_classes
+    assert pymicro.predict(model, rows(1, d)[0]).shape == (c,)
+    assert model.predict(rows(5, d)).shape == (5, c)
+    assert model.predict(np.empty((0, d), np.float32)).shape == (0, c)
+
+
+def test_other_dtypes_and_layouts_are_converted_to_the_same_answer(preset_blob):
+    model = pymicro.load(preset_blob)
+    x = rows(20, model.input_size)
+    want = model.predict(x)
+    np.testing.assert_array_equal(model.predict(x.astype(np.float64)), want)
+    np.testing.assert_array_equal(model.predict(x.tolist()), want)
+    np.testing.assert_array_equal(model.predict(np.asfortranarray(x)), want)
+    wide = np.zeros((20, 2 * model.input_size), np.float32)
+    wide[:, ::2] = x
+    np.testing.assert_array_equal(model.predict(wide[:, ::2]), want)  # strided view
+    ints = np.arange(model.input_size, dtype=np.int64)
+    np.testing.assert_array_equal(model.predict(ints), model.predict(ints.astype(np.float32)))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda d: np.zeros(d + 1, np.float32), r"shape \(\d+,\)"),
+    (lambda d: np.zeros((2, d - 1), np.float32), r"shape \(2, \d+\)"),
+    (lambda d: np.zeros((2, 2, d), np.float32), r"shape \(2, 2, \d+\)"),
+    (lambda d: np.zeros(d, np.complex64), "dtype complex64"),
+    (lambda d: np.array(["a"] * d), "dtype <U1"),
+    (lambda d: np.zeros(d, bool), "dtype bool"),
+    (lambda d: [[1.0] * d, [1.0]], "not array-like"),
+])
+def test_wrong_shapes_and_dtypes_raise_input_error(preset_blob, bad, match):
+    for backend in ("native", "reference"):
+        model = pymicro.load(preset_blob, backend)
+        with pytest.raises(InputError, match=match):
+            model.predict(bad(model.input_size))
+
+
+def test_nan_and_inf_raise_by_default_naming_the_cell(preset_blob):
+    for backend in ("native", "reference"):
+        model = pymicro.load(preset_blob, backend)
+        x = rows(40, model.input_size)
+        x[17, 3] = np.nan
+        with pytest.raises(InputError, match=r"x\[17, 3\] is nan"):
+            model.predict(x)
+        x[17, 3] = 0
+        x[0, 1] = np.inf
+        with pytest.raises(InputError, match=r"x\[0, 1\] is inf"):
+            model.predict(x)
+        with pytest.raises(InputError, match=r"x\[0, 1\]"):
+            model.predict(x[0])
+
+
+def test_nan_policy_propagate_marks_only_the_bad_rows(preset_blob):
+    clean = rows(40, 0 or pymicro.load(preset_blob).input_size)
+    want = pymicro.load(preset_blob).predict(clean)
+    x = clean.copy()
+    x[[3, 21, 39], [0, 5, 1]] = [np.nan, np.inf, -np.inf]
+    for backend in ("native", "reference"):
+        got = pymicro.load(preset_blob, backend, nan_policy="propagate").predict(x)
+        bad = np.isnan(got).all(axis=1)
+        assert list(np.flatnonzero(bad)) == [3, 21, 39]
+        np.testing.assert_allclose(got[~bad], want[~bad], atol=1e-5)
+    with pytest.raises(InputError, match="nan_policy"):
+        pymicro.load(preset_blob, nan_policy="ignore")
+
+
+def test_predict_into_writes_the_callers_buffer_without_allocating(preset_blob):
+    model = pymicro.load(preset_blob)
+    x = rows(64, model.input_size)
+    out = np.empty((64, model.n_classes), np.float32)
+    assert model.predict_into(x, out) is None
+    np.testing.assert_array_equal(out, model.predict(x))
+    one = np.empty(model.n_classes, np.float32)
+    model.predict_into(x[5], one)
+    np.testing.assert_array_equal(one, out[5])
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(2000):
+            model.predict_into(x[5], one)
+            model.predict_into(x, out)
+        grown = tracemalloc.get_traced_memory()[1] - before
+    finally:
+        tracemalloc.stop()
+    assert grown < 1024, f"predict_into allocated {grown} bytes"
+
+
+@pytest.mark.parametrize("make_x, make_out, match", [
+    (lambda x: x.astype(np.float64), lambda o: o, "x as a float32"),
+    (lambda x: np.asfortranarray(x), lambda o: o, "x as a float32"),
+    (lambda x: x, lambda o: o.astype(np.float64), "out must be a float32"),
+    (lambda x: x, lambda o: o[:-1], "wrong shape"),
+    (lambda x: x, lambda o: o.reshape(-1), "wrong shape"),
+])
+def test_predict_into_refuses_what_it_would_have_to_copy(preset_blob, make_x, make_out, match):
+    model = pymicro.load(preset_blob)
+    x = rows(8, model.input_size)
+    out = np.empty((8, model.n_classes), np.float32)
+    with pytest.raises(InputError, match=match):
+        model.predict_into(make_x(x), make_out(out))
+    out.flags.writeable = False
+    with pytest.raises(InputError, match="read-only"):
+        model.predict_into(x, out)
+
+
+def test_explain_returns_the_attention_weights():
+    net = perturbed(pymicro.preset("momentum"))
+    blob = pymicro.freeze(net)
+    x = rows(50, 24)
+    for isa in ISAS:
+        a = pymicro.load(blob, isa=isa).explain(x)
+        assert a.shape == (50, 24)
+        np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
+        np.testing.assert_allclose(a, pymicro.load(blob, "reference").explain(x), atol=1e-5)
+        assert np.array_equal(pymicro.load(blob, isa=isa).explain(x[7]), a[7])
+    no_attention = pymicro.load(pymicro.freeze(pymicro.preset("reversal").init()))
+    with pytest.raises(InputError, match="no attention"):
+        no_attention.explain(x[:, :1].repeat(32, axis=1))
+
+
+def test_info_describes_the_blob():
+    spec = pymicro.Spec(6, (pymicro.Attention(4), pymicro.Dense(5, "gelu")), 3, name="demo",
+                        labels=("down", "flat", "up"), feature_names=tuple("abcdef"))
+    blob = pymicro.freeze(perturbed(spec), horizon=5, note="ünïcode")
+    info = pymicro.load(blob).info
+    assert (info.params, info.flops) == (spec.params, spec.flops)
+    assert info.labels == ("down", "flat", "up") and info.feature_names == tuple("abcdef")
+    assert info.input_size == 6 and info.n_classes == 3 and info.has_normalization
+    assert info.content_hash == hashlib.sha256(blob).hexdigest() and info.blob_size == len(blob)
+    assert info.metadata["horizon"] == "5" and info.metadata["note"] == "ünïcode"
+    assert info.layers == ("Attention(6 -> 4)", "Dense(4 -> 5, gelu)", "Dense(5 -> 3, linear)")
+    assert info.isa in ISAS and info.backend == "native"
+
+
+def test_freeze_is_deterministic_and_writes_atomically(tmp_path):
+    net = perturbed(pymicro.preset("reversal"))
+    path = tmp_path / "sub" / "reversal.pmb"
+    blob = pymicro.freeze(net, path)
+    assert path.read_bytes() == blob == pymicro.freeze(net)
+    assert [p.name for p in path.parent.iterdir()] == ["reversal.pmb"]  # no temp file left
+    for source in (path, str(path), blob, bytearray(blob), memoryview(blob)):
+        assert pymicro.load(source).info.content_hash == hashlib.sha256(blob).hexdigest()
+
+
+def test_load_errors_are_typed(tmp_path):
+    blob = pymicro.freeze(pymicro.preset("momentum").init())
+    with pytest.raises(BlobError, match="cannot read blob file"):
+        pymicro.load(tmp_path / "missing.pmb")
+    with pytest.raises(InputError, match="path or bytes"):
+        pymicro.load(42)
+    with pytest.raises(BackendError, match="unknown backend"):
+        pymicro.load(blob, "tpu")
+    with pytest.raises(BackendError, match="cuda"):
+        pymicro.load(blob, "cuda")
+    with pytest.raises(BackendError, match="not available"):
+        pymicro.load(blob, isa="neon9000")
+    with pytest.raises(BlobError, match="at byte"):
+        pymicro.load(blob[:-1])
+
+
+def test_eight_threads_give_bit_identical_results_to_one(preset_blob):
+    model = pymicro.load(preset_blob)
+    inputs = [rows(n, model.input_size, seed) for seed, n in enumerate([1, 9, 64, 257, 1000] * 2)]
+    want = [model.predict(x) for x in inputs]
+    results, errors = {}, []
+
+    def worker(k):
+        try:
+            for rep in range(30):
+                for j, x in enumerate(inputs):
+                    got = model.predict(x)
+                    if not np.array_equal(got, want[j]):
+                        errors.append((k, rep, j))
+            results[k] = True
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 8
