@@ -143,9 +143,13 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
         from .reference import ReferenceModel
 
         impl = ReferenceModel(described, nan_policy)
-    elif backend in ("wasm", "cuda"):
-        raise BackendError(f"backend {backend!r} is not part of this build yet; "
-                           "available: 'native', 'reference'")
+    elif backend == "wasm":
+        from .wasm import WasmModel
+
+        impl = WasmModel(blob, nan_policy=nan_policy)
+    elif backend == "cuda":
+        raise BackendError("backend 'cuda' is not part of this build yet; "
+                           "available: 'native', 'reference', 'wasm'")
     else:
         raise BackendError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     return Model(impl, backend, blob, described)
