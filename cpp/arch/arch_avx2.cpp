@@ -2,7 +2,7 @@
 #include "pymicro/arch.hpp"
 
 #define PM_LANES 8
-#define PM_NR 2
+#define PM_NR 3
 #define PM_ARCH_NAME "avx2"
 
 namespace pymicro {

@@ -3,6 +3,7 @@
 
 #define PM_LANES 16
 #define PM_NR 4
+#define PM_MR 4
 #define PM_ARCH_NAME "avx512"
 
 namespace pymicro {

@@ -18,7 +18,10 @@ typedef float vf __attribute__((vector_size(PM_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(PM_LANES * 4)));
 
 constexpr uint32_t W = PM_LANES;
-constexpr uint32_t MR = 4;  // outputs per micro-kernel
+#ifndef PM_MR
+#define PM_MR 4
+#endif
+constexpr uint32_t MR = PM_MR;  // outputs per micro-kernel
 constexpr uint32_t NR = PM_NR;
 constexpr uint32_t T = W * NR;  // samples per tile
 constexpr uint32_t kGate = 100;  // attention logits: softmax over outputs, then gate the input
