@@ -146,9 +146,33 @@ py::dict describe(const BlobView& v) {
   return d;
 }
 
+// float32 in native byte order, C-contiguous and aligned: usable in place.
 bool is_fast_array(py::handle x) {
-  return py::array_t<float, py::array::c_style>::check_(x) &&
-         (py::detail::array_proxy(x.ptr())->flags & py::detail::npy_api::NPY_ARRAY_ALIGNED_);
+  using py::detail::npy_api;
+  static const npy_api& api = npy_api::get();
+  if (!api.PyArray_Check_(x.ptr())) return false;
+  const auto* a = py::detail::array_proxy(x.ptr());
+  const auto* d = py::detail::array_descriptor_proxy(a->descr);
+  constexpr int need = npy_api::NPY_ARRAY_C_CONTIGUOUS_ | npy_api::NPY_ARRAY_ALIGNED_;
+  return d->type_num == npy_api::NPY_FLOAT_ && d->byteorder != '>' && (a->flags & need) == need;
+}
+
+// A new float32 array of shape (n,) or (rows, n) straight from numpy's C API
+// (pybind11's array_t constructor allocates shape/stride vectors on the way).
+py::object new_f32(int ndim, py::ssize_t rows, py::ssize_t n) {
+  using py::detail::npy_api;
+  static const npy_api& api = npy_api::get();
+  static PyObject* f32 = api.PyArray_DescrFromType_(npy_api::NPY_FLOAT_);  // kept for life
+  Py_intptr_t dims[2] = {ndim == 1 ? n : rows, n};
+  Py_INCREF(f32);  // PyArray_NewFromDescr steals a reference
+  PyObject* a = api.PyArray_NewFromDescr_(api.PyArray_Type_, f32, ndim, dims, nullptr, nullptr, 0,
+                                          nullptr);
+  if (!a) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(a);
+}
+
+float* f32_data(const py::object& a) {
+  return reinterpret_cast<float*>(py::detail::array_proxy(a.ptr())->data);
 }
 
 class NativeModel {
@@ -192,11 +216,9 @@ class NativeModel {
     }
     auto a = py::reinterpret_borrow<py::array>(x);
     const uint64_t n = rows_of(a, "x");
-    py::array_t<float> out = a.ndim() == 1
-        ? py::array_t<float>(py::ssize_t(view_.n_classes))
-        : py::array_t<float>({py::ssize_t(n), py::ssize_t(view_.n_classes)});
-    execute(static_cast<const float*>(a.data()), n, out.mutable_data(), nullptr);
-    return std::move(out);
+    py::object out = new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(view_.n_classes));
+    execute(static_cast<const float*>(a.data()), n, f32_data(out), nullptr);
+    return out;
   }
 
   void predict_into(py::handle x, py::handle out) {
@@ -229,11 +251,9 @@ class NativeModel {
     auto a = py::reinterpret_borrow<py::array>(x);
     const uint64_t n = rows_of(a, "x");
     std::vector<float> probs(n * view_.n_classes);
-    py::array_t<float> attn = a.ndim() == 1
-        ? py::array_t<float>(py::ssize_t(attn_width_))
-        : py::array_t<float>({py::ssize_t(n), py::ssize_t(attn_width_)});
-    execute(static_cast<const float*>(a.data()), n, probs.data(), attn.mutable_data());
-    return std::move(attn);
+    py::object attn = new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(attn_width_));
+    execute(static_cast<const float*>(a.data()), n, probs.data(), f32_data(attn));
+    return attn;
   }
 
   uint32_t input_size() const { return view_.input_size; }
