@@ -34,3 +34,14 @@ class InputError(PymicroError):
 
 class BackendError(PymicroError):
     """The requested backend does not exist or cannot run on this machine."""
+
+
+class DataError(PymicroError):
+    """Market data, features, labels or a dataset are malformed or cannot be read.
+
+    The message names the file, column, symbol, row or dates at fault.
+    """
+
+
+class TrainingError(PymicroError):
+    """Training cannot run: bad arrays or labels, bad arguments, or no usable compiler/device."""

@@ -62,6 +62,7 @@ def test_other_dtypes_and_layouts_are_converted_to_the_same_answer(preset_blob):
     want = model.predict(x)
     np.testing.assert_array_equal(model.predict(x.astype(np.float64)), want)
     np.testing.assert_array_equal(model.predict(x.tolist()), want)
+    np.testing.assert_array_equal(model.predict(x.astype(">f4")), want)  # big-endian float32
     np.testing.assert_array_equal(model.predict(np.asfortranarray(x)), want)
     wide = np.zeros((20, 2 * model.input_size), np.float32)
     wide[:, ::2] = x
