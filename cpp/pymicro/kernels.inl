@@ -343,6 +343,26 @@ static void transpose_in(const float* x, uint32_t nt, uint32_t I, float* A) {
       for (uint32_t k = nt; k < T; ++k) A[i * T + k] = 0.0f;
 }
 
+// softmax down the rows of Y (per sample) fused with the attention gate:
+// Y[i] = softmax(Y)[i] * X[i], one pass fewer than softmax_tile then a multiply,
+// with the same arithmetic ((e * (1/s)) * x), so results are bit-identical.
+static void softmax_gate_tile(float* Y, const float* X, uint32_t n) {
+  for (uint32_t c = 0; c < NR; ++c) {
+    float* y = Y + c * W;
+    const float* x = X + c * W;
+    vf m = vload(y);
+    for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
+    vf s = vf{};
+    for (uint32_t i = 0; i < n; ++i) {
+      vf e = v_exp(vload(y + i * T) - m);
+      vstore(y + i * T, e);
+      s = s + e;
+    }
+    const vf r = 1.0f / s;
+    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, (vload(y + i * T) * r) * vload(x + i * T));
+  }
+}
+
 static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out, float* attn,
                          float* ws) {
   const uint32_t I = P.input_size, C = P.n_classes;
@@ -369,11 +389,13 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
       case kGelu: dense_tile<kGelu>(op, A, B); break;
       default: dense_tile<kLinear>(op, A, B); break;
     }
-    if (op.act == kGate) {
+    if (op.act == kGate && !(attn && first_gate)) {
+      softmax_gate_tile(B, A, op.out);
+      first_gate = false;
+    } else if (op.act == kGate) {  // explain(): keep the weights before gating
       softmax_tile(B, op.out);
-      if (attn && first_gate)
-        for (uint32_t t = 0; t < nt; ++t)
-          for (uint32_t i = 0; i < op.out; ++i) attn[uint64_t(t) * op.out + i] = B[i * T + t];
+      for (uint32_t t = 0; t < nt; ++t)
+        for (uint32_t i = 0; i < op.out; ++i) attn[uint64_t(t) * op.out + i] = B[i * T + t];
       first_gate = false;
       for (uint32_t i = 0; i < op.out; ++i)
         for (uint32_t c = 0; c < NR; ++c)
