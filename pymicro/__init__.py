@@ -6,7 +6,10 @@
     probs = pymicro.predict(model, x)     # (3,) for one row of 24 features
 """
 
-from .errors import BackendError, BlobError, InputError, ParameterBudgetError, PymicroError, SpecError
+from .errors import (
+    BackendError, BlobError, DataError, InputError, ParameterBudgetError, PymicroError, SpecError,
+    TrainingError,
+)
 
 try:
     from . import _core  # noqa: F401
@@ -25,7 +28,7 @@ from .spec import PRESETS, Attention, Dense, Dropout, Network, Spec, preset
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attention", "BackendError", "BlobError", "Dense", "Dropout", "InputError", "Model",
+    "Attention", "BackendError", "BlobError", "DataError", "Dense", "Dropout", "InputError", "Model",
     "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "Spec",
-    "SpecError", "export_onnx", "freeze", "load", "predict", "preset",
+    "SpecError", "TrainingError", "export_onnx", "freeze", "load", "predict", "preset",
 ]

@@ -45,3 +45,15 @@ class DataError(PymicroError):
 
 class TrainingError(PymicroError):
     """Training cannot run: bad arrays or labels, bad arguments, or no usable compiler/device."""
+
+
+class RegistryError(PymicroError):
+    """The model registry refused a request: an unknown or malformed model id, a path that
+    would leave the store, a blob whose bytes no longer match the index, a bad status."""
+
+
+class EvaluationError(PymicroError):
+    """Metrics, backtests or walk-forward runs got unusable input (shapes, NaNs, windows).
+
+    The message names the argument and, where it applies, the index or date at fault.
+    """
