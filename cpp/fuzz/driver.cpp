@@ -8,8 +8,8 @@
 // bit flips, byte sets, truncations, insertions and deletions, splices with
 // another seed, and overwrites of header fields, layer and tensor record
 // fields, float32 weights and string bytes with boundary values. Three mutants
-// in four are then "repaired" (total_size, footer magic and CRC rewritten) so
-// that they get past the cheap checks and into the deep ones.
+// in four are then "repaired" (total_size, footer magic and CRC rewritten, and
+// sometimes data_size) so that they get past the cheap checks into the deep ones.
 //
 // Not coverage-guided: it is the portable smoke test that runs under
 // AddressSanitizer and UBSan in tests/test_sanitizers.py. For real fuzzing use
@@ -133,10 +133,15 @@ Layout layout(const Bytes& b) {
   return L;
 }
 
-void repair(Bytes& b) {
+// Makes the size fields, footer magic and CRC agree with the bytes; with
+// `resize_data`, data_size too, so that a blob that grew or shrank gets past the
+// header and fails (or not) on its tables, strings or tensors.
+void repair(Bytes& b, bool resize_data) {
   if (b.size() < 24) return;
   wr(b, 16, 8, b.size());
   if (b.size() < 136) return;
+  const uint64_t data_off = rd(b, 72, 8);
+  if (resize_data && data_off + 8 <= b.size()) wr(b, 80, 8, b.size() - 8 - data_off);
   memcpy(b.data() + b.size() - 4, "PMBE", 4);
   wr(b, b.size() - 8, 4, pymicro::detail::crc32(b.data(), b.size() - 8));
 }
@@ -153,11 +158,14 @@ void mutate(Rng& r, Bytes& b, const std::vector<Bytes>& seeds) {
       if (n) b[r.below(n)] = r.chance(1, 2) ? vals[r.below(sizeof vals)] : uint8_t(r.next());
       break;
     }
-    case 2:  // truncate
-      b.resize(r.below(n + 1));
+    case 2: {  // truncate, anywhere or by whole 64-byte blocks (data_size stays aligned)
+      size_t cut = r.chance(1, 2) ? r.below(n + 1) : 64 * (1 + r.below(8));
+      b.resize(cut < n ? n - cut : 0);
       break;
-    case 3: {  // insert or delete a range
-      size_t at = r.below(n + 1), len = 1 + r.below(r.chance(1, 2) ? 8 : 256);
+    }
+    case 3: {  // insert or delete a range, of any length or of 64-byte blocks
+      size_t at = r.below(n + 1);
+      size_t len = r.chance(1, 2) ? 1 + r.below(r.chance(1, 2) ? 8 : 256) : 64 * (1 + r.below(4));
       if (r.chance(1, 2)) {
         if (n + len <= kMaxSize) b.insert(b.begin() + at, len, uint8_t(r.chance(1, 2) ? 0 : r.next()));
       } else {
@@ -336,7 +344,7 @@ int main(int argc, char** argv) {
     b = seeds[r.below(seeds.size())];
     for (uint64_t k = 1 + r.below(4); k; --k) mutate(r, b, seeds);
     if (b.size() > kMaxSize) b.resize(kMaxSize);
-    if (r.chance(3, 4)) repair(b);
+    if (r.chance(3, 4)) repair(b, r.chance(1, 2));
     g_current = &b;
     LLVMFuzzerTestOneInput(b.data(), b.size());
     ++buckets[classify(b)];

@@ -421,23 +421,26 @@ inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
     return true;
   };
   uint32_t n_labels = 0;
+  uint64_t count_at = pos;  // a wrong count is reported at the count, not after it
   if (!read_count(&n_labels) || n_labels != v->n_classes) {
     m.s("the string section must start with ").u(v->n_classes).s(" labels");
-    return fail(pos);
+    return fail(count_at);
   }
   v->labels_pos = pos;
   for (uint32_t i = 0; i < n_labels; ++i)
     if (!read_str(1, kMaxLabelBytes, "a label")) return fail(pos);
+  count_at = pos;
   if (!read_count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
     m.s("feature name count must be 0 or input_size=").u(v->input_size);
-    return fail(pos);
+    return fail(count_at);
   }
   v->features_pos = pos;
   for (uint32_t i = 0; i < v->n_features; ++i)
     if (!read_str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
+  count_at = pos;
   if (!read_count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
     m.s("metadata count missing or over ").u(kMaxMetaEntries);
-    return fail(pos);
+    return fail(count_at);
   }
   v->meta_pos = pos;
   for (uint32_t i = 0; i < v->n_meta; ++i)

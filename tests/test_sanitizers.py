@@ -1,0 +1,117 @@
+"""The blob parser and the executor under AddressSanitizer and UBSan.
+
+Builds cpp/fuzz/fuzz_blob.cpp with the portable driver (cpp/fuzz/driver.cpp)
+and g++ (or $CXX), then runs a few seconds of structured mutations of valid
+blobs through it. A C++ compiler is a requirement of the package, so a missing
+one fails these tests rather than skipping them.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from fuzz.fuzz_load_atheris import write_seeds
+
+ROOT = Path(__file__).resolve().parents[1]
+FLAGS = ["-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+         "-fno-omit-frame-pointer", f"-I{ROOT / 'cpp'}"]
+ENV = {**os.environ,
+       "ASAN_OPTIONS": "detect_leaks=1:halt_on_error=1:abort_on_error=0",
+       "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1"}
+SANITIZER_REPORT = re.compile(r"AddressSanitizer|LeakSanitizer|runtime error:|UndefinedBehaviorSanitizer")
+
+CANARY = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+// Reads one byte past an exactly sized copy of any input longer than 200 bytes.
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  uint8_t* p = static_cast<uint8_t*>(malloc(size ? size : 1));
+  memcpy(p, data, size);
+  volatile uint8_t c = size > 200 ? p[size] : 0;
+  (void)c;
+  free(p);
+  return 0;
+}
+"""
+
+
+def compiler() -> str:
+    cxx = os.environ.get("CXX") or "g++"
+    path = shutil.which(cxx)
+    if path is None:
+        pytest.fail(f"no C++ compiler: {cxx!r} is not on PATH. pymicro needs a C++17 compiler "
+                    "(g++ or clang++, with the AddressSanitizer and UBSan runtimes) to build and test "
+                    "its core; install one (e.g. apt-get install g++) or set $CXX.", pytrace=False)
+    return path
+
+
+def compile_all(jobs, cwd):
+    """Runs compiler commands in parallel; fails the test with the compiler's output."""
+    procs = [(cmd, subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)) for cmd in jobs]
+    for cmd, proc in procs:
+        out, _ = proc.communicate(timeout=300)
+        if proc.returncode:
+            pytest.fail(f"compiling with sanitizers failed:\n{' '.join(cmd)}\n{out}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory):
+    cxx = compiler()
+    out = tmp_path_factory.mktemp("fuzz_build")
+    (out / "canary.cpp").write_text(CANARY)
+    compile_all([
+        [cxx, *FLAGS, "-c", str(ROOT / "cpp/fuzz/fuzz_blob.cpp"), "-o", "fuzz_blob.o"],
+        [cxx, *FLAGS, "-c", str(ROOT / "cpp/fuzz/driver.cpp"), "-o", "driver.o"],
+        [cxx, *FLAGS, "-c", "canary.cpp", "-o", "canary.o"],
+    ], out)
+    compile_all([
+        [cxx, *FLAGS, "fuzz_blob.o", "driver.o", "-o", "fuzz_blob"],
+        [cxx, *FLAGS, "canary.o", "driver.o", "-o", "canary"],
+    ], out)
+    seeds = out / "seeds"
+    write_seeds(seeds)
+    return out, seeds
+
+
+def run(binary, *args, cwd):
+    return subprocess.run([str(binary), *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_sanitizers_are_live(build):
+    """A one-byte over-read is reported and its input saved: a quiet fuzz run means something."""
+    out, seeds = build
+    artifacts = out / "canary-artifacts"
+    artifacts.mkdir()
+    result = run(out / "canary", "-runs=10", f"-artifact_prefix={artifacts}/", seeds, cwd=out)
+    assert result.returncode != 0
+    assert "heap-buffer-overflow" in result.stderr, result.stderr[-3000:]
+    assert list(artifacts.glob("crash-*")), result.stderr[-3000:]
+
+
+def test_seed_blobs_are_valid_and_clean(build):
+    out, seeds = build
+    result = run(out / "fuzz_blob", "-runs=0", seeds, cwd=out)
+    assert result.returncode == 0 and not SANITIZER_REPORT.search(result.stderr), result.stderr[-5000:]
+    n = len(list(seeds.iterdir()))
+    assert f"{n} seeds ({n} valid)" in result.stderr, result.stderr
+
+
+def test_mutated_blobs_under_address_and_undefined_sanitizers(build):
+    out, seeds = build
+    artifacts = out / "artifacts"
+    artifacts.mkdir()
+    result = run(out / "fuzz_blob", "-runs=40000", "-seed=1", "-max_total_time=6",
+                 f"-artifact_prefix={artifacts}/", seeds, cwd=out)
+    crashes = sorted(artifacts.glob("crash-*"))
+    assert result.returncode == 0 and not SANITIZER_REPORT.search(result.stderr), (
+        f"exit {result.returncode}; crashing inputs: {crashes}\n{result.stderr[-8000:]}")
+    # Every section's checks were reached, and some mutants were valid blobs that ran.
+    stats = dict(re.findall(r"([a-z-]+)=(\d+)", result.stderr.splitlines()[-1]))
+    for section in ("accepted", "header", "layer-table", "tensor-table", "strings", "data", "footer"):
+        assert int(stats.get(section, 0)) > 0, result.stderr[-2000:]
