@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -38,21 +39,48 @@ def _short(spec) -> str:
     return " > ".join(parts + [str(spec.n_classes)])
 
 
-def cmd_quickstart(args) -> int:
-    import pymicro
-    from pymicro.bench import machine_name, single_call_latency
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar and a trainer callback that advances it."""
+    from tqdm import tqdm
 
-    out_dir = Path(args.out)
-    print(f"pymicro quickstart: the three presets, seeded weights, frozen, loaded back and run.\n"
-          f"machine: {machine_name()}\n")
+    bar = tqdm(total=total, desc=desc, unit="epoch", leave=True)
+
+    def update(epoch: int, epochs: int, metrics: dict) -> None:
+        bar.total = epochs
+        bar.update(epoch - bar.n)
+        bar.set_postfix(train_loss=f"{metrics['train_loss']:.3f}", val_loss=f"{metrics['val_loss']:.3f}",
+                        val_acc=f"{metrics['val_acc']:.3f}")
+
+    return bar, update
+
+
+def _performance_table(perf: dict) -> str:
+    lo, hi = perf["accuracy_ci"]
+    rows = [["model (native runtime)", f"{perf['accuracy']:.1%}", f"{lo:.1%} - {hi:.1%}",
+             f"{perf['balanced_accuracy']:.1%}"],
+            [f"majority class ({perf['labels'][perf['majority_class']]})", f"{perf['majority_accuracy']:.1%}", "",
+             f"{perf['majority_balanced_accuracy']:.1%}"]]
+    text = table(["out-of-sample", "accuracy", "95% CI", "balanced acc."], rows)
+    text += f"\n{perf['n']} test rows; p-value of beating the majority class: {perf['p_value_vs_majority']:.3f}"
+    if perf.get("per_symbol"):
+        text += "\n\n" + table(["symbol", "test rows", "accuracy", "majority", "balanced acc."],
+                                [[s, v["n"], f"{v['accuracy']:.1%}", f"{v['majority_accuracy']:.1%}",
+                                  f"{v['balanced_accuracy']:.1%}"] for s, v in perf["per_symbol"].items()])
+    return text
+
+
+def _runtime_table(out_dir: Path, seed: int) -> str:
+    import pymicro
+    from pymicro.bench import single_call_latency
+
     rows = []
     for name in pymicro.PRESETS:
         spec = pymicro.preset(name)
         path = out_dir / f"{name}.pmb"
-        blob = pymicro.freeze(spec.init(seed=args.seed), path)
+        blob = pymicro.freeze(spec.init(seed=seed), path)
         native = pymicro.load(path)
         reference = pymicro.load(blob, backend="reference")
-        x = np.random.default_rng(args.seed).normal(size=(256, spec.input_size)).astype(np.float32)
+        x = np.random.default_rng(seed).normal(size=(256, spec.input_size)).astype(np.float32)
         error = float(np.abs(native.predict(x) - reference.predict(x)).max())
         row = x[0]
         t_native = single_call_latency(lambda r: pymicro.predict(native, r), row)
@@ -60,10 +88,70 @@ def cmd_quickstart(args) -> int:
         rows.append([name, _short(spec), f"{spec.params:,}", f"{spec.flops:,}",
                      f"{len(blob):,}", f"{t_native * 1e6:.2f}", f"{t_ref * 1e6:.2f}",
                      f"{t_ref / t_native:.0f}x", f"{error:.1e}"])
-    print(table(["preset", "architecture", "params", "FLOPs", "blob bytes", "native us/call",
-                 "numpy ref us/call", "speed-up", "max |native-ref|"], rows, right={2, 3, 4, 5, 6, 7, 8}))
-    print(f"\nSingle-call latency is the median of pymicro.predict(model, row) for one float32 row,\n"
-          f"the numpy reference (float64) measured in the same run. Blobs written to {out_dir}/.")
+    return table(["preset", "architecture", "params", "FLOPs", "blob bytes", "native us/call",
+                  "numpy ref us/call", "speed-up", "max |native-ref|"], rows, right={2, 3, 4, 5, 6, 7, 8})
+
+
+def cmd_quickstart(args) -> int:
+    import pymicro
+    from pymicro.bench import machine_name, single_call_latency
+    from pymicro.data import load_embedded
+    from pymicro.trainer import run_training
+
+    out_dir = Path(args.out)
+    print(f"pymicro quickstart on {machine_name()}\n")
+    print("1. The runtime: each preset with seeded weights, frozen, loaded back, run; single-call latency\n"
+          "   (median of pymicro.predict on one float32 row) beside the numpy float64 reference, same run.\n")
+    print(_runtime_table(out_dir, args.seed))
+    frame = load_embedded()
+    spans = frame.groupby("symbol")["date"].agg(["min", "max"])
+    print(f"\n2. Training the momentum preset in tinygrad on the embedded daily history:\n   " +
+          ", ".join(f"{s} {a:%Y}-{b:%Y}" for s, (a, b) in spans.iterrows()))
+    bar, update = _progress_bar(args.epochs, "training")
+    with bar:
+        run = run_training("momentum", data=frame, epochs=args.epochs, batch_size=args.batch_size,
+                           patience=args.patience, seed=args.seed, name="momentum-trained", out_dir=out_dir,
+                           progress=update)
+    print(f"   {run.settings['epochs_run']} epochs in {run.training_seconds:.1f} s "
+          f"({run.seconds_per_epoch:.2f} s/epoch, best epoch {run.best_epoch}, device {run.settings['device']})")
+    print(f"\n3. Out of sample ({run.performance['split']}):\n")
+    print(_performance_table(run.performance))
+    model = pymicro.load(run.blob)
+    x = np.ascontiguousarray(run.network.mean if run.network.mean is not None else
+                             np.zeros(run.spec.input_size), dtype=np.float32)
+    latency = single_call_latency(lambda r: pymicro.predict(model, r), x)
+    print(f"\n4. The frozen blob {run.blob_path} ({len(run.blob):,} bytes, {run.spec.params:,} parameters):\n"
+          f"   native vs tinygrad on {run.parity['rows']:,} validation rows: max |diff| "
+          f"{run.parity['max_abs_diff']:.1e}, classes agree: {run.parity['classes_agree']}\n"
+          f"   single-call latency {latency * 1e6:.2f} us\n"
+          f"   report: {run.report_path}   curves: {run.plot_path}")
+    print("\nDaily direction is hard to predict: accuracy near the majority-class baseline is the honest\n"
+          "expectation, and a figure far above it would point to a leak.")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from pymicro.data import load_ohlcv
+    from pymicro.trainer import run_training
+
+    data = load_ohlcv(args.data) if args.data else None
+    bar, update = _progress_bar(args.epochs, f"training {args.name or args.preset}")
+    with bar:
+        run = run_training(args.preset, data=data, symbols=args.symbols or None, hidden_sizes=args.hidden_sizes,
+                           use_attention=args.attention, epochs=args.epochs, batch_size=args.batch_size,
+                           learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+                           horizon=args.horizon, threshold=args.threshold, name=args.name, out_dir=args.out,
+                           progress=update, plot=not args.no_plot)
+    if args.register:
+        from pymicro.registry import Registry
+
+        run.model_id = Registry(args.store).add(run.blob, run.name, metrics=run.performance, status="trained",
+                                                report=json.loads(run.report_path.read_text()))
+    print(_performance_table(run.performance))
+    print(f"\nblob: {run.blob_path}  report: {run.report_path}" + (f"  curves: {run.plot_path}" if run.plot_path else "")
+          + (f"\nregistered as {run.model_id}" if run.model_id else ""))
+    print(f"native vs tinygrad on validation: max |diff| {run.parity['max_abs_diff']:.1e}, "
+          f"classes agree: {run.parity['classes_agree']}")
     return 0
 
 
@@ -122,8 +210,36 @@ def build_parser() -> argparse.ArgumentParser:
                                    "weights, freeze them, load them back, predict, and print parameters, "
                                    "FLOPs, blob size and single-call latency beside the numpy reference.")
     p.add_argument("--out", default="pymicro-quickstart", help="folder for the blobs (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="weight seed (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="weight and training seed (default: %(default)s)")
+    p.add_argument("--epochs", type=int, default=40, help="maximum training epochs (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=64, help="training batch size (default: %(default)s)")
+    p.add_argument("--patience", type=int, default=8, help="early-stopping patience (default: %(default)s)")
     p.set_defaults(func=cmd_quickstart)
+
+    p = sub.add_parser("train", help="train a preset in tinygrad and freeze it",
+                       description="Train on the embedded daily history (or --data), split by date, freeze "
+                                   "the best-validation network, and write the blob, a JSON report and a "
+                                   "PNG of the loss and accuracy curves. Figures are out-of-sample.")
+    p.add_argument("--preset", default="momentum", choices=["momentum"],
+                   help="feature set and architecture (default: %(default)s)")
+    p.add_argument("--data", help="your own OHLCV file (.csv or .parquet: date, symbol, open, high, low, close, volume)")
+    p.add_argument("--symbols", nargs="*", help="embedded symbols to use (default: all)")
+    p.add_argument("--hidden-sizes", type=int, nargs="+", help="hidden layer widths (default: the preset's)")
+    p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,
+                   help="first hidden layer is feature attention (default: as the preset)")
+    p.add_argument("--epochs", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--learning-rate", type=float, default=1e-3)
+    p.add_argument("--patience", type=int, default=10, help="early-stopping patience in epochs")
+    p.add_argument("--horizon", type=int, default=5, help="label horizon in bars")
+    p.add_argument("--threshold", type=float, default=0.5, help="label threshold in volatility units")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--name", help="model name (default: the preset's)")
+    p.add_argument("--out", default="pymicro-models", help="output folder (default: %(default)s)")
+    p.add_argument("--no-plot", action="store_true", help="skip the PNG of the training curves")
+    p.add_argument("--register", action="store_true", help="also add the model to the model store")
+    p.add_argument("--store", help="model store folder (default: $PYMICRO_HOME or ~/.pymicro/models)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("info", help="describe a blob", description="Validate a blob and print what it holds.")
     p.add_argument("blob", help="path to a .pmb blob")
