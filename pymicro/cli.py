@@ -266,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("presets", nargs="*", help="presets to measure (default: all)")
     p.add_argument("--batch", type=int, default=65536, help="batch size for throughput (default: %(default)s)")
     p.set_defaults(func=cmd_bench)
+
+    from pymicro.backtest import add_parser as add_backtest
+
+    add_backtest(sub)
     return parser
 
 
