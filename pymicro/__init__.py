@@ -26,13 +26,6 @@ from .onnx_export import export_onnx
 from .spec import PRESETS, Attention, Dense, Dropout, Network, Spec, preset
 
 
-def backtest(*args, **kwargs):
-    """Walk-forward backtest (see :func:`pymicro.backtest.walk_forward`)."""
-    from .backtest import walk_forward
-
-    return walk_forward(*args, **kwargs)
-
-
 __version__ = "0.1.0"
 
 __all__ = [
