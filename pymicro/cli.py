@@ -145,7 +145,7 @@ def cmd_train(args) -> int:
     if args.register:
         from pymicro.registry import Registry
 
-        run.model_id = Registry(args.store).add(run.blob, run.name, metrics=run.performance, status="trained",
+        run.model_id = Registry(args.store).add(run.blob, run.name, metrics=run.performance, status="registered",
                                                 report=json.loads(run.report_path.read_text()))
     print(_performance_table(run.performance))
     print(f"\nblob: {run.blob_path}  report: {run.report_path}" + (f"  curves: {run.plot_path}" if run.plot_path else "")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import TrainingError
+from .errors import DataError, TrainingError
 from .spec import Attention, Dense, Network, Spec, preset
 
 # Pre-2014 GOOG, the embedded series, is the class A share that trades as GOOGL since 2014.
@@ -136,7 +136,12 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
         if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or lookback_days < 1:
             raise TrainingError(f"lookback_days must be a positive int, got {lookback_days!r}")
         frame = frame.groupby("symbol", group_keys=False).tail(lookback_days)
-    ds = make_dataset(frame, preset_name, horizon=horizon, threshold=threshold)
+    try:
+        ds = make_dataset(frame, preset_name, horizon=horizon, threshold=threshold)
+    except DataError as e:
+        if lookback_days is None:
+            raise
+        raise TrainingError(f"lookback_days={lookback_days} leaves too little history: {e}") from None
     if len(ds) < 300:
         raise TrainingError(
             f"only {len(ds)} labelled rows (lookback_days={lookback_days}); the features need "
@@ -240,5 +245,5 @@ class MicroNeuralTrainer:
         run = await asyncio.to_thread(run_training, preset_name, name=model_name, out_dir=self.out_dir,
                                       progress=progress, **kwargs)
         run.model_id = self.registry.add(run.blob, model_name, metrics=run.performance,
-                                         report=json.loads(run.report_path.read_text()), status="trained")
+                                         report=json.loads(run.report_path.read_text()), status="registered")
         return run.summary()
