@@ -130,6 +130,7 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
     """Load a blob (path or bytes) onto a backend.
 
     backend: "native" (C++ core, best ISA of this CPU, or ``isa=`` to pick one),
+    "wasm" (the same core compiled to wasm32, run by wasmtime: ``pip install 'pymicro[wasm]'``),
     "reference" (numpy float64). nan_policy: "raise" (InputError naming the row and
     column) or "propagate" (rows with NaN/Inf get NaN probabilities).
     """

@@ -1,0 +1,401 @@
+"""pymicro.sandbox: nodes fenced by fuel, a wall-clock deadline, a memory cap and no imports.
+
+Containment: a runaway computation stopped by fuel and, separately, by the deadline; a batch
+over the memory cap; truncated, bit-flipped and checksum-valid-but-malformed blobs; hand-written
+hostile modules (WAT) that loop, recurse, import host functions, lie about addresses or ask for
+too much memory. Each is refused or stopped with a typed error naming the cause, the host and
+the other nodes carry on, and a good request on a fresh (or reset) node succeeds.
+"""
+
+import json
+import struct
+import threading
+import time
+import zlib
+
+import numpy as np
+import pytest
+
+import pymicro
+from pymicro import BlobError, InputError, PymicroError
+from pymicro.bench import preset_blob
+
+wasmtime = pytest.importorskip("wasmtime")
+from pymicro import sandbox  # noqa: E402
+from pymicro import wasm as pw  # noqa: E402
+from pymicro.sandbox import (DeadlineExceeded, FuelExhausted, GuestTrap,  # noqa: E402
+                             MemoryLimitExceeded, ModuleRejected, NodeStateError,
+                             ProtocolViolation, SandboxBlobError, SandboxError)
+
+
+@pytest.fixture(scope="module")
+def blob():
+    return preset_blob("momentum")
+
+
+def rows(n, d=24, seed=0):
+    return np.random.default_rng(seed).normal(0, 2, (n, d)).astype(np.float32)
+
+
+def good_request_succeeds(blob, node=None):
+    """The check after every containment test: a good request on a fresh (or given) node."""
+    node = node or sandbox.create(fuel=10**9, timeout=5, memory_mb=16)
+    node.upload(blob)
+    x = rows(50)
+    got = node.execute(x).probabilities
+    assert np.array_equal(got, pymicro.load(blob, "wasm").predict(x))
+    return node
+
+
+def abi_wat(memory_pages=1, imports="", extra="", start=None, **bodies) -> str:
+    """A module exporting the ABI; each export returns a harmless constant unless overridden."""
+    defaults = {"pm_abi_version": "(i32.const 1)", "pm_tile": "(i32.const 8)",
+                "pm_blob_alloc": "(i32.const 1024)", "pm_load": "(i32.const 0)",
+                "pm_input_size": "(i32.const 24)", "pm_n_classes": "(i32.const 3)",
+                "pm_reserve": "(i32.const 4096)", "pm_out": "(i32.const 8192)",
+                "pm_run": "(i64.const 0)"}
+    funcs = []
+    for name, (params, results) in pw.ABI.items():
+        ps = " ".join(f"(param {p})" for p in params)
+        body = bodies.get(name, defaults.get(name, f"({results[0]}.const 0)"))
+        funcs.append(f'(func ${name} (export "{name}") {ps} (result {results[0]}) {body})')
+    start_clause = f"(start {start})" if start else ""
+    return (f'(module {imports} (memory (export "memory") {memory_pages}) {extra} '
+            + " ".join(funcs) + f" {start_clause})")
+
+
+LOOP_FOREVER = "(loop $l (br $l)) (i32.const 0)"
+LOOP_FOREVER_I64 = "(loop $l (br $l)) (i64.const 0)"
+
+
+# ------------------------------------------------------------------ normal use
+
+
+def test_upload_execute_report_fuel_and_time_and_match_the_wasm_backend(blob):
+    node = sandbox.create(fuel=10**9, timeout=5, memory_mb=16)
+    assert node.state == "empty" and node.call_path in ("c-api-unchecked", "wasmtime-py")
+    up = node.upload(blob)
+    assert (up.input_size, up.n_classes, up.attn_width) == (24, 3, 24)
+    assert up.params == pymicro.load(blob).info.params and up.fuel_used > 0 and up.seconds > 0
+    x = rows(300)
+    ex = node.execute(x)
+    assert ex.rows == 300 and ex.nonfinite_rows == 0 and 0 < ex.fuel_used < 10**9 and ex.seconds > 0
+    assert np.array_equal(ex.probabilities, pymicro.load(blob, "wasm").predict(x))
+    # fuel is deterministic: the same request costs the same once the buffers exist (the first
+    # one also reserved the buffers), and the same sequence on a fresh node costs the same again
+    again = [node.execute(x).fuel_used for _ in range(2)]
+    assert again[0] == again[1] and abs(again[0] - ex.fuel_used) < 1000
+    twin = sandbox.create(fuel=10**9, timeout=5, memory_mb=16)
+    assert twin.upload(blob).fuel_used == up.fuel_used and twin.execute(x).fuel_used == ex.fuel_used
+    one = node.execute(x[4])
+    assert one.probabilities.shape == (3,) and np.array_equal(one.probabilities, ex.probabilities[4])
+    assert one.fuel_used < ex.fuel_used
+    att = node.execute(x, explain=True).attention
+    np.testing.assert_array_equal(att, pymicro.load(blob, "wasm").explain(x))
+    assert node.execute(np.empty((0, 24), np.float32)).probabilities.shape == (0, 3)
+    assert node.requests >= 5 and node.fuel_used_total > ex.fuel_used
+
+
+def test_inputs_follow_the_model_policy(blob):
+    node = sandbox.create(memory_mb=16)
+    node.upload(blob)
+    with pytest.raises(InputError, match=r"shape \(23,\)"):
+        node.execute(np.zeros(23, np.float32))
+    with pytest.raises(InputError, match="dtype complex"):
+        node.execute(np.zeros(24, np.complex64))
+    x = rows(10)
+    x[3, 5] = np.nan
+    with pytest.raises(InputError, match=r"x\[3, 5\] is nan"):
+        node.execute(x)
+    loose = sandbox.create(nan_policy="propagate", memory_mb=16)
+    loose.upload(blob)
+    ex = loose.execute(x)
+    assert ex.nonfinite_rows == 1 and np.isnan(ex.probabilities[3]).all()
+    assert node.state == "ready"  # input errors never touch the node
+    with pytest.raises(NodeStateError, match="upload"):
+        sandbox.create().execute(x)
+
+
+def test_bad_limits_are_refused():
+    for kw in ({"fuel": 0}, {"fuel": 1.5}, {"timeout": -1}, {"memory_mb": 0}, {"memory_mb": 1e6},
+               {"nan_policy": "ignore"}):
+        with pytest.raises(InputError):
+            sandbox.create(**kw)
+
+
+# ------------------------------------------------------------------ runaway: fuel
+
+
+def test_a_runaway_guest_is_stopped_by_fuel(blob):
+    keep = good_request_succeeds(blob)  # a node already serving, before and after
+    node = sandbox.create(fuel=2_000_000, timeout=None, module=abi_wat(pm_load=LOOP_FOREVER))
+    t0 = time.perf_counter()
+    with pytest.raises(FuelExhausted) as e:
+        node.upload(blob)
+    assert time.perf_counter() - t0 < 5
+    err = e.value
+    assert err.cause == "fuel" and err.phase == "upload" and err.fuel_used == 2_000_000
+    assert "out of fuel" in str(err) and f"node {node.id}" in str(err)
+    assert isinstance(err, SandboxError) and isinstance(err, PymicroError)
+    with pytest.raises(NodeStateError, match="reset"):
+        node.upload(blob)
+    good_request_succeeds(blob, keep)
+    good_request_succeeds(blob)
+
+
+def test_a_too_large_request_on_the_real_model_is_stopped_by_fuel_and_the_node_recycles(blob):
+    node = sandbox.create(fuel=500_000, memory_mb=64)
+    node.upload(blob)
+    node.execute(rows(10))
+    with pytest.raises(FuelExhausted) as e:
+        node.execute(rows(20_000))
+    assert e.value.phase == "execute" and node.state == "failed"
+    up = node.recycle()  # a fresh store, the same blob loaded again
+    assert node.state == "ready" and up.input_size == 24
+    assert np.array_equal(node.execute(rows(10)).probabilities,
+                          pymicro.load(blob, "wasm").predict(rows(10)))
+
+
+# ------------------------------------------------------------------ runaway: the deadline
+
+
+def test_a_runaway_guest_is_stopped_by_the_deadline(blob):
+    node = sandbox.create(fuel=None, timeout=0.2, module=abi_wat(pm_run=LOOP_FOREVER_I64))
+    node.upload(blob)
+    t0 = time.perf_counter()
+    with pytest.raises(DeadlineExceeded) as e:
+        node.execute(rows(4))
+    elapsed = time.perf_counter() - t0
+    assert e.value.cause == "deadline" and "0.2 s" in str(e.value)
+    assert 0.2 <= elapsed < 3.0 and 0.2 <= e.value.seconds < 3.0
+    node.reset()
+    assert node.state == "empty"
+    good_request_succeeds(blob)
+
+
+def test_the_deadline_stops_one_node_while_another_thread_keeps_serving(blob):
+    runaway = sandbox.create(fuel=None, timeout=0.5, module=abi_wat(pm_run=LOOP_FOREVER_I64))
+    runaway.upload(blob)
+    worker = good_request_succeeds(blob)
+    want = pymicro.load(blob, "wasm").predict(rows(64))
+    errors, served = [], []
+
+    def stuck():
+        try:
+            runaway.execute(rows(1))
+        except DeadlineExceeded:
+            errors.append("deadline")
+
+    t = threading.Thread(target=stuck)
+    t.start()
+    while t.is_alive():  # the other node answers while the runaway one spins
+        assert np.array_equal(worker.execute(rows(64)).probabilities, want)
+        served.append(1)
+    t.join()
+    assert errors == ["deadline"] and len(served) > 1
+
+
+# ------------------------------------------------------------------ memory
+
+
+def test_a_batch_over_the_memory_cap_is_refused_and_the_node_stays_usable(blob):
+    node = sandbox.create(memory_mb=2)
+    node.upload(blob)
+    with pytest.raises(MemoryLimitExceeded) as e:
+        node.execute(np.zeros((100_000, 24), np.float32))
+    assert e.value.cause == "memory" and "100000 rows" in str(e.value) and "2 MiB" in str(e.value)
+    assert node.state == "ready"
+    good_request_succeeds(blob, node)
+    good_request_succeeds(blob)
+
+
+def test_a_module_asking_for_more_memory_than_the_cap_is_refused():
+    with pytest.raises(MemoryLimitExceeded, match="exceeds memory limits"):
+        sandbox.create(memory_mb=1, module=abi_wat(memory_pages=64))
+
+
+def test_a_guest_whose_memory_grow_is_refused_reports_memory(blob):
+    grow = ("(if (i32.lt_s (memory.grow (i32.const 1000)) (i32.const 0)) "
+            "(then (return (i32.const 0)))) (i32.const 1024)")
+    node = sandbox.create(memory_mb=4, module=abi_wat(pm_blob_alloc=grow))
+    with pytest.raises(MemoryLimitExceeded):
+        node.upload(blob)
+    assert node.state == "empty"
+
+
+# ------------------------------------------------------------------ blobs
+
+
+def _refit_crc(data: bytearray) -> bytes:
+    data[-8:-4] = struct.pack("<I", zlib.crc32(bytes(data[:-8])))
+    return bytes(data)
+
+
+def test_truncated_bit_flipped_and_malformed_blobs_are_refused_by_the_nodes_parser(blob):
+    node = sandbox.create(memory_mb=16)
+    node.upload(blob)
+    flipped = bytearray(blob)
+    flipped[200] ^= 0x04
+    wide = bytearray(blob)
+    wide[24:28] = struct.pack("<I", 5000)  # input_size over the limit, checksum refitted
+    layer = bytearray(blob)
+    layer[128:132] = struct.pack("<I", 9)  # unknown layer kind, checksum refitted
+    cases = [("truncated", blob[:-10]), ("bit flip", bytes(flipped)),
+             ("input_size", _refit_crc(wide)), ("layer kind", _refit_crc(layer)),
+             ("not a blob", b"\x7fELF" + bytes(200))]
+    for what, bad in cases:
+        with pytest.raises(SandboxBlobError) as e:
+            node.upload(bad)
+        with pytest.raises(BlobError) as native:
+            pymicro._core.parse(bad)
+        assert isinstance(e.value, BlobError) and e.value.cause == "blob", what
+        assert e.value.offset == native.value.offset, what
+        assert str(native.value) in str(e.value), what  # the same parser, the same words
+        assert node.state == "empty"  # a refused blob unloads the previous one, nothing more
+    good_request_succeeds(blob, node)
+
+
+# ------------------------------------------------------------------ hostile modules
+
+
+@pytest.mark.parametrize("imports, name", [
+    ('(import "env" "read_file" (func (param i32) (result i32)))', "env.read_file"),
+    ('(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
+     "wasi_snapshot_preview1.fd_write"),
+    ('(import "env" "secret" (global i32))', "env.secret"),
+])
+def test_a_module_that_imports_anything_is_refused_before_it_runs(blob, imports, name):
+    with pytest.raises(ModuleRejected, match=f"imports {name}") as e:
+        sandbox.create(module=abi_wat(imports=imports))
+    assert e.value.cause == "module"
+    good_request_succeeds(blob)
+
+
+def test_a_start_function_that_loops_is_stopped_at_create(blob):
+    spin = "(func $spin (loop $l (br $l)))"
+    with pytest.raises(FuelExhausted) as e:
+        sandbox.create(fuel=1_000_000, module=abi_wat(extra=spin, start="$spin"))
+    assert e.value.phase == "create"
+    with pytest.raises(DeadlineExceeded):
+        sandbox.create(fuel=None, timeout=0.1, module=abi_wat(extra=spin, start="$spin"))
+    good_request_succeeds(blob)
+
+
+def test_unbounded_recursion_is_a_stack_overflow_trap(blob):
+    rec = "(func $down (param i32) (result i32) (call $down (i32.add (local.get 0) (i32.const 1))))"
+    node = sandbox.create(fuel=None, module=abi_wat(extra=rec, pm_load="(call $down (i32.const 0))"))
+    with pytest.raises(GuestTrap, match="stack"):
+        node.upload(blob)
+    assert node.state == "failed"
+    good_request_succeeds(blob)
+
+
+def test_a_trap_inside_the_guest_is_typed(blob):
+    node = sandbox.create(module=abi_wat(pm_load="(unreachable)"))
+    with pytest.raises(GuestTrap, match="unreachable"):
+        node.upload(blob)
+
+
+def test_a_guest_that_lies_about_addresses_cannot_make_the_host_read_outside_it(blob):
+    liar = sandbox.create(module=abi_wat(pm_reserve="(i32.const -16)"))  # 0xFFFFFFF0
+    liar.upload(blob)
+    with pytest.raises(ProtocolViolation, match="out of bounds"):
+        liar.execute(rows(4))
+    overlap = sandbox.create(module=abi_wat(pm_out="(i32.const 4100)"))
+    overlap.upload(blob)
+    with pytest.raises(ProtocolViolation, match="overlapping"):
+        overlap.execute(rows(4))
+    counts = sandbox.create(module=abi_wat(pm_run="(i64.const 99)"))
+    counts.upload(blob)
+    with pytest.raises(ProtocolViolation, match="99"):
+        counts.execute(rows(4))
+    shape = sandbox.create(module=abi_wat(pm_input_size="(i32.const 0)"))
+    with pytest.raises(ProtocolViolation, match="input_size=0"):
+        shape.upload(blob)
+    good_request_succeeds(blob)
+
+
+@pytest.mark.parametrize("module, match", [
+    (b"\x00asm\x01\x00\x00\x00garbage", "does not compile"),
+    (b"not wasm at all", "does not compile"),
+    ('(module (memory (export "memory") 1))', "does not export the function pm_abi_version"),
+    ('(module (func (export "pm_abi_version") (result i32) (i32.const 1)))', "linear memory"),
+    (abi_wat().replace('(func $pm_run (export "pm_run") (param i32) (param i32) (result i64)',
+                       '(func $pm_run (export "pm_run") (param i32) (result i64)'),
+     r"export pm_run has type"),
+])
+def test_modules_that_are_not_wasm_or_lack_the_abi_are_rejected(blob, module, match):
+    with pytest.raises(ModuleRejected, match=match):
+        sandbox.create(module=module)
+    good_request_succeeds(blob)
+
+
+def test_a_module_from_a_file(tmp_path, blob):
+    path = tmp_path / "loop.wasm"
+    path.write_bytes(wasmtime.wat2wasm(abi_wat(pm_load=LOOP_FOREVER)))
+    node = sandbox.create(fuel=100_000, module=path)
+    with pytest.raises(FuelExhausted):
+        node.upload(blob)
+    with pytest.raises(ModuleRejected, match="cannot read"):
+        sandbox.create(module=tmp_path / "missing.wasm")
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+def test_reset_recycle_and_close(blob):
+    node = sandbox.create(memory_mb=16)
+    assert node.recycle() is None  # nothing uploaded yet: a fresh empty store
+    node.upload(blob)
+    node.reset()
+    assert node.state == "empty" and node.model is None
+    with pytest.raises(NodeStateError):
+        node.execute(rows(1))
+    assert node.recycle().input_size == 24 and node.state == "ready"
+    with node:
+        node.execute(rows(2))
+    assert node.state == "closed"
+    with pytest.raises(NodeStateError, match="closed"):
+        node.execute(rows(1))
+    with pytest.raises(NodeStateError, match="closed"):
+        node.reset()
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def test_cli_sandbox_run(tmp_path, blob, capsys):
+    bpath, xpath, opath = tmp_path / "m.pmb", tmp_path / "x.npy", tmp_path / "p.npy"
+    bpath.write_bytes(blob)
+    x = rows(25)
+    np.save(xpath, x)
+    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--output", str(opath)]) == 0
+    out = capsys.readouterr().out
+    assert "execute: fuel" in out and "25 rows" in out and "(10 of 25 rows shown" in out
+    assert np.array_equal(np.load(opath), pymicro.load(blob, "wasm").predict(x))
+
+    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rows"] == 25 and doc["execute"]["fuel_used"] > 0 and len(doc["probabilities"]) == 25
+
+    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--fuel", "1000"]) == 1
+    assert "FuelExhausted" in capsys.readouterr().err
+    np.save(xpath, np.zeros((200_000, 24), np.float32))
+    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--memory", "1"]) == 1
+    assert "MemoryLimitExceeded" in capsys.readouterr().err
+    (tmp_path / "bad.pmb").write_bytes(blob[:-3])
+    assert sandbox.sandbox_run_main([str(tmp_path / "bad.pmb"), str(xpath)]) == 1
+    assert "SandboxBlobError" in capsys.readouterr().err
+
+
+def test_cli_add_parser_hook(tmp_path, blob, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="pymicro")
+    sandbox.add_parser(parser.add_subparsers(dest="command"))
+    bpath, xpath = tmp_path / "m.pmb", tmp_path / "x.npy"
+    bpath.write_bytes(blob)
+    np.save(xpath, rows(3)[0])
+    args = parser.parse_args(["sandbox", "run", str(bpath), str(xpath), "--timeout", "2"])
+    assert args.func(args) == 0
+    assert "1 row" in capsys.readouterr().out
