@@ -2,7 +2,7 @@
 #include "pymicro/arch.hpp"
 
 #define PM_LANES 16
-#define PM_NR 4
+#define PM_NR 3
 #define PM_MR 4
 #define PM_ARCH_NAME "avx512"
 

@@ -32,7 +32,8 @@ static inline vf vload(const float* p) {
   return v;
 }
 static inline void vstore(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-static inline vf vset(float s) { return vf{} + s; }
+// s - 0 is s exactly (also for -0 and NaN), so this folds to a plain broadcast; 0 + s would not.
+static inline vf vset(float s) { return s - vf{}; }
 // Vector ?: is a GCC and Clang extension in C++; both lower it to max/min instructions.
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
