@@ -70,7 +70,7 @@ def _compiles(cc: str) -> tuple[bool, str]:
     """Whether ``cc`` compiles the way tinygrad calls it (an ELF object on stdout)."""
     try:
         out = subprocess.run([cc, *_tinygrad_args(_arch())], input=_PROBE_SOURCE,
-                             capture_output=True, timeout=120)
+                             capture_output=True, timeout=120, check=False)
     except (OSError, subprocess.SubprocessError) as e:
         return False, str(e)
     if out.returncode != 0 or not out.stdout.startswith(b"\x7fELF"):
@@ -86,7 +86,7 @@ def cache_dir() -> Path:
 
 def _zig_binary() -> Path | None:
     try:
-        import ziglang  # noqa: F401  (the package is only a folder holding the zig binary)
+        import ziglang
     except ImportError:
         return None
     path = Path(ziglang.__file__).resolve().parent / "zig"

@@ -135,13 +135,20 @@ def cmd_train(args) -> int:
     from pymicro.trainer import run_training
 
     data = load_ohlcv(args.data) if args.data else None
+    options = None
+    if args.news:
+        if args.preset != "sentiment":
+            raise PymicroError("--news feeds the sentiment preset; add --preset sentiment")
+        from pymicro.news import analyze_news, load_headlines
+
+        options = {"news": analyze_news(load_headlines(args.news))}
     bar, update = _progress_bar(args.epochs, f"training {args.name or args.preset}")
     with bar:
         run = run_training(args.preset, data=data, symbols=args.symbols or None, hidden_sizes=args.hidden_sizes,
                            use_attention=args.attention, epochs=args.epochs, batch_size=args.batch_size,
                            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
                            horizon=args.horizon, threshold=args.threshold, name=args.name, out_dir=args.out,
-                           progress=update, plot=not args.no_plot)
+                           progress=update, plot=not args.no_plot, feature_options=options)
     if args.register:
         from pymicro.registry import Registry
 
@@ -220,8 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train on the embedded daily history (or --data), split by date, freeze "
                                    "the best-validation network, and write the blob, a JSON report and a "
                                    "PNG of the loss and accuracy curves. Figures are out-of-sample.")
-    p.add_argument("--preset", default="momentum", choices=["momentum"],
+    p.add_argument("--preset", default="momentum", choices=["momentum", "reversal", "sentiment"],
                    help="feature set and architecture (default: %(default)s)")
+    p.add_argument("--news", help="headlines CSV (timestamp, symbol, headline) for the sentiment preset")
     p.add_argument("--data", help="your own OHLCV file (.csv or .parquet: date, symbol, open, high, low, close, volume)")
     p.add_argument("--symbols", nargs="*", help="embedded symbols to use (default: all)")
     p.add_argument("--hidden-sizes", type=int, nargs="+", help="hidden layer widths (default: the preset's)")

@@ -24,7 +24,7 @@ import pandas as pd
 from .data import validate_ohlcv
 from .errors import DataError
 from .features import feature_set
-from .labels import LABEL_NAMES, _check, label_details
+from .labels import LABEL_NAMES, _check, label_details, label_names
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +115,7 @@ def make_dataset(
     vol_window: int = 20,
     *,
     symbol: str | None = None,
+    feature_options: dict | None = None,
 ) -> Dataset:
     """Stack the ``preset`` features and the direction labels of every symbol in ``df_long``.
 
@@ -122,17 +123,22 @@ def make_dataset(
     names the symbol of a frame without a symbol column. It is validated (columns,
     numbers, order, duplicates; gaps are the loaders' concern). Per symbol the first
     ``lookback`` bars (features incomplete) and the last ``horizon`` bars (label
-    undefined) give no row. Labels: see :func:`pymicro.labels.direction_labels`.
+    undefined) give no row. Labels: see :func:`pymicro.labels.direction_labels`, in as
+    many classes as the preset's head has (3, or 5 for sentiment). ``feature_options`` go
+    to the feature set (e.g. ``{"news": pymicro.news.analyze_news(headlines)}`` for sentiment).
     """
     _check(horizon, threshold, vol_window)
     fs = feature_set(preset)
+    from .spec import preset as preset_spec
+
+    classes = preset_spec(preset).n_classes
     bars = validate_ohlcv(df_long, symbol=symbol, max_gap_days=None, source="make_dataset input")
     h = int(horizon)
     parts = []
     short = []
     for sym, g in bars.groupby("symbol", sort=True):
-        feats = fs.compute(g, dropna=False)
-        lab = label_details(g, h, threshold, vol_window)["label"]
+        feats = fs.compute(g, dropna=False, **(feature_options or {}))
+        lab = label_details(g, h, threshold, vol_window, classes)["label"]
         dates = g["date"].to_numpy("datetime64[ns]")
         end = np.full(dates.shape, np.datetime64("NaT"), dtype="datetime64[ns]")
         end[: max(len(dates) - h, 0)] = dates[h:]
@@ -167,7 +173,7 @@ def make_dataset(
         symbols=symbols[order],
         label_end=np.concatenate([p[4] for p in parts])[order],
         feature_names=fs.names,
-        label_names=LABEL_NAMES,
+        label_names=label_names(classes),
         preset=preset,
         horizon=h,
         threshold=float(threshold),

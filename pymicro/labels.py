@@ -7,6 +7,9 @@ For bar ``t`` of one symbol, with ``r_i = ln(C_i / C_{i-1})``::
     band_t  = threshold * sigma_t * sqrt(h)
     label_t = 2 (up) if fwd_t > band_t, 0 (down) if fwd_t < -band_t, else 1 (flat)
 
+With ``classes=5`` (the sentiment preset's head) a second band at ``2 * band_t`` splits
+the tails: 0 strong_down (fwd < -2 band), 1 down, 2 flat, 3 up, 4 strong_up (fwd > 2 band).
+
 The label at ``t`` reads closes ``t-w .. t`` (for the band) and ``t+h`` (for the
 target). It is undefined (``<NA>``, never filled) where ``t + h`` is past the last
 bar or the volatility window is incomplete (``t < w``).
@@ -23,7 +26,14 @@ from .errors import DataError
 from .features import bars_of_one_symbol, rolling_volatility
 
 LABEL_NAMES = ("down", "flat", "up")
+LABEL_NAMES_5 = ("strong_down", "down", "flat", "up", "strong_up")
 DOWN, FLAT, UP = 0, 1, 2
+
+
+def label_names(classes: int) -> tuple[str, ...]:
+    if classes not in (3, 5):
+        raise DataError(f"labels come in 3 or 5 classes, not {classes!r}")
+    return LABEL_NAMES if classes == 3 else LABEL_NAMES_5
 
 
 def _check(horizon, threshold, vol_window) -> None:
@@ -41,10 +51,11 @@ def _check(horizon, threshold, vol_window) -> None:
 
 
 def label_details(
-    df: pd.DataFrame, horizon: int = 5, threshold: float = 0.5, vol_window: int = 20
+    df: pd.DataFrame, horizon: int = 5, threshold: float = 0.5, vol_window: int = 20, classes: int = 3
 ) -> pd.DataFrame:
     """Per bar: ``fwd_return``, ``sigma``, ``band`` and the nullable ``label`` (Int64), indexed by date."""
     _check(horizon, threshold, vol_window)
+    label_names(classes)
     dates, bars = bars_of_one_symbol(df)
     close = bars["close"]
     n = close.shape[0]
@@ -55,9 +66,17 @@ def label_details(
     sigma = rolling_volatility(close, int(vol_window))
     band = float(threshold) * sigma * math.sqrt(h)
     defined = ~np.isnan(fwd) & ~np.isnan(band)
-    lab = np.full(n, FLAT, dtype=np.int64)
-    lab[fwd > band] = UP
-    lab[fwd < -band] = DOWN
+    with np.errstate(invalid="ignore"):
+        if classes == 3:
+            lab = np.full(n, FLAT, dtype=np.int64)
+            lab[fwd > band] = UP
+            lab[fwd < -band] = DOWN
+        else:
+            lab = np.full(n, 2, dtype=np.int64)
+            lab[fwd > band] = 3
+            lab[fwd > 2 * band] = 4
+            lab[fwd < -band] = 1
+            lab[fwd < -2 * band] = 0
     label = pd.array(np.where(defined, lab, 0), dtype="Int64")
     label[~defined] = pd.NA
     return pd.DataFrame(
@@ -77,4 +96,5 @@ def direction_labels(
     return label_details(df, horizon, threshold, vol_window)["label"]
 
 
-__all__ = ["DOWN", "FLAT", "LABEL_NAMES", "UP", "direction_labels", "label_details"]
+__all__ = ["DOWN", "FLAT", "LABEL_NAMES", "LABEL_NAMES_5", "UP", "direction_labels", "label_details",
+           "label_names"]

@@ -27,15 +27,25 @@ What the trainer does, exactly:
   in eval mode (no dropout); when validation loss has not improved for ``patience``
   epochs training stops, and the weights of the best epoch are returned.
 * **Repeatability**: the same seed, data and device give bit-identical weights
-  (numpy-seeded init and shuffling, ``Tensor.manual_seed(seed)`` for dropout).
+  (numpy-seeded init and shuffling, ``Tensor.manual_seed(seed)`` for dropout; this
+  resets tinygrad's global random state).
+* **Device and compiler**: :mod:`pymicro._toolchain` runs first (a C compiler for
+  tinygrad's CPU device, falling back to a ziglang wrapper; ``DEV=CPU`` unless set). The
+  device is ``device=`` if given, else ``$DEV`` if the user set it, else the first GPU
+  backend tinygrad can open and run a kernel on (CUDA, NV, AMD, METAL), else CPU.
+* **Speed**: all weights are one flat tensor (see :class:`TinyNet`), each epoch's rows
+  are uploaded once and the jitted step slices its batch with a bound ``Variable``, so a
+  step costs about 1 ms at batch 32 on a 2-core Zen 4 (about 36 kernel launches; tinygrad's
+  CPU device spends ~20 µs of Python on each). ``JITBEAM=2`` in the environment makes
+  tinygrad search for faster kernels: minutes of compiling, cached on disk.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -43,7 +53,9 @@ from . import _toolchain
 from .errors import TrainingError
 from .spec import Attention, Dense, Dropout, Network, Spec
 
-__all__ = ["TrainResult", "TinyNet", "class_weights", "normalization", "tinygrad_predict", "train"]
+EVAL_CHUNK = 4096  # rows per evaluation call
+
+__all__ = ["TinyNet", "TrainResult", "class_weights", "normalization", "tinygrad_predict", "train"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -54,6 +66,15 @@ def _tinygrad():
     import tinygrad
 
     return tinygrad
+
+
+def _tinygrad_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tinygrad")
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        return "unknown"
 
 
 def class_weights(y, n_classes: int, class_weight="balanced") -> np.ndarray:
@@ -315,7 +336,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     weights = class_weights(ytr, spec.n_classes, class_weight)
 
     t_start = time.perf_counter()
-    tg = _tinygrad()
+    _tinygrad()
     from tinygrad import Context, Tensor, TinyJit, Variable
     from tinygrad.nn.optim import Adam
 
@@ -348,16 +369,25 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         Tensor.realize(loss, *opt.schedule_step())
         return loss
 
-    @TinyJit
-    def logits_train(x):
-        return net(x).realize()
+    # Evaluation: both splits in chunks of one size, so one set of kernels serves both.
+    chunk = min(EVAL_CHUNK, -(-max(len(Xtr_n), len(Xva_n)) // 32) * 32)
+    n_chunks = max(-(-len(Xtr_n) // chunk), -(-len(Xva_n) // chunk), 2)
+    chunk_var = Variable("pymicro_chunk", 0, n_chunks - 1)
 
     @TinyJit
-    def logits_val(x):
-        return net(x).realize()
+    def logits_chunk(x_all, j):
+        return net(x_all.shrink(((j * chunk, j * chunk + chunk), None))).realize()
 
-    xt_all = Tensor(Xtr_n, device=dev).realize()
-    xv_all = Tensor(Xva_n, device=dev).realize()
+    def padded(a: np.ndarray):
+        out = np.zeros((n_chunks * chunk, a.shape[1]), np.float32)
+        out[:len(a)] = a
+        return Tensor(out, device=dev).realize()
+
+    def all_logits(x_all, rows: int) -> np.ndarray:
+        parts = [logits_chunk(x_all, chunk_var.bind(j)).numpy() for j in range(-(-rows // chunk))]
+        return np.concatenate(parts)[:rows]
+
+    xt_all, xv_all = padded(Xtr_n), padded(Xva_n)
 
     history: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc", "seconds")}
     best_loss, best_epoch, best_params, since_best = math.inf, 0, None, 0
@@ -377,8 +407,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
             for s in range(steps):
                 train_step(x_dev, yw_dev, step_var.bind(s))
         with Context(TRAINING=0):
-            tr_logits = logits_train(xt_all).numpy()
-            va_logits = logits_val(xv_all).numpy()
+            tr_logits = all_logits(xt_all, len(Xtr_n))
+            va_logits = all_logits(xv_all, len(Xva_n))
         tr_loss, tr_acc = _eval_metrics(tr_logits, ytr, weights)
         va_loss, va_acc = _eval_metrics(va_logits, yva, weights)
         if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
@@ -411,7 +441,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
                   "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
                   "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
-                  "tinygrad": getattr(tg, "__version__", "?")})
+                  "tinygrad": _tinygrad_version()})
 
 
 def tinygrad_predict(result_or_model, X, *, device: str | None = None) -> np.ndarray:

@@ -117,11 +117,13 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
                  hidden_sizes=None, use_attention=None, epochs: int = 100, batch_size: int = 32,
                  learning_rate: float = 1e-3, patience: int | None = 10, seed: int = 0, horizon: int = 5,
                  threshold: float = 0.5, name: str | None = None, out_dir="pymicro-models",
-                 progress=None, plot: bool = True) -> TrainingRun:
+                 progress=None, plot: bool = True, feature_options: dict | None = None) -> TrainingRun:
     """Load data, build features and labels, split by date, train in tinygrad, freeze,
     check parity, and measure out-of-sample accuracy beside the majority-class baseline.
 
     ``data``: a long OHLCV frame (see :mod:`pymicro.data`); default: the embedded history.
+    ``feature_options``: passed to the preset's feature set (e.g. ``{"news": daily}`` from
+    :func:`pymicro.news.analyze_news` for the sentiment preset).
     """
     from . import load
     from .blob import freeze
@@ -137,7 +139,8 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
             raise TrainingError(f"lookback_days must be a positive int, got {lookback_days!r}")
         frame = frame.groupby("symbol", group_keys=False).tail(lookback_days)
     try:
-        ds = make_dataset(frame, preset_name, horizon=horizon, threshold=threshold)
+        ds = make_dataset(frame, preset_name, horizon=horizon, threshold=threshold,
+                          feature_options=feature_options)
     except DataError as e:
         if lookback_days is None:
             raise

