@@ -8,7 +8,7 @@
 
 from .errors import (
     BackendError, BlobError, DataError, InputError, ParameterBudgetError, PymicroError, SpecError,
-    TrainingError,
+    RegistryError, TrainingError,
 )
 
 try:
@@ -30,6 +30,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attention", "BackendError", "BlobError", "DataError", "Dense", "Dropout", "InputError", "Model",
-    "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "Spec",
+    "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "RegistryError", "Spec",
     "SpecError", "TrainingError", "export_onnx", "freeze", "load", "predict", "preset",
 ]

@@ -281,6 +281,15 @@ def build_parser() -> argparse.ArgumentParser:
     from pymicro.sandbox import add_parser as add_sandbox
 
     add_sandbox(sub)
+    from pymicro.report import add_parser as add_report
+
+    add_report(sub)
+    from pymicro.mcp_cli import add_parser as add_mcp
+
+    add_mcp(sub)
+    from pymicro.registry import add_parser as add_models
+
+    add_models(sub)
     return parser
 
 

@@ -310,7 +310,8 @@ def _eval_metrics(logits: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[flo
 def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batch_size: int = 32,
           learning_rate: float = 1e-3, seed: int = 0, patience: int | None = 10,
           class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
-          shuffle: bool = True, device: str | None = None) -> TrainResult:
+          shuffle: bool = True, device: str | None = None, rule_mask=None,
+          rule_weight: float = 0.0) -> TrainResult:
     """Train ``spec`` on the given splits and return the best-validation-loss network.
 
     ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
@@ -319,6 +320,11 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     metrics)`` is called after each epoch (epoch is 1-based). ``device``: a tinygrad device
     name, "auto" or None (``$DEV`` if set, else a GPU tinygrad can use, else CPU).
     See the module docstring for the exact procedure.
+
+    ``rule_mask`` (train rows x classes, 0/1) and ``rule_weight``: the reasoning-aware loss
+    (see :mod:`pymicro.reasoning_loss`): each batch's loss gains ``rule_weight`` times the
+    mean probability the network puts on classes a domain rule says contradict it. Early
+    stopping still watches the plain validation cross-entropy.
     """
     if not isinstance(spec, Spec):
         raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
@@ -333,6 +339,13 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         raise TrainingError(f"seed must be an int >= 0, got {seed!r}")
     Xtr, ytr = _check_xy(X_train, y_train, spec, "train")
     Xva, yva = _check_xy(X_val, y_val, spec, "val")
+    if not (isinstance(rule_weight, (int, float)) and math.isfinite(rule_weight) and rule_weight >= 0):
+        raise TrainingError(f"rule_weight must be a finite number >= 0, got {rule_weight!r}")
+    penalised = rule_weight > 0
+    if penalised:
+        mask = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
+        if mask is None or mask.shape != (len(Xtr), spec.n_classes) or not np.isin(mask, (0, 1)).all():
+            raise TrainingError(f"rule_weight > 0 needs rule_mask of 0/1 with shape ({len(Xtr)}, {spec.n_classes})")
     weights = class_weights(ytr, spec.n_classes, class_weight)
 
     t_start = time.perf_counter()
@@ -364,6 +377,19 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         x = x_epoch.shrink(((i * bs, i * bs + bs), None))
         yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
         loss = -(net(x).log_softmax(-1) * yw).sum()
+        opt.zero_grad()
+        loss.backward()
+        Tensor.realize(loss, *opt.schedule_step())
+        return loss
+
+    # The same step with the rule penalty (rm rows arrive pre-divided by the batch's row count).
+    @TinyJit
+    def train_step_rules(x_epoch, yw_epoch, rm_epoch, i):
+        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+        rm = rm_epoch.shrink(((i * bs, i * bs + bs), None))
+        logits = net(x)
+        loss = -(logits.log_softmax(-1) * yw).sum() + float(rule_weight) * (logits.softmax(-1) * rm).sum()
         opt.zero_grad()
         loss.backward()
         Tensor.realize(loss, *opt.schedule_step())
@@ -403,9 +429,19 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         batch_weight = yw_epoch.reshape(-1, bs, spec.n_classes).sum(axis=(1, 2))
         yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(bs)[:, None]
         x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
+        if penalised:
+            rm_epoch = np.zeros((rows, spec.n_classes), np.float32)
+            rm_epoch[:n] = mask[order]
+            real = np.zeros(rows, np.float32)
+            real[:n] = 1.0
+            rm_epoch /= np.maximum(real.reshape(-1, bs).sum(axis=1), 1.0).repeat(bs)[:, None]
+            rm_dev = Tensor(rm_epoch, device=dev).realize()
         with Context(TRAINING=1):
             for s in range(steps):
-                train_step(x_dev, yw_dev, step_var.bind(s))
+                if penalised:
+                    train_step_rules(x_dev, yw_dev, rm_dev, step_var.bind(s))
+                else:
+                    train_step(x_dev, yw_dev, step_var.bind(s))
         with Context(TRAINING=0):
             tr_logits = all_logits(xt_all, len(Xtr_n))
             va_logits = all_logits(xv_all, len(Xva_n))
@@ -440,6 +476,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         class_weights=weights, compiler=_toolchain.compiler_kind(),
         settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
                   "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
+                  "rule_weight": float(rule_weight),
                   "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
                   "tinygrad": _tinygrad_version()})
 
