@@ -50,6 +50,7 @@ def evaluate_preset(name: str, frame, *, epochs: int, batch_size: int, patience:
     closes = {s: g.set_index("date")["close"] for s, g in frame.groupby("symbol")}
     cp = CLASS_POSITIONS[run.spec.n_classes]
     legs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    positions_by_leg: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
     for sym in sorted(set(test.symbols)):
         rows = test.symbols == sym
         if rows.sum() < 30:
@@ -61,12 +62,14 @@ def evaluate_preset(name: str, frame, *, epochs: int, batch_size: int, patience:
                           majority_class=perf["majority_class"], class_positions=cp)
         for leg in bt.legs():
             legs.setdefault(leg.name, {})[sym] = (dates[1:], leg.returns)
+            positions_by_leg.setdefault(leg.name, {})[sym] = (dates[1:], leg.positions)
     trading = {}
     curves = {}
     for leg_name, per_symbol in legs.items():
         dates, r = _portfolio(per_symbol)
+        pos = np.concatenate([p for _, p in positions_by_leg[leg_name].values()])
         trading[leg_name] = {"sharpe": M.sharpe(r), "max_drawdown": M.max_drawdown(r),
-                             "annualised_return": M.annualised_return(r)}
+                             "annualised_return": M.annualised_return(r), "exposure": M.exposure(pos)}
         curves[leg_name] = (dates, M.equity_curve(r))
     x = np.ascontiguousarray(test.X[0], dtype=np.float32)
     return {
@@ -109,8 +112,9 @@ def _markdown(results: list[dict], settings: dict, machine: str, ablation: dict 
              f"probabilities (confidence threshold {settings['threshold']}), taken one bar later; an equal-weight "
              "portfolio of the symbols trading on each date. Baselines on the same dates and costs.", "",
              "| preset | params | inference (µs, one call) | accuracy (95% CI) | majority class | balanced acc. | "
-             "Sharpe: model / buy&hold / momentum / majority | max DD: model / buy&hold | training (s) |",
-             "|---|---:|---:|---|---:|---:|---|---|---:|"]
+             "Sharpe: model / buy&hold / momentum / majority | max DD: model / buy&hold | model in market | "
+             "training (s) |",
+             "|---|---:|---:|---|---:|---:|---|---|---:|---:|"]
     for r in results:
         t = r["trading"]
         lo, hi = r["accuracy_ci"]
@@ -119,7 +123,7 @@ def _markdown(results: list[dict], settings: dict, machine: str, ablation: dict 
         dd = " / ".join(f"{t[k]['max_drawdown']:.1%}" if k in t else "-" for k in ("strategy", "buy_and_hold"))
         lines.append(f"| {r['preset']} | {r['params']:,} | {r['inference_us']:.2f} | {r['accuracy']:.1%} "
                      f"({lo:.1%}-{hi:.1%}) | {r['majority_accuracy']:.1%} | {r['balanced_accuracy']:.1%} | "
-                     f"{sharpe} | {dd} | {r['training_seconds']:.0f} |")
+                     f"{sharpe} | {dd} | {t['strategy']['exposure']:.0%} | {r['training_seconds']:.0f} |")
     lines += ["", "Test periods and symbols:", ""]
     for r in results:
         lines.append(f"- {r['preset']}: {r['test_rows']:,} test rows from {r['test_start']}; traded: "
