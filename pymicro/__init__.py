@@ -24,6 +24,7 @@ from .blob import freeze
 from .model import Model, ModelInfo, load, predict
 from .onnx_export import export_onnx
 from .spec import PRESETS, Attention, Dense, Dropout, Network, Spec, preset
+from .validation import ValidationReport, validate
 
 
 __version__ = "0.1.0"
@@ -31,5 +32,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Attention", "BackendError", "BlobError", "DataError", "Dense", "Dropout", "InputError", "Model",
     "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "RegistryError", "Spec",
-    "SpecError", "TrainingError", "export_onnx", "freeze", "load", "predict", "preset",
+    "SpecError", "TrainingError", "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset",
+    "validate",
 ]

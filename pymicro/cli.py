@@ -278,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pymicro.backtest import add_parser as add_backtest
 
     add_backtest(sub)
+    from pymicro.validation import add_parser as add_validate
+
+    add_validate(sub)
     from pymicro.sandbox import add_parser as add_sandbox
 
     add_sandbox(sub)

@@ -312,33 +312,62 @@ static void softmax_tile(float* Y, uint32_t n) {
   }
 }
 
-// A[i][t] = x[t][i] for a tile of nt rows of width I; rows nt..T-1 become 0.
-static void transpose_in(const float* x, uint32_t nt, uint32_t I, float* A) {
+// A[i][t] = (x[t][i] - mean[i]) * inv_std[i] for a tile of nt rows of width I (rows
+// nt..T-1 become 0), and flags[t] != 0 iff row t holds a NaN or Inf: one pass over x.
+// The test reads the exponent bits (all ones: NaN or Inf) rather than doing arithmetic
+// such as v - v, which FMA contraction may turn into a nonzero rounding residual.
+static inline uint32_t nonfinite(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  return (u & 0x7F800000u) == 0x7F800000u;
+}
+
+static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint32_t* flags) {
+  const uint32_t I = P.input_size;
+  const float* mean = P.mean;
+  const float* inv = P.inv_std;
   uint32_t t = 0;
 #if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
   typedef float v4 __attribute__((vector_size(16)));
+  typedef uint32_t u4 __attribute__((vector_size(16)));
   auto ld = [](const float* p) { v4 v; __builtin_memcpy(&v, p, 16); return v; };
   auto st = [](float* p, v4 v) { __builtin_memcpy(p, &v, 16); };
   const uint32_t I4 = I & ~3u;
   for (; t + 4 <= nt; t += 4) {  // 4x4 blocks: 8 shuffles instead of 16 scalar stores
     const float* r = x + uint64_t(t) * I;
+    u4 bad = u4{};
     for (uint32_t i = 0; i < I4; i += 4) {
       v4 r0 = ld(r + i), r1 = ld(r + I + i), r2 = ld(r + 2 * I + i), r3 = ld(r + 3 * I + i);
       v4 t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
       v4 t1 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
       v4 t2 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
       v4 t3 = __builtin_shufflevector(r2, r3, 2, 6, 3, 7);
-      st(A + i * T + t, __builtin_shufflevector(t0, t2, 0, 1, 4, 5));
-      st(A + (i + 1) * T + t, __builtin_shufflevector(t0, t2, 2, 3, 6, 7));
-      st(A + (i + 2) * T + t, __builtin_shufflevector(t1, t3, 0, 1, 4, 5));
-      st(A + (i + 3) * T + t, __builtin_shufflevector(t1, t3, 2, 3, 6, 7));
+      v4 c[4] = {__builtin_shufflevector(t0, t2, 0, 1, 4, 5), __builtin_shufflevector(t0, t2, 2, 3, 6, 7),
+                 __builtin_shufflevector(t1, t3, 0, 1, 4, 5), __builtin_shufflevector(t1, t3, 2, 3, 6, 7)};
+      for (uint32_t k = 0; k < 4; ++k) {
+        v4 v = (c[k] - mean[i + k]) * inv[i + k];
+        bad |= (u4)(((u4)v & 0x7F800000u) == 0x7F800000u);
+        st(A + (i + k) * T + t, v);
+      }
     }
+    __builtin_memcpy(flags + t, &bad, 16);
     for (uint32_t i = I4; i < I; ++i)
-      for (uint32_t k = 0; k < 4; ++k) A[i * T + t + k] = r[uint64_t(k) * I + i];
+      for (uint32_t k = 0; k < 4; ++k) {
+        float v = (r[uint64_t(k) * I + i] - mean[i]) * inv[i];
+        flags[t + k] |= nonfinite(v);
+        A[i * T + t + k] = v;
+      }
   }
 #endif
-  for (; t < nt; ++t)
-    for (uint32_t i = 0; i < I; ++i) A[i * T + t] = x[uint64_t(t) * I + i];
+  for (; t < nt; ++t) {
+    uint32_t bad = 0;
+    for (uint32_t i = 0; i < I; ++i) {
+      float v = (x[uint64_t(t) * I + i] - mean[i]) * inv[i];
+      bad |= nonfinite(v);
+      A[i * T + t] = v;
+    }
+    flags[t] = bad;
+  }
   if (nt < T)
     for (uint32_t i = 0; i < I; ++i)
       for (uint32_t k = nt; k < T; ++k) A[i * T + k] = 0.0f;
@@ -369,16 +398,8 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
   const uint32_t I = P.input_size, C = P.n_classes;
   float* A = ws;
   float* B = ws + uint64_t(P.tile_rows) * T;
-  transpose_in(x, nt, I, A);
-  vf bad[NR] = {};
-  for (uint32_t i = 0; i < I; ++i) {
-    const float mean = P.mean[i], inv = P.inv_std[i];
-    for (uint32_t c = 0; c < NR; ++c) {
-      vf v = (vload(A + i * T + c * W) - mean) * inv;
-      bad[c] = bad[c] + v * 0.0f;  // NaN iff some input of that sample is NaN or Inf
-      vstore(A + i * T + c * W, v);
-    }
-  }
+  uint32_t flags[T];
+  load_tile(P, x, nt, A, flags);
 
   bool first_gate = true;
   for (uint32_t k = 0; k < P.n_ops; ++k) {
@@ -411,10 +432,8 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
     for (uint32_t c = 0; c < C; ++c) out[uint64_t(t) * C + c] = A[c * T + t];
 
   uint64_t n_bad = 0;
-  float flags[T];
-  for (uint32_t c = 0; c < NR; ++c) vstore(flags + c * W, bad[c]);
   for (uint32_t t = 0; t < nt; ++t) {
-    if (flags[t] == flags[t]) continue;
+    if (!flags[t]) continue;
     ++n_bad;
     for (uint32_t c = 0; c < C; ++c) out[uint64_t(t) * C + c] = __builtin_nanf("");
     if (attn)
