@@ -272,8 +272,9 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
 
 // ---------------------------------------------------------------- a tile of rows
 
+// Not inlined: keeps the exp constants of the callers from crowding its registers.
 template <uint32_t ACT>
-static void dense_tile(const Op& op, const float* X, float* Y) {
+__attribute__((noinline)) static void dense_tile(const Op& op, const float* X, float* Y) {
   const float* w = op.pw;
   for (uint32_t p = 0; p < op.out_mr; p += MR) {
     vf acc[MR][NR];
@@ -333,6 +334,48 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
   auto ld = [](const float* p) { v4 v; __builtin_memcpy(&v, p, 16); return v; };
   auto st = [](float* p, v4 v) { __builtin_memcpy(p, &v, 16); };
   const uint32_t I4 = I & ~3u;
+#if PM_LANES >= 8
+  typedef float v8 __attribute__((vector_size(32)));
+  typedef uint32_t u8 __attribute__((vector_size(32)));
+  auto ld8 = [](const float* p) { v8 v; __builtin_memcpy(&v, p, 32); return v; };
+  const uint32_t I8 = I & ~7u;
+  for (; t + 8 <= nt; t += 8) {  // 8x8 blocks: 24 shuffles instead of 64 scalar stores
+    const float* r = x + uint64_t(t) * I;
+    u8 bad = u8{};
+    for (uint32_t i = 0; i < I8; i += 8) {
+      v8 q[8];
+      for (uint32_t k = 0; k < 8; ++k) q[k] = ld8(r + uint64_t(k) * I + i);
+      v8 a[8], b[8];
+      for (uint32_t k = 0; k < 8; k += 2) {  // interleave pairs of rows within 128-bit halves
+        a[k] = __builtin_shufflevector(q[k], q[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        a[k + 1] = __builtin_shufflevector(q[k], q[k + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+      }
+      for (uint32_t k = 0; k < 8; k += 4) {  // pairs of pairs
+        b[k] = __builtin_shufflevector(a[k], a[k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+        b[k + 1] = __builtin_shufflevector(a[k], a[k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        b[k + 2] = __builtin_shufflevector(a[k + 1], a[k + 3], 0, 1, 8, 9, 4, 5, 12, 13);
+        b[k + 3] = __builtin_shufflevector(a[k + 1], a[k + 3], 2, 3, 10, 11, 6, 7, 14, 15);
+      }
+      v8 c[8];  // c[f] = feature i+f of samples t..t+7
+      for (uint32_t f = 0; f < 4; ++f) {
+        c[f] = __builtin_shufflevector(b[f], b[f + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        c[f + 4] = __builtin_shufflevector(b[f], b[f + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+      }
+      for (uint32_t f = 0; f < 8; ++f) {
+        v8 v = (c[f] - mean[i + f]) * inv[i + f];
+        bad |= (u8)(((u8)v & 0x7F800000u) == 0x7F800000u);
+        __builtin_memcpy(A + (i + f) * T + t, &v, 32);
+      }
+    }
+    __builtin_memcpy(flags + t, &bad, 32);
+    for (uint32_t i = I8; i < I; ++i)
+      for (uint32_t k = 0; k < 8; ++k) {
+        float v = (r[uint64_t(k) * I + i] - mean[i]) * inv[i];
+        flags[t + k] |= nonfinite(v);
+        A[i * T + t + k] = v;
+      }
+  }
+#endif
   for (; t + 4 <= nt; t += 4) {  // 4x4 blocks: 8 shuffles instead of 16 scalar stores
     const float* r = x + uint64_t(t) * I;
     u4 bad = u4{};
