@@ -1,4 +1,7 @@
-"""neural_predict over MCP (stdio, the SDK's ClientSession) beside pymicro.predict in-process.
+"""neural_predict and psycho_symbolic_reason over MCP (stdio, the SDK's ClientSession) beside
+the same work in-process (pymicro.predict, pymicro.reasoning.reason), and the cost of opening
+a reasoning session (pymicro.reasoning_client: spawn the server, initialize, list tools),
+which the trainer pays once per run with reasoning_features=True.
 
 The same momentum blob, the same rows, the same run. The MCP figure is a full round trip:
 the client serialises the request, the server process (``python -m pymicro.mcp_server``)
@@ -109,22 +112,63 @@ def test_mcp_stdio_predict_batch(benchmark, served):
     np.testing.assert_allclose(result.structured_content["probabilities"], model.predict(X), atol=1e-6)
 
 
+REASON_QUERY = "What is the market psychology for SP500?"
+REASON_ROUNDS = pytest.mark.benchmark(min_rounds=50, max_time=3.0, warmup=True, warmup_iterations=5)
+
+
+@INPROC
+def test_inprocess_reason(benchmark):
+    from pymicro.reasoning import reason
+
+    benchmark.group = "psycho_symbolic_reason vs pymicro.reasoning.reason, depth 3"
+    result = benchmark(reason, REASON_QUERY, depth=3)
+    _record(benchmark, "pymicro.reasoning.reason, depth 3")
+    assert result.status == "answered"
+
+
+@REASON_ROUNDS
+def test_mcp_stdio_reason(benchmark, served):
+    call = served[0]
+    benchmark.group = "psycho_symbolic_reason vs pymicro.reasoning.reason, depth 3"
+    result = benchmark(call, "psycho_symbolic_reason", {"query": REASON_QUERY, "depth": 3})
+    _record(benchmark, "MCP stdio psycho_symbolic_reason, depth 3")
+    assert result.structured_content["status"] == "answered"
+
+
+def test_reasoning_session_startup(benchmark, tmp_path):
+    """Spawn pymicro's server, initialize, list the tools, close: what a trainer run pays once."""
+    from pymicro.reasoning_client import ReasoningClient, ReasoningServer
+
+    async def open_close():
+        async with ReasoningClient(ReasoningServer.pymicro(tmp_path / "store")) as client:
+            assert "psycho_symbolic_reason" in client.tools
+
+    benchmark.group = "reasoning session"
+    benchmark.pedantic(anyio.run, args=(open_close,), rounds=3, iterations=1)
+    _record(benchmark, "ReasoningClient open + close (stdio)")
+
+
 def test_report():
     """The table, with each MCP round trip as a multiple of the in-process call (same run)."""
     if not MEDIANS:
         pytest.skip("nothing was timed (benchmarks disabled or deselected)")
     pairs = [("MCP stdio neural_predict, 1 row", "pymicro.predict, 1 row"),
-             (f"MCP stdio neural_predict, {BATCH} rows", f"pymicro.predict, {BATCH} rows")]
-    lines = ["# neural_predict over MCP stdio beside pymicro.predict in-process", "",
+             (f"MCP stdio neural_predict, {BATCH} rows", f"pymicro.predict, {BATCH} rows"),
+             ("MCP stdio psycho_symbolic_reason, depth 3", "pymicro.reasoning.reason, depth 3"),
+             ("ReasoningClient open + close (stdio)", "ReasoningClient open + close (stdio)")]
+    lines = ["# pymicro's tools over MCP stdio beside the same calls in-process", "",
              f"- When: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
              f"- Machine: {bench.machine_name()}; Python {sys.version.split()[0]}; pid {os.getpid()}",
-             "- Same momentum blob and rows; medians of pytest-benchmark rounds.", "",
+             ("- Same momentum blob and rows; the same reasoning query (SP500, its latest date); medians of "
+              "pytest-benchmark rounds."), "",
              "| call | median | × in-process |", "|---|---:|---:|"]
     for mcp_label, local_label in pairs:
         for label in (local_label, mcp_label):
             if label in MEDIANS:
-                ratio = (f"{MEDIANS[label] / MEDIANS[local_label]:,.0f}×"
+                ratio = ("—" if mcp_label == local_label else f"{MEDIANS[label] / MEDIANS[local_label]:,.0f}×"
                          if label == mcp_label and local_label in MEDIANS else "1×")
+                if mcp_label == local_label and lines[-1].startswith(f"| {label} "):
+                    continue  # a figure without an in-process twin, listed once
                 lines.append(f"| {label} | {MEDIANS[label] * 1e6:,.1f} µs | {ratio} |")
     text = "\n".join(lines) + "\n"
     print("\n" + text)

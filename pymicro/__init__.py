@@ -8,7 +8,7 @@
 
 from .errors import (
     BackendError, BlobError, DataError, InputError, ParameterBudgetError, PymicroError, SpecError,
-    RegistryError, TrainingError,
+    ReasoningError, RegistryError, TrainingError,
 )
 
 try:
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attention", "BackendError", "BlobError", "DataError", "Dense", "Dropout", "InputError", "Model",
-    "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "RegistryError", "Spec",
+    "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "ReasoningError", "RegistryError", "Spec",
     "SpecError", "TrainingError", "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset",
     "validate",
 ]

@@ -335,7 +335,8 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
 
     base_pos: dict[str, np.ndarray] = {"buy_and_hold": np.ones(n)}
     if majority_class is not None:
-        cp = _class_positions(len(class_positions or DEFAULT_CLASS_POSITIONS), class_positions, long_only)
+        n_classes = len(DEFAULT_CLASS_POSITIONS if class_positions is None else class_positions)
+        cp = _class_positions(n_classes, class_positions, long_only)
         base_pos["majority_class"] = np.full(n, cp[int(majority_class)])
     if kind == "prices":
         base_pos["momentum"] = momentum_positions(data, momentum_lookback, long_only)

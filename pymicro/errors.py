@@ -57,3 +57,9 @@ class EvaluationError(PymicroError):
 
     The message names the argument and, where it applies, the index or date at fault.
     """
+
+
+class ReasoningError(PymicroError):
+    """The reasoning server (an MCP server, pymicro's own by default) could not be used: it is
+    not configured correctly, cannot start, times out, lacks a tool, or returns an error or a
+    malformed result. The message names the server and the stage that failed."""

@@ -11,7 +11,8 @@ import argparse
 
 DESCRIPTION = ("Serve pymicro's models and tools over the Model Context Protocol: stdio by default, "
                "or streamable HTTP on loopback (--transport http). Tools: neural_predict, "
-               "neural_model_status, list_models, verify_model, neural_train; resources "
+               "neural_model_status, list_models, verify_model, neural_train, neural_evaluate, "
+               "neural_backtest, analyze_news, psycho_symbolic_reason, validate_model; resources "
                "pymicro://models/{model_id}. Logs go to stderr; stdout carries only the protocol.")
 
 

@@ -38,7 +38,13 @@ CONFIG_KEYS = {
     "learning_rate": "Adam learning rate",
     "use_attention": "first hidden layer is feature attention of that width",
     "distributed": "train on a Dask cluster (not implemented yet: must be False)",
-    "reasoning_features": "add the reasoning feature set (not implemented yet: must be False)",
+    "reasoning_features": "consult the reasoning server (MCP psycho_symbolic_reason) for each symbol, record its "
+                          "findings in result['reasoning'], and train on the sentiment preset's 48 features "
+                          "(the 12 reasoning features among them)",
+    "validate": "validate the registered model through the reasoning server's validate_model tool, into "
+                "result['validation'] (default: reasoning_features)",
+    "reasoning_server": "the reasoning server (pymicro.reasoning_client.server_config: a dict, URL, JSON or "
+                        "file path; default $PYMICRO_REASONING_SERVER, else pymicro's own over stdio)",
     "horizon": "label horizon in bars (default 5)",
     "threshold": "label threshold in volatility units (default 0.5)",
     "patience": "early-stopping patience in epochs (default 10)",
@@ -227,7 +233,15 @@ class MicroNeuralTrainer:
 
     async def train_reasoning_enhanced_model(self, model_name: str, training_config: dict | None = None,
                                              progress=None) -> dict:
-        """Train, freeze, register; returns model_id, blob_path, parameters, training_time, performance."""
+        """Train, freeze, register; returns model_id, blob_path, parameters, training_time, performance.
+
+        With ``reasoning_features=True`` the reasoning server (an MCP server: pymicro's own over
+        stdio unless ``reasoning_server`` or ``$PYMICRO_REASONING_SERVER`` names another) is asked
+        about every symbol before training, its answers go to ``result["reasoning"]``, and the
+        network trains on the sentiment preset's features; with ``validate`` (default: the same
+        as ``reasoning_features``) the registered model is validated through the server's
+        ``validate_model`` into ``result["validation"]``. Without either, no server is used.
+        """
         config = dict(training_config or {})
         unknown = sorted(set(config) - set(CONFIG_KEYS))
         if unknown:
@@ -235,18 +249,82 @@ class MicroNeuralTrainer:
         if config.get("distributed"):
             raise TrainingError("distributed=True: training on a Dask cluster is not implemented yet; "
                                 "set distributed=False to train on this machine")
-        if config.get("reasoning_features"):
-            raise TrainingError("reasoning_features=True: the reasoning feature set is not implemented "
-                                "yet; set it to False")
         kwargs = {k: config[k] for k in ("symbols", "lookback_days", "hidden_sizes", "use_attention", "epochs",
                                           "batch_size", "learning_rate", "horizon", "threshold", "patience",
                                           "seed") if k in config}
-        preset_name = config.get("preset", "momentum")
+        reasoning = bool(config.get("reasoning_features"))
+        validate = bool(config.get("validate", reasoning))
+        preset_name = config.get("preset", "sentiment" if reasoning else "momentum")
+        if reasoning and preset_name != "sentiment":
+            raise TrainingError(f"reasoning_features=True trains on the sentiment preset's features (the twelve "
+                                f"reasoning features are among its 48 inputs); preset={preset_name!r} has none")
         from .registry import check_name
 
         check_name(model_name)
+        if not (reasoning or validate):
+            return (await self._train(model_name, preset_name, progress, kwargs)).summary()
+
+        from .reasoning_client import ReasoningClient, server_config
+
+        server = server_config(config.get("reasoning_server"), store=self.registry.root)
+        async with ReasoningClient(server) as client:
+            found = await _consult(client, kwargs.get("symbols")) if reasoning else None
+            run = await self._train(model_name, preset_name, progress, kwargs)
+            result = run.summary()
+            if found is not None:
+                result["reasoning"] = {"server": server.describe(), "preset": preset_name, "symbols": found,
+                                       "use": "reported beside the model; the network reads the same twelve "
+                                              "features per bar, computed locally by pymicro's feature code"}
+            if validate:
+                from .errors import ReasoningError
+
+                try:
+                    options = {"symbols": run.data["symbols"], "fit": "ridge"}
+                    if kwargs.get("lookback_days") is not None:
+                        options["lookback_days"] = kwargs["lookback_days"]
+                    report = await client.validate_model(run.model_id, **options)
+                except ReasoningError as e:
+                    raise ReasoningError(f"model registered as {run.model_id}, but its validation failed: {e}") \
+                        from None
+                result["validation"] = {"server": server.describe(), **report}
+        return result
+
+    async def _train(self, model_name: str, preset_name: str, progress, kwargs: dict) -> TrainingRun:
         run = await asyncio.to_thread(run_training, preset_name, name=model_name, out_dir=self.out_dir,
                                       progress=progress, **kwargs)
         run.model_id = self.registry.add(run.blob, model_name, metrics=run.performance,
                                          report=json.loads(run.report_path.read_text()), status="registered")
-        return run.summary()
+        return run
+
+
+REASONING_QUERY = "What are the market psychology, the quantitative picture and the macro backdrop of {symbol}?"
+
+
+async def _consult(client, symbols) -> dict:
+    """The reasoning server's answer for each symbol, with its twelve features checked against
+    pymicro's own feature code at the same date (``feature_check``)."""
+    from .data import embedded_symbols, load_embedded
+    from .features import REASONING_FEATURES
+    from .reasoning_features import reasoning_features
+
+    names = list(dict.fromkeys(SYMBOL_ALIASES.get(s, s) for s in ([symbols] if isinstance(symbols, str) else
+                                                                   symbols or embedded_symbols())))
+    out = {}
+    for sym in names:
+        r = await client.reason(REASONING_QUERY.format(symbol=sym), symbol=sym, depth=2,
+                                domains=["market_psychology", "quantitative_trading", "macro_economics", "synthesis"])
+        entry = {k: r.get(k) for k in ("status", "as_of", "answer", "confidence", "features", "findings")}
+        check = {"compared": 0, "max_abs_diff": None}
+        local = reasoning_features(load_embedded([sym]), dropna=False) if sym in embedded_symbols() else None
+        try:
+            when = np.datetime64(str(r.get("as_of")), "ns")
+        except ValueError:  # None or not a date: nothing to compare
+            when = None
+        if local is not None and when is not None and when in local.index:
+            row = local.loc[when]
+            diffs = [abs(float(r["features"][k]) - float(row[k])) for k in REASONING_FEATURES
+                     if isinstance(r["features"].get(k), (int, float)) and np.isfinite(row[k])]
+            check = {"compared": len(diffs), "max_abs_diff": max(diffs) if diffs else None}
+        entry["feature_check"] = check
+        out[sym] = entry
+    return out

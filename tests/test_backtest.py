@@ -475,3 +475,14 @@ def test_cli_backtest_of_a_frozen_blob(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "buy_and_hold" in out and "momentum" in out and "no retraining" in out
     assert (tmp_path / "r.json").exists()
+
+
+def test_class_positions_may_be_an_array_for_five_classes():
+    close = 100 * np.cumprod(1 + np.random.default_rng(3).normal(0, 0.01, 300))
+    positions = np.zeros(300)
+    cp = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    res = run_backtest(close, positions, 1.0, 1.0, majority_class=4, class_positions=cp)
+    # always predicting "strong up" holds a full long position: buy-and-hold less the entry cost
+    majority = res.baselines["majority_class"]
+    assert np.allclose(majority.positions, 1.0)
+    assert np.isclose(majority.returns.sum(), res.baselines["buy_and_hold"].returns.sum())

@@ -33,6 +33,10 @@ from pymicro.registry import Registry
 pytestmark = pytest.mark.anyio
 TRAIN_AVAILABLE = "neural_train" in [t.fn.__name__ for t in S.TOOLS] and importlib.util.find_spec("tinygrad")
 CORE_TOOLS = {"neural_predict", "neural_model_status", "list_models", "verify_model"}
+DATA_TOOLS = {"neural_evaluate", "neural_backtest", "analyze_news", "psycho_symbolic_reason", "validate_model"}
+HEADLINES = [{"timestamp": "2010-05-03 14:30", "symbol": "AAPL", "headline": "Apple beats estimates on strong growth"},
+             {"timestamp": "2010-05-03T21:00:00Z", "symbol": "AAPL", "headline": "Apple faces lawsuit over losses"},
+             {"timestamp": "2010-05-08", "symbol": "IBM", "headline": "IBM outlook uncertain, not strong"}]
 
 
 @pytest.fixture
@@ -47,6 +51,16 @@ def store(tmp_path_factory):
     blob = pymicro.freeze(perturbed(pymicro.preset("momentum"), seed=1), horizon="5d")
     model_id = Registry(home / "models").add(blob, "momentum", metrics={"accuracy": 0.41})
     return home, model_id, blob
+
+
+@pytest.fixture(scope="module")
+def trained_store(tmp_path_factory):
+    """(PYMICRO_HOME, model id, blob): a momentum model whose metadata says it was trained on
+    SP500 with a test period from 2011-01-03, as pymicro.trainer writes it."""
+    home = tmp_path_factory.mktemp("pymicro-home-trained")
+    blob = pymicro.freeze(perturbed(pymicro.preset("momentum"), seed=4), preset="momentum", horizon=5,
+                          threshold=0.5, symbols="SP500", train_end="2009-06-01", test_start="2011-01-03")
+    return home, Registry(home / "models").add(blob, "momo"), blob
 
 
 def server_env(home) -> dict:
@@ -209,8 +223,10 @@ def hostile_calls(model_id: str) -> list[tuple[str, dict]]:
             {"horizon": 0}, {"horizon": 1000}, {"name": "../x"}, {"hidden_sizes": [0]}, {"hidden_sizes": []},
             {"hidden_sizes": [8] * 9}, {"hidden_sizes": [10**6]}, {"threshold": 0}, {"lookback_days": 5},
             {"use_attention": "maybe"}, {"patience": 0}, {"seed": -3})]
+    if "neural_evaluate" in [t.fn.__name__ for t in S.TOOLS]:  # each refused before any work
+        calls += new_tool_abuse(model_id, bad_ids)
     calls += [(name, {}) for name in ("", "nope", "../neural_predict", "neural_predict\x00", "NEURAL_PREDICT",
-                                      "x" * 1000, "list_models; rm -rf /", "neural_evaluate")]
+                                      "x" * 1000, "list_models; rm -rf /", "neural_eval")]
     calls += [("neural_predict", {}), ("neural_predict", {"model_id": model_id}), ("neural_model_status", {}),
               ("verify_model", {}), ("neural_predict", {"input": [good_row]})]
     rng = np.random.default_rng(7)  # seeded junk of every JSON type where a model id or rows go
@@ -220,6 +236,57 @@ def hostile_calls(model_id: str) -> list[tuple[str, dict]]:
     for i in range(30):
         calls.append(("neural_predict", {"model_id": model_id, "input": junk[i % len(junk)]()}))
         calls.append(("neural_model_status", {"model_id": junk[(i + 3) % len(junk)]()}))
+    return calls
+
+
+def new_tool_abuse(model_id: str, bad_ids: list) -> list[tuple[str, dict]]:
+    """Hostile calls to neural_evaluate, neural_backtest, analyze_news, psycho_symbolic_reason and
+    validate_model: wrong types, out-of-range values, huge lists, traversal ids and paths, NaN."""
+    nan, inf = float("nan"), float("inf")
+    calls = []
+    for bad in bad_ids[:12] + [123, []]:
+        calls += [("neural_evaluate", {"model_id": bad}), ("neural_backtest", {"model_id": bad}),
+                  ("validate_model", {"model_id": bad}),
+                  ("psycho_symbolic_reason", {"query": "x", "model_id": bad})]
+    bad_dates = ["2010-13-01", "2010-02-30", "yesterday", "../../etc", "2010-1-1", 20100101, "", "2010-01-01T00:00"]
+    for d in bad_dates:
+        calls += [("neural_evaluate", {"model_id": model_id, "start": d}),
+                  ("neural_backtest", {"model_id": model_id, "end": d}),
+                  ("psycho_symbolic_reason", {"query": "x", "date": d})]
+    calls += [("neural_evaluate", {"model_id": model_id, **a}) for a in (
+        {"symbol": "../etc/passwd"}, {"symbol": "TSLA"}, {"symbol": ["AAPL"]}, {"start": "2012-01-01", "end": "2011-01-01"},
+        {"start": "1990-01-01", "end": "1990-12-31"}, {"input": [[0.0] * 24], "labels": [0, 1]},
+        {"input": [[0.0] * 24], "labels": [7]}, {"input": [[0.0] * 24], "labels": [-1]}, {"input": [[0.0] * 24]},
+        {"labels": [0, 1]}, {"input": [[0.0] * 24], "labels": [0.5]}, {"input": [[nan] * 24], "labels": [0]},
+        {"input": [[0.0] * 24], "labels": [0], "symbol": "SP500"}, {"confidence": 1.5}, {"confidence": nan},
+        {"cost_bps": -1}, {"cost_bps": inf}, {"threshold": 2}, {"input": [[0.0] * 24] * 5000, "labels": [0] * 5000})]
+    calls += [("neural_backtest", a) for a in (
+        {}, {"model_id": model_id, "preset": "momentum"}, {"preset": "evil"}, {"preset": "momentum", "epochs": 0},
+        {"preset": "momentum", "epochs": 51}, {"preset": "momentum", "step": 1},
+        {"preset": "momentum", "step": 5},  # every 5 bars over the whole history: far more than 40 retrains
+        {"preset": "momentum", "train_window": 10**7}, {"preset": "momentum", "walk_forward": False},
+        {"preset": "momentum", "symbol": "../x"}, {"preset": "momentum", "slippage_bps": nan},
+        {"preset": "momentum", "start": "2018-12-01"}, {"preset": "momentum", "horizon": 0},
+        {"model_id": model_id, "threshold": -0.1}, {"model_id": model_id, "long_only": "maybe"})]
+    good = {"timestamp": "2010-05-03 14:30", "symbol": "AAPL", "headline": "ok"}
+    calls += [("analyze_news", a) for a in (
+        {}, {"headlines": []}, {"headlines": "/etc/passwd"}, {"headlines": ["/etc/passwd"]},
+        {"headlines": [good] * 5001}, {"headlines": [{**good, "headline": "x" * 1001}]},
+        {"headlines": [{**good, "headline": ""}]}, {"headlines": [{**good, "symbol": "../x"}]},
+        {"headlines": [{**good, "timestamp": "not a time, honestly"}]}, {"headlines": [{**good, "timestamp": nan}]},
+        {"headlines": [{"timestamp": "2010-05-03"}]}, {"headlines": [good], "tz": "Mars/Olympus_Mons"},
+        {"headlines": [good], "tz": "../../etc/localtime"}, {"headlines": [good], "close_time": "25:00"},
+        {"headlines": [good], "calendar": "nyse"}, {"path": "/etc/passwd"})]
+    calls += [("psycho_symbolic_reason", a) for a in (
+        {}, {"query": ""}, {"query": "x" * 2001}, {"query": None}, {"query": 5}, {"query": "x", "depth": 0},
+        {"query": "x", "depth": 6}, {"query": "x", "depth": 2.5}, {"query": "x", "domains": ["astrology"]},
+        {"query": "x", "domains": []}, {"query": "x", "domains": ["synthesis"] * 6},
+        {"query": "x", "domains": ["synthesis"], "force_domains": ["macro_economics"]},
+        {"query": "x", "symbol": "../../etc/passwd"}, {"query": "x", "symbol": "A" * 40},
+        {"query": "x", "symbol": "AAPL\x00"}, {"query": "x", "analogical_reasoning": "maybe"})]
+    calls += [("validate_model", {"model_id": model_id, **a}) for a in (
+        {"fit": "magic"}, {"shuffles": 11}, {"shuffles": -1}, {"n_trials": 0}, {"resamples": 10},
+        {"symbols": ["XYZ"]}, {"symbols": []}, {"lookback_days": 5}, {"cost_bps": nan}, {"seed": -1})]
     return calls
 
 
@@ -343,6 +410,105 @@ async def test_stdio_neural_train_progress_one_job_at_a_time_and_registered(stor
     Registry(home / "models").remove(out["model_id"])
 
 
+@pytest.mark.skipif(not TRAIN_AVAILABLE, reason="the data tools need the datasets and tinygrad")
+async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
+    from pymicro.data import load_embedded
+    from pymicro.dataset import make_dataset
+    from pymicro.news import analyze_news, validate_headlines
+    from pymicro.reasoning import reason, validate_on_embedded
+
+    home, model_id, blob = trained_store
+    model = pymicro.load(blob)
+    bars = load_embedded(["SP500"])
+    ds = make_dataset(bars, "momentum", horizon=5)
+    async with stdio_session(home) as s:
+        tools = {t.name: t for t in (await s.list_tools()).tools}
+        assert DATA_TOOLS <= set(tools) and all(tools[n].output_schema for n in DATA_TOOLS)
+        props = {n: tools[n].input_schema["properties"] for n in DATA_TOOLS}
+        assert props["neural_backtest"]["epochs"]["maximum"] == S.MAX_WF_EPOCHS
+        assert props["analyze_news"]["headlines"]["maxItems"] == S.MAX_HEADLINES
+        assert (props["psycho_symbolic_reason"]["depth"]["minimum"], props["psycho_symbolic_reason"]["depth"]
+                ["maximum"]) == (1, 5)
+        assert props["psycho_symbolic_reason"]["domains"]["anyOf"][0]["items"]["enum"] == list(S.DOMAINS)
+        assert props["validate_model"]["fit"]["enum"] == ["ridge", "tinygrad", "none"]
+        assert tools["neural_evaluate"].annotations.read_only_hint is True
+
+        # neural_evaluate on embedded dates that overlap the model's training period
+        ev = (await s.call_tool("neural_evaluate", {"model_id": model_id, "start": "2010-01-04",
+                                                    "end": "2012-12-31"})).structured_content
+        rows = (ds.dates >= np.datetime64("2010-01-04")) & (ds.dates <= np.datetime64("2012-12-31"))
+        pred = model.predict(ds.X[rows]).argmax(axis=1)
+        assert ev["symbol"] == "SP500" and ev["n"] == rows.sum() and ev["period"] == ["2010-01-04", "2012-12-31"]
+        assert ev["classification"]["accuracy"] == pytest.approx(np.mean(pred == ds.y[rows]))
+        for key in ("balanced_accuracy", "accuracy_ci", "majority_accuracy", "p_value_vs_majority"):
+            assert key in ev["classification"]
+        oos = ev["out_of_sample"]
+        later = ds.dates[rows] >= np.datetime64("2011-01-03")
+        assert oos["status"] == "overlaps_training" and oos["rows_before_test_start"] == (~later).sum()
+        assert oos["classification_from_test_start"]["n"] == later.sum() and "in-sample" in oos["caveat"]
+        assert set(ev["trading"]["metrics"]) == {"strategy", "buy_and_hold", "majority_class", "momentum"}
+        later_only = (await s.call_tool("neural_evaluate", {"model_id": model_id, "start": "2011-01-03"}))
+        assert later_only.structured_content["out_of_sample"]["status"] == "out_of_sample"
+        given = (await s.call_tool("neural_evaluate", {"model_id": model_id, "input": ds.X[:300].tolist(),
+                                                       "labels": ds.y[:300].tolist()})).structured_content
+        assert given["source"] == "rows" and given["out_of_sample"]["status"] == "unknown"
+        assert given["classification"]["accuracy"] == pytest.approx(
+            np.mean(model.predict(ds.X[:300]).argmax(axis=1) == ds.y[:300]))
+
+        # neural_backtest: the frozen model, then a walk-forward with one notification per block
+        bt = (await s.call_tool("neural_backtest", {"model_id": model_id, "start": "2011-01-03", "end": "2012-12-31",
+                                                    "cost_bps": 2.0})).structured_content
+        span = bars.set_index("date")["close"].loc["2011-01-03":"2012-12-31"]
+        assert bt["mode"] == "frozen" and bt["metrics"]["buy_and_hold"]["total_return"] == pytest.approx(
+            span.iloc[-1] / span.iloc[0] - 1 - 3e-4, rel=1e-3)  # entry cost: 2 + 1 bps
+        assert bt["settings"]["cost_bps"] == 2.0 and any("out of sample: out_of_sample" in n for n in bt["notes"])
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append((progress, total, message))
+
+        wf = (await s.call_tool("neural_backtest", {
+            "preset": "momentum", "symbol": "SP500", "start": "2010-01-01", "end": "2011-03-31", "train_window": 200,
+            "step": 60, "epochs": 1, "patience": None}, progress_callback=on_progress,
+            read_timeout_seconds=300)).structured_content
+        blocks = len(wf["windows"])
+        assert wf["mode"] == "walk_forward" and blocks == 2 and wf["settings"]["blocks"] == 2
+        assert [p for p, _, _ in seen] == list(range(blocks + 2)) and {t for _, t, _ in seen} == {blocks + 1}
+        assert seen[1][2].startswith("block 1/2: trained on 2010-01-04..") and wf["classification"]["n"] > 0
+        assert all(w["train_end"] < w["test_start"] for w in wf["windows"])
+
+        # analyze_news: the same as pymicro.news in-process, with the licence note
+        news = (await s.call_tool("analyze_news", {"headlines": HEADLINES, "calendar": "embedded"})).structured_content
+        local = analyze_news(validate_headlines(__import__("pandas").DataFrame(HEADLINES)),
+                             calendar=bars["date"].to_numpy())
+        local = local[local["has_news"] > 0]
+        assert [(d["date"], d["symbol"], d["n_positive"], d["n_negative"], d["tone"]) for d in news["days"]] == [
+            (str(r.date.date()), r.symbol, r.n_positive, r.n_negative, r.tone) for r in local.itertuples()]
+        assert news["days"][1]["date"] == "2010-05-04"  # after the close: the next session
+        assert "individual researchers" in news["licence"] and news["headlines"] == 3
+
+        # psycho_symbolic_reason: the engine's answer, through the protocol
+        args = {"query": "What is the market psychology for AAPL?", "force_domains": ["market_psychology"],
+                "depth": 5, "symbol": "AAPL", "date": "2011-08-08"}
+        r = (await s.call_tool("psycho_symbolic_reason", args)).structured_content
+        assert r == reason(args["query"], domains=args["force_domains"], depth=5, symbol="AAPL",
+                           date="2011-08-08").to_dict()
+        future = (await s.call_tool("psycho_symbolic_reason", {"query": "Will AAPL rise?", "date": "2099-01-02",
+                                                               "symbol": "AAPL"})).structured_content
+        assert future["status"] == "cannot_know" and future["confidence"] == 0
+        judged = (await s.call_tool("psycho_symbolic_reason", {"query": "Does this model make sense?",
+                                                               "model_id": model_id})).structured_content
+        assert judged["validation"]["symbols"] == ["SP500"] and judged["intent"] == ["validation"]
+
+        # validate_model: pymicro.validation on the embedded data of the model's symbols
+        seen.clear()
+        v = (await s.call_tool("validate_model", {"model_id": model_id}, progress_callback=on_progress))
+        direct = validate_on_embedded(model)
+        assert v.structured_content["answer"] == direct["answer"] and v.structured_content["symbols"] == ["SP500"]
+        assert v.structured_content["confidence"] == judged["confidence"] == direct["confidence"]
+        assert [p for p, _, _ in seen] == [0, 1]
+
+
 # --------------------------------------------------------------------------- streamable HTTP
 
 
@@ -378,6 +544,14 @@ async def test_http_session_on_loopback(store):
                 assert "finite" in error_text(await s.call_tool("neural_predict", {
                     "model_id": model_id, "input": "[[NaN" + ",0" * 23 + "]]"}))
                 assert "Unknown tool" in error_text(await s.call_tool("rm_rf", {}))
+                if TRAIN_AVAILABLE:  # the data tools answer over HTTP too
+                    r = (await s.call_tool("psycho_symbolic_reason", {"query": "How do macro factors affect SP500?",
+                                                                      "date": "2008-10-10"})).structured_content
+                    assert r["status"] == "answered" and r["domains"] == ["macro_economics"]
+                    news = await s.call_tool("analyze_news", {"headlines": HEADLINES})
+                    assert len(news.structured_content["days"]) == 3
+                    assert "String should match pattern" in error_text(await s.call_tool(
+                        "psycho_symbolic_reason", {"query": "x", "symbol": "../../etc/passwd"}))
                 with pytest.raises(MCPError):  # over the 8 MiB body limit: HTTP 413
                     await s.call_tool("neural_predict", {"model_id": model_id,
                                                          "input": [[0.123456789] * 24] * 40_000})
