@@ -91,7 +91,9 @@ class ReasoningServer:
     @classmethod
     def pymicro(cls, store=None, **options) -> ReasoningServer:
         """pymicro's own server over stdio, serving ``store`` (default: its default store)."""
-        args = ["-m", "pymicro.mcp_server"] + (["--store", os.fspath(store)] if store is not None else [])
+        # -P: the caller's working directory is not put on sys.path, so a source checkout
+        # there (a pymicro/ folder without the compiled core) cannot shadow the installed package.
+        args = ["-P", "-m", "pymicro.mcp_server"] + (["--store", os.fspath(store)] if store is not None else [])
         env = {k: os.environ[k] for k in PASSED_ENV if k in os.environ}
         return cls(command=sys.executable, args=tuple(args), env=env, name="pymicro", **options)
 

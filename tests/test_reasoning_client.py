@@ -62,7 +62,7 @@ def test_pymicros_own_server_over_stdio_is_the_default(store, monkeypatch):
     root, model_id, blob = store
     monkeypatch.delenv(ENV_VAR, raising=False)
     server = server_config(store=root)
-    assert server.command == sys.executable and server.args == ("-m", "pymicro.mcp_server", "--store", str(root))
+    assert server.command == sys.executable and server.args == ("-P", "-m", "pymicro.mcp_server", "--store", str(root))
 
     async def main():
         async with ReasoningClient(server) as client:
@@ -148,7 +148,7 @@ def test_configuration_sources(tmp_path, monkeypatch):
 def test_an_http_reasoning_server_on_loopback(store):
     root, _, _ = store
     env = {**os.environ, "PYMICRO_HOME": str(root.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "pymicro.mcp_server", "--transport", "http", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "pymicro.mcp_server", "--transport", "http", "--port", "0",
                              "--store", str(root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     lines: queue.Queue = queue.Queue()

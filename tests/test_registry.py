@@ -213,7 +213,7 @@ WRITER = textwrap.dedent("""
 
 
 def test_two_processes_add_concurrently(reg):
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(reg.root), str(k)], stdin=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-P", "-c", WRITER, str(reg.root), str(k)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k in (1, 2)]
     assert [p.stdout.readline() for p in procs] == ["ready\n", "ready\n"]
     for p in procs:
