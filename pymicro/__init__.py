@@ -7,7 +7,7 @@
 """
 
 from .errors import (
-    BackendError, BlobError, DataError, InputError, ParameterBudgetError, PymicroError, SpecError,
+    BackendError, BlobError, DataError, EvaluationError, InputError, ParameterBudgetError, PymicroError, SpecError,
     ReasoningError, RegistryError, TrainingError,
 )
 
@@ -30,7 +30,7 @@ from .validation import ValidationReport, validate
 __version__ = "0.1.0"
 
 __all__ = [
-    "Attention", "BackendError", "BlobError", "DataError", "Dense", "Dropout", "InputError", "Model",
+    "Attention", "BackendError", "BlobError", "DataError", "Dense", "EvaluationError", "Dropout", "InputError", "Model",
     "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "ReasoningError", "RegistryError", "Spec",
     "SpecError", "TrainingError", "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset",
     "validate",
