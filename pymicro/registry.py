@@ -34,7 +34,6 @@ import json
 import os
 import re
 import sqlite3
-import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -510,18 +509,3 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     q.add_argument("status", choices=STATUSES)
     p.set_defaults(func=_cmd_models)
     return p
-
-
-def main(argv: list[str] | None = None) -> int:  # ``python -m pymicro.registry``
-    parser = argparse.ArgumentParser(prog="pymicro")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except PymicroError as e:
-        print(f"pymicro {args.command}: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

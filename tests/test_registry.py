@@ -245,7 +245,7 @@ def test_threads_share_one_registry(reg):
 
 
 def test_models_command(tmp_path, capsys):
-    from pymicro.registry import main
+    from pymicro.cli import main
 
     path = tmp_path / "m.pmb"
     path.write_bytes(blob_of())

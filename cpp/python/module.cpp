@@ -210,11 +210,7 @@ class NativeModel {
 
   py::object predict(py::handle x) {
     py::object keep;
-    if (!is_fast_array(x)) {
-      keep = coerce(x);
-      x = keep;
-    }
-    auto a = py::reinterpret_borrow<py::array>(x);
+    auto a = input(x, keep);
     const uint64_t n = rows_of(a, "x");
     py::object out = new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(view_.n_classes));
     execute(static_cast<const float*>(a.data()), n, f32_data(out), nullptr);
@@ -244,11 +240,7 @@ class NativeModel {
   py::object explain(py::handle x) {
     if (!attn_width_) raise("InputError", "this model has no attention layer to explain");
     py::object keep;
-    if (!is_fast_array(x)) {
-      keep = coerce(x);
-      x = keep;
-    }
-    auto a = py::reinterpret_borrow<py::array>(x);
+    auto a = input(x, keep);
     const uint64_t n = rows_of(a, "x");
     std::vector<float> probs(n * view_.n_classes);
     py::object attn = new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(attn_width_));
@@ -266,6 +258,15 @@ class NativeModel {
   bool raises_on_nonfinite() const { return raise_on_nonfinite_; }
 
  private:
+  // x itself on the fast path; otherwise the converted copy, kept alive by `keep`.
+  py::array input(py::handle x, py::object& keep) const {
+    if (!is_fast_array(x)) {
+      keep = coerce(x);
+      x = keep;
+    }
+    return py::reinterpret_borrow<py::array>(x);
+  }
+
   py::object coerce(py::handle x) const {
     // Leaked on purpose: a static py::object would be released after the interpreter.
     static py::object* fn = new py::object(py::module_::import("pymicro._inputs").attr("coerce"));
