@@ -436,6 +436,15 @@ static void softmax_gate_tile(float* Y, const float* X, uint32_t n) {
   }
 }
 
+// out[t][c] = A[c][t]: the tile's probabilities back to row-major. CC is C when known
+// at compile time (0: use the runtime C).
+template <uint32_t CC>
+static inline void store_rows(const float* A, uint32_t nt, uint32_t C, float* out) {
+  const uint32_t n = CC ? CC : C;
+  for (uint32_t t = 0; t < nt; ++t)
+    for (uint32_t c = 0; c < n; ++c) out[uint64_t(t) * n + c] = A[c * T + t];
+}
+
 static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out, float* attn,
                          float* ws) {
   const uint32_t I = P.input_size, C = P.n_classes;
@@ -471,8 +480,11 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
     B = tmp;
   }
   softmax_tile(A, C);
-  for (uint32_t t = 0; t < nt; ++t)
-    for (uint32_t c = 0; c < C; ++c) out[uint64_t(t) * C + c] = A[c * T + t];
+  switch (C) {  // the presets' heads get a loop the compiler can unroll
+    case 3: store_rows<3>(A, nt, C, out); break;
+    case 5: store_rows<5>(A, nt, C, out); break;
+    default: store_rows<0>(A, nt, C, out); break;
+  }
 
   uint64_t n_bad = 0;
   for (uint32_t t = 0; t < nt; ++t) {
