@@ -149,7 +149,11 @@ def build_report(presets=PRESETS, *, out_dir="docs", epochs: int = 40, batch_siz
                  seed: int = 0, cost_bps: float = 1.0, slippage_bps: float = 1.0, threshold: float = 0.4,
                  ablation_seeds=(0, 1, 2), ablation_weights=(0.0, 0.1, 0.5), symbols=None,
                  progress=None) -> dict:
-    """Train and evaluate each preset, write ``out_dir/report.md`` and ``out_dir/report/*.png``."""
+    """Train and evaluate each preset, write ``out_dir/report.md`` and ``out_dir/report/*.png``.
+
+    ``progress(description, total, unit="epoch")``, if given, returns a (bar, callback) pair
+    like the CLI's tqdm bars: the callback goes to the trainer.
+    """
     from .bench import machine_name
     from .data import load_embedded
 
@@ -160,17 +164,21 @@ def build_report(presets=PRESETS, *, out_dir="docs", epochs: int = 40, batch_siz
                 "cost_bps": cost_bps, "slippage_bps": slippage_bps, "threshold": threshold}
     results = []
     for name in presets:
-        if progress:
-            progress(f"training and evaluating {name}")
-        results.append(evaluate_preset(name, frame, out_dir=out_dir / "report", progress=None, **settings))
+        bar, update = progress(f"training {name}", epochs) if progress else (None, None)
+        results.append(evaluate_preset(name, frame, out_dir=out_dir / "report", progress=update, **settings))
+        if bar is not None:
+            bar.close()
     ab = None
     if ablation_seeds:
         from .reasoning_loss import ablation
 
-        if progress:
-            progress("reasoning-aware loss ablation (momentum)")
+        runs = len(set((0.0, *ablation_weights))) * len(ablation_seeds)
+        bar, update = progress("loss ablation (momentum)", runs, unit="run") if progress else (None, None)
         ab = ablation("momentum", weights=ablation_weights, seeds=ablation_seeds, data=frame, epochs=epochs,
-                      batch_size=batch_size, patience=patience)
+                      batch_size=batch_size, patience=patience,
+                      progress=(lambda done, total, info: bar.update(done - bar.n)) if bar is not None else None)
+        if bar is not None:
+            bar.close()
     _plot(results, out_dir / "report" / "equity.png")
     text = _markdown(results, settings, machine_name(), ab)
     (out_dir / "report.md").write_text(text)
@@ -201,11 +209,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_main)
 
 
+def _bar(desc: str, total: int, unit: str = "epoch"):
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=desc, unit=unit)
+
+    def update(epoch: int, epochs: int, metrics: dict) -> None:
+        bar.total = epochs
+        bar.update(epoch - bar.n)
+
+    return bar, update
+
+
 def _main(args) -> int:
     report = build_report(args.presets, out_dir=args.out, epochs=args.epochs, batch_size=args.batch_size,
                           seed=args.seed, cost_bps=args.cost_bps, slippage_bps=args.slippage_bps,
                           threshold=args.threshold, ablation_seeds=tuple(args.ablation_seeds),
-                          symbols=args.symbols, progress=lambda msg: print(f"... {msg}", flush=True))
+                          symbols=args.symbols, progress=_bar)
     print(report["markdown"])
     print(f"written: {report['path']}")
     return 0
