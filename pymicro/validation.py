@@ -765,19 +765,7 @@ def _check_features(rows: _Rows, bars: _Bars, freq: Frequency, seed: int, resamp
         return c
     bad = [s for s in scan["signals"] if s["flagged"]]
     for s in bad:
-        parts = []
-        if s.get("price_flag"):
-            parts.append(f"correlation {s['max_future_bar_corr']:+.2f} with the return of bar t+{s['max_future_bar']} "
-                         f"({s['bar_corr_z']:.0f} s.e.; a causal {freq.name} feature stays under "
-                         f"{freq.max_bar_corr:.2f})")
-        if s.get("straddle_flag") and not s.get("price_flag"):
-            parts.append(f"its correlation with the return of bar t+1 ({s['bar_corr'][1]:+.2f}, {s['next_bar_z']:.0f} s.e.) "
-                         f"continues its correlation with bar t ({s['last_bar_corr']:+.2f}): its window ends after t")
-        if s["label_flag"]:
-            parts.append(f"its correlation with the label drops by {s['max_label_step']:+.2f} when the label moves "
-                         f"from t+{s['max_label_step_bar'] - 1} to t+{s['max_label_step_bar']} "
-                         f"({s['label_step_z']:.0f} s.e.): it knows bar t+{s['max_label_step_bar']}")
-        _risk(c, "critical", f"feature {s['name']!r} peeks ahead: " + "; ".join(parts))
+        _risk(c, "critical", f"feature {s['name']!r} peeks ahead: " + _peek_findings(s, freq))
     top = max((s for s in scan["signals"] if not s.get("constant")),
               key=lambda s: abs(s.get("max_future_bar_corr", s["max_label_step"])))
     key = "max_future_bar_corr" if scan["prices_used"] else "max_label_step"
@@ -786,6 +774,22 @@ def _check_features(rows: _Rows, bars: _Bars, freq: Frequency, seed: int, resamp
                  f"no feature tied to a future bar ({scan['rows']} rows; largest: {top['name']} "
                  f"{key.replace('_', ' ')} {top[key]:+.3f})")
     return c
+
+
+def _peek_findings(s: dict, freq: Frequency) -> str:
+    """Plain-language findings of one flagged signal of :func:`_scan` (a feature or the model's output)."""
+    parts = []
+    if s.get("price_flag"):
+        parts.append(f"correlation {s['max_future_bar_corr']:+.2f} with the return of bar t+{s['max_future_bar']} "
+                     f"({s['bar_corr_z']:.0f} s.e.; causal {freq.name} inputs stay under {freq.max_bar_corr:.2f})")
+    if s.get("straddle_flag") and not s.get("price_flag"):
+        parts.append(f"its correlation with the return of bar t+1 ({s['bar_corr'][1]:+.2f}, {s['next_bar_z']:.0f} s.e.) "
+                     f"continues its correlation with bar t ({s['last_bar_corr']:+.2f}): its window ends after t")
+    if s["label_flag"]:
+        parts.append(f"its correlation with the label drops by {s['max_label_step']:+.2f} when the label moves "
+                     f"from t+{s['max_label_step_bar'] - 1} to t+{s['max_label_step_bar']} "
+                     f"({s['label_step_z']:.0f} s.e.): it knows bar t+{s['max_label_step_bar']}")
+    return "; ".join(parts)
 
 
 def _check_label_shift(rows: _Rows, bars: _Bars, probs_all: np.ndarray, freq: Frequency, seed: int,
@@ -812,18 +816,7 @@ def _check_label_shift(rows: _Rows, bars: _Bars, probs_all: np.ndarray, freq: Fr
     if "error" not in scan:
         s = scan["signals"][0]
         if s["flagged"]:
-            parts = []
-            if s.get("price_flag"):
-                parts.append(f"its output correlates {s['max_future_bar_corr']:+.2f} with the return of bar "
-                             f"t+{s['max_future_bar']} ({s['bar_corr_z']:.0f} s.e.; plausible for {freq.name} bars: "
-                             f"under {freq.max_bar_corr:.2f})")
-            if s.get("straddle_flag") and not s.get("price_flag"):
-                parts.append(f"its correlation with the return of bar t+1 ({s['bar_corr'][1]:+.2f}) continues its "
-                             f"correlation with bar t ({s['last_bar_corr']:+.2f})")
-            if s["label_flag"]:
-                parts.append(f"its correlation with the label falls by {s['max_label_step']:+.2f} when the label is "
-                             f"shifted from t+{s['max_label_step_bar'] - 1} to t+{s['max_label_step_bar']}")
-            _risk(c, "critical", "the model's predictions know a future bar: " + "; ".join(parts))
+            _risk(c, "critical", "the model's predictions know a future bar: " + _peek_findings(s, freq))
     if shift_exp is not None:
         nums["retrain"] = shift_exp
         drop, se = shift_exp["ic_drop"], shift_exp["ic_drop_se"]

@@ -116,8 +116,9 @@ def test_nan_policy_propagate_marks_only_the_bad_rows(preset_blob):
         pymicro.load(preset_blob, nan_policy="ignore")
 
 
-def test_predict_into_writes_the_callers_buffer_without_allocating(preset_blob):
-    model = pymicro.load(preset_blob)
+@pytest.mark.parametrize("backend", ["native", "wasm"])
+def test_predict_into_writes_the_callers_buffer_without_allocating(preset_blob, backend):
+    model = pymicro.load(preset_blob, backend)
     x = rows(64, model.input_size)
     out = np.empty((64, model.n_classes), np.float32)
     assert model.predict_into(x, out) is None

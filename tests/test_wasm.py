@@ -6,7 +6,6 @@ ABI's exports, SIMD128), and the pinned fast call path.
 """
 
 import threading
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -147,27 +146,6 @@ def test_nan_policy_propagate_marks_only_the_bad_rows(preset_blob):
     np.testing.assert_allclose(got, want, atol=1e-6)
     with pytest.raises(InputError, match="nan_policy must be"):
         pymicro.load(preset_blob, "wasm", nan_policy="ignore")
-
-
-def test_predict_into_writes_the_callers_buffer_without_allocating(preset_blob):
-    model = pymicro.load(preset_blob, "wasm")
-    x = rows(64, model.input_size)
-    out = np.empty((64, model.n_classes), np.float32)
-    assert model.predict_into(x, out) is None
-    np.testing.assert_array_equal(out, model.predict(x))
-    one = np.empty(model.n_classes, np.float32)
-    model.predict_into(x[5], one)
-    np.testing.assert_array_equal(one, out[5])
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(2000):
-            model.predict_into(x[5], one)
-            model.predict_into(x, out)
-        grown = tracemalloc.get_traced_memory()[1] - before
-    finally:
-        tracemalloc.stop()
-    assert grown < 1024, f"predict_into allocated {grown} bytes"
 
 
 @pytest.mark.parametrize("make_x, make_out", [
