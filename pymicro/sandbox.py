@@ -31,6 +31,7 @@ The CLI: ``pymicro sandbox run BLOB INPUT.npy [--fuel N] [--timeout S] [--memory
 
 from __future__ import annotations
 
+import atexit
 import functools
 import itertools
 import math
@@ -44,7 +45,7 @@ import numpy as np
 from ._inputs import coerce
 from .errors import BlobError, InputError, PymicroError
 from .wasm import (F32, Guest, GuestMemoryError, GuestProtocolError, _wasmtime, check_module,
-                   deterministic_config, nonfinite_message, wasm_bytes)
+                   close_at_exit, deterministic_config, nonfinite_message, wasm_bytes)
 
 DEFAULT_FUEL = 10_000_000_000  # about ten seconds of pymicro.wasm on a 3-4 GHz core
 DEFAULT_TIMEOUT = 10.0         # seconds per request
@@ -204,6 +205,7 @@ def _engine():
     config.epoch_interruption = True
     config.max_wasm_stack = 512 * 1024
     engine = wasmtime.Engine(config)
+    atexit.register(close_at_exit, engine)
     return engine, _Ticker(engine, TICK_S)
 
 
@@ -212,6 +214,7 @@ def _pymicro_module():
     wasmtime = _wasmtime()
     module = wasmtime.Module(_engine()[0], wasm_bytes())
     check_module(module)
+    atexit.register(close_at_exit, module)
     return module
 
 

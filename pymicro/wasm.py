@@ -27,6 +27,7 @@ which). Batches cross once per chunk of :data:`CHUNK_ROWS` rows, not per row.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import functools
 import os
@@ -366,7 +367,22 @@ def _engine_and_module():
     except wasmtime.WasmtimeError as e:
         raise BackendError(f"pymicro.wasm does not compile on this wasmtime ({e})") from None
     check_module(module)
+    atexit.register(close_at_exit, engine, module)
     return engine, module
+
+
+def close_at_exit(*objects) -> None:
+    """Frees cached wasmtime objects while wasmtime can still free them.
+
+    Left to the garbage collector, they would be finalised after wasmtime's own
+    module globals are torn down at interpreter exit, and each would print an
+    ignored ``TypeError`` traceback.
+    """
+    for obj in objects:
+        try:
+            obj.close()
+        except Exception:  # already closed, or wasmtime half torn down: nothing to free
+            pass
 
 
 _checked = weakref.WeakSet()  # modules check_module accepted
