@@ -100,6 +100,7 @@ struct Plan {
   uint32_t tile_rows;  // rows of a tile buffer: max(input_size, out_mr of every op)
   uint32_t row_len;    // floats of a row buffer: max(in_w, out_w of every op)
   uint32_t attn_width; // width of the first attention layer (0: none)
+  uint32_t n_panels;   // micro-kernel panels (MR outputs each) in a tile's pass
   const float* mean;     // [in_w]
   const float* inv_std;  // [in_w]
   Op ops[2 * kMaxLayers];
@@ -150,6 +151,7 @@ static void build_plan(const BlobView* v, void* mem) {
   P->tile_rows = v->input_size;
   P->row_len = P->in_w;
   P->attn_width = 0;
+  P->n_panels = 0;
   float* mean = take(P->in_w);
   float* inv = take(P->in_w);
   for (uint32_t i = 0; i < v->input_size; ++i) {
@@ -166,6 +168,7 @@ static void build_plan(const BlobView* v, void* mem) {
     op.act = act;
     if (act == kGate && !P->attn_width) P->attn_width = in;
     op.out_mr = uint32_t(up(out, MR));
+    P->n_panels += op.out_mr / MR;
     op.out_w = uint32_t(up(out, W));
     float* pw = take(uint64_t(op.out_mr) * in);
     float* pb = take(op.out_mr);
@@ -272,11 +275,25 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
 
 // ---------------------------------------------------------------- a tile of rows
 
+// The next tile's input, asked into the cache a few lines per micro-kernel panel while
+// this tile computes. The input streams from memory; fetching it in one burst when
+// the tile starts would fill the miss buffers and stall, spread out it costs nothing.
+struct Prefetch {
+  const char* p;
+  const char* end;
+  uint32_t per_panel;  // cache lines per panel
+  inline void step() {
+    for (uint32_t k = 0; k < per_panel && p < end; ++k, p += 64) __builtin_prefetch(p, 0, 3);
+  }
+};
+
 // Not inlined: keeps the exp constants of the callers from crowding its registers.
 template <uint32_t ACT>
-__attribute__((noinline)) static void dense_tile(const Op& op, const float* X, float* Y) {
+__attribute__((noinline)) static void dense_tile(const Op& op, const float* X, float* Y,
+                                                 Prefetch& pf) {
   const float* w = op.pw;
   for (uint32_t p = 0; p < op.out_mr; p += MR) {
+    pf.step();
     vf acc[MR][NR];
     for (uint32_t r = 0; r < MR; ++r) {
       vf b = vset(op.pb[p + r]);
@@ -446,8 +463,11 @@ static inline void store_rows(const float* A, uint32_t nt, uint32_t C, float* ou
 }
 
 static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out, float* attn,
-                         float* ws) {
+                         float* ws, const float* next, uint32_t next_rows) {
   const uint32_t I = P.input_size, C = P.n_classes;
+  const uint64_t next_bytes = uint64_t(next_rows) * I * 4;
+  Prefetch pf{reinterpret_cast<const char*>(next), reinterpret_cast<const char*>(next) + next_bytes,
+              uint32_t((next_bytes / 64 + P.n_panels) / P.n_panels)};
   float* A = ws;
   float* B = ws + uint64_t(P.tile_rows) * T;
   uint32_t flags[T];
@@ -457,11 +477,11 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
   for (uint32_t k = 0; k < P.n_ops; ++k) {
     const Op& op = P.ops[k];
     switch (op.act) {
-      case kRelu: dense_tile<kRelu>(op, A, B); break;
-      case kTanh: dense_tile<kTanh>(op, A, B); break;
-      case kSigmoid: dense_tile<kSigmoid>(op, A, B); break;
-      case kGelu: dense_tile<kGelu>(op, A, B); break;
-      default: dense_tile<kLinear>(op, A, B); break;
+      case kRelu: dense_tile<kRelu>(op, A, B, pf); break;
+      case kTanh: dense_tile<kTanh>(op, A, B, pf); break;
+      case kSigmoid: dense_tile<kSigmoid>(op, A, B, pf); break;
+      case kGelu: dense_tile<kGelu>(op, A, B, pf); break;
+      default: dense_tile<kLinear>(op, A, B, pf); break;
     }
     if (op.act == kGate && !(attn && first_gate)) {
       softmax_gate_tile(B, A, op.out);
@@ -504,8 +524,10 @@ static uint64_t run(const void* plan, const float* x, uint64_t n, float* out, fl
   uint64_t n_bad = 0;
   for (uint64_t t0 = 0; t0 < n; t0 += T) {
     uint32_t nt = uint32_t(n - t0 < T ? n - t0 : T);
+    uint64_t after = n - t0 - nt;  // rows after this tile
     n_bad += run_tile(P, x + t0 * P.input_size, nt, out + t0 * P.n_classes,
-                      attn ? attn + t0 * P.attn_width : nullptr, ws);
+                      attn ? attn + t0 * P.attn_width : nullptr, ws, x + (t0 + nt) * P.input_size,
+                      uint32_t(after < T ? after : T));
   }
   return n_bad;
 }
