@@ -1,6 +1,9 @@
 // The executor built for avx512 (compile flags in CMakeLists.txt).
 #include "pymicro/arch.hpp"
 
+#include <immintrin.h>  // max/min instructions for vmax/vmin in kernels.inl
+#define PM_X86_MINMAX 1
+
 #define PM_LANES 16
 #define PM_NR 3
 #define PM_MR 4

@@ -34,9 +34,23 @@ static inline vf vload(const float* p) {
 static inline void vstore(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
 // s - 0 is s exactly (also for -0 and NaN), so this folds to a plain broadcast; 0 + s would not.
 static inline vf vset(float s) { return s - vf{}; }
-// Vector ?: is a GCC and Clang extension in C++; both lower it to max/min instructions.
+// vmax(a, b) = a > b ? a : b and vmin(a, b) = a < b ? a : b, lane by lane, NaN and
+// signed zeros included: exactly what x86's MAXPS/MINPS compute, so those builds (which
+// include <immintrin.h> before this file) use them. GCC lowers the portable form to a
+// compare and a blend, two instructions where one does.
+#if defined(PM_X86_MINMAX) && PM_LANES == 16
+static inline vf vmax(vf a, vf b) { return (vf)_mm512_max_ps((__m512)a, (__m512)b); }
+static inline vf vmin(vf a, vf b) { return (vf)_mm512_min_ps((__m512)a, (__m512)b); }
+#elif defined(PM_X86_MINMAX) && PM_LANES == 8
+static inline vf vmax(vf a, vf b) { return (vf)_mm256_max_ps((__m256)a, (__m256)b); }
+static inline vf vmin(vf a, vf b) { return (vf)_mm256_min_ps((__m256)a, (__m256)b); }
+#elif defined(PM_X86_MINMAX) && PM_LANES == 4
+static inline vf vmax(vf a, vf b) { return (vf)_mm_max_ps((__m128)a, (__m128)b); }
+static inline vf vmin(vf a, vf b) { return (vf)_mm_min_ps((__m128)a, (__m128)b); }
+#else  // vector ?: is a GCC and Clang extension in C++
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+#endif
 static inline float smax(float a, float b) { return a > b ? a : b; }
 
 // exp with Cody-Waite reduction and the Cephes degree-6 polynomial (rel. error
