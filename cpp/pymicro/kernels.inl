@@ -327,21 +327,23 @@ __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, f
   }
 }
 
-// softmax down the rows of a tile Y[0..n)[T], per sample (lane)
+// softmax down the rows of a tile Y[0..n)[T], per sample (lane). The NR columns of
+// vectors go side by side, so their max and sum chains overlap.
 static void softmax_tile(float* Y, uint32_t n) {
-  for (uint32_t c = 0; c < NR; ++c) {
-    float* y = Y + c * W;
-    vf m = vload(y);
-    for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
-    vf s = vf{};
-    for (uint32_t i = 0; i < n; ++i) {
-      vf e = v_exp(vload(y + i * T) - m);
-      vstore(y + i * T, e);
-      s = s + e;
+  vf m[NR], s[NR];
+  for (uint32_t c = 0; c < NR; ++c) m[c] = vload(Y + c * W);
+  for (uint32_t i = 1; i < n; ++i)
+    for (uint32_t c = 0; c < NR; ++c) m[c] = vmax(vload(Y + i * T + c * W), m[c]);
+  for (uint32_t c = 0; c < NR; ++c) s[c] = vf{};
+  for (uint32_t i = 0; i < n; ++i)
+    for (uint32_t c = 0; c < NR; ++c) {
+      vf e = v_exp(vload(Y + i * T + c * W) - m[c]);
+      vstore(Y + i * T + c * W, e);
+      s[c] = s[c] + e;
     }
-    const vf r = 1.0f / s;
-    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) * r);
-  }
+  for (uint32_t c = 0; c < NR; ++c) s[c] = 1.0f / s[c];
+  for (uint32_t i = 0; i < n; ++i)
+    for (uint32_t c = 0; c < NR; ++c) vstore(Y + i * T + c * W, vload(Y + i * T + c * W) * s[c]);
 }
 
 // A[i][t] = (x[t][i] - mean[i]) * inv_std[i] for a tile of nt rows of width I (rows
@@ -451,20 +453,21 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
 // Y[i] = softmax(Y)[i] * X[i], one pass fewer than softmax_tile then a multiply,
 // with the same arithmetic ((e * (1/s)) * x), so results are bit-identical.
 static void softmax_gate_tile(float* Y, const float* X, uint32_t n) {
-  for (uint32_t c = 0; c < NR; ++c) {
-    float* y = Y + c * W;
-    const float* x = X + c * W;
-    vf m = vload(y);
-    for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
-    vf s = vf{};
-    for (uint32_t i = 0; i < n; ++i) {
-      vf e = v_exp(vload(y + i * T) - m);
-      vstore(y + i * T, e);
-      s = s + e;
+  vf m[NR], s[NR];
+  for (uint32_t c = 0; c < NR; ++c) m[c] = vload(Y + c * W);
+  for (uint32_t i = 1; i < n; ++i)
+    for (uint32_t c = 0; c < NR; ++c) m[c] = vmax(vload(Y + i * T + c * W), m[c]);
+  for (uint32_t c = 0; c < NR; ++c) s[c] = vf{};
+  for (uint32_t i = 0; i < n; ++i)
+    for (uint32_t c = 0; c < NR; ++c) {
+      vf e = v_exp(vload(Y + i * T + c * W) - m[c]);
+      vstore(Y + i * T + c * W, e);
+      s[c] = s[c] + e;
     }
-    const vf r = 1.0f / s;
-    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, (vload(y + i * T) * r) * vload(x + i * T));
-  }
+  for (uint32_t c = 0; c < NR; ++c) s[c] = 1.0f / s[c];
+  for (uint32_t i = 0; i < n; ++i)
+    for (uint32_t c = 0; c < NR; ++c)
+      vstore(Y + i * T + c * W, (vload(Y + i * T + c * W) * s[c]) * vload(X + i * T + c * W));
 }
 
 // out[t][c] = A[c][t]: the tile's probabilities back to row-major. CC is C when known
