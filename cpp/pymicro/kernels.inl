@@ -24,7 +24,8 @@ constexpr uint32_t W = PM_LANES;
 constexpr uint32_t MR = PM_MR;  // outputs per micro-kernel
 constexpr uint32_t NR = PM_NR;
 constexpr uint32_t T = W * NR;  // samples per tile
-constexpr uint32_t kGate = 100;  // attention logits: softmax over outputs, then gate the input
+constexpr uint32_t kGate = 100;   // attention logits: softmax over outputs, then gate the input
+constexpr uint32_t kValue = 101;  // attention values: W_v (e * x) * (1 / sum e) + b_v
 
 static inline vf vload(const float* p) {
   vf v;
@@ -141,7 +142,7 @@ static void for_each_op(const BlobView* v, F&& f) {
       f(L.in, L.out, L.activation, L.t[0], L.t[1]);
     } else {
       f(L.in, L.in, kGate, L.t[0], L.t[1]);
-      f(L.in, L.out, uint32_t(kLinear), L.t[2], L.t[3]);
+      f(L.in, L.out, kValue, L.t[2], L.t[3]);
     }
   }
 }
@@ -223,39 +224,50 @@ static uint64_t workspace_floats(const void* plan) {
 
 // ---------------------------------------------------------------- one row
 
+// kValue: the sum starts at 0 instead of the bias, and acc * scale + bias ends it.
 template <uint32_t ACT, uint32_t NB>
-static inline void dense_row_block(const Op& op, const float* x, float* y, uint32_t v0) {
+static inline void dense_row_block(const Op& op, const float* x, float* y, uint32_t v0,
+                                   float scale) {
   vf acc[NB];
-  for (uint32_t b = 0; b < NB; ++b) acc[b] = vload(op.rb + (v0 + b) * W);
+  for (uint32_t b = 0; b < NB; ++b) acc[b] = ACT == kValue ? vf{} : vload(op.rb + (v0 + b) * W);
   const float* w = op.rw + v0 * W;
   for (uint32_t i = 0; i < op.in; ++i, w += op.out_w) {
     vf xi = vset(x[i]);
     for (uint32_t b = 0; b < NB; ++b) acc[b] = acc[b] + xi * vload(w + b * W);
   }
-  for (uint32_t b = 0; b < NB; ++b) vstore(y + (v0 + b) * W, activate<ACT>(acc[b]));
+  for (uint32_t b = 0; b < NB; ++b) {
+    vf a = acc[b];
+    if constexpr (ACT == kValue) a = a * scale + vload(op.rb + (v0 + b) * W);
+    vstore(y + (v0 + b) * W, activate<ACT>(a));
+  }
 }
 
 template <uint32_t ACT>
-static void dense_row(const Op& op, const float* x, float* y) {
+static void dense_row(const Op& op, const float* x, float* y, float scale = 1.0f) {
   const uint32_t nv = op.out_w / W;
   uint32_t v0 = 0;
-  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<ACT, 4>(op, x, y, v0);
+  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<ACT, 4>(op, x, y, v0, scale);
   switch (nv - v0) {
-    case 3: dense_row_block<ACT, 3>(op, x, y, v0); break;
-    case 2: dense_row_block<ACT, 2>(op, x, y, v0); break;
-    case 1: dense_row_block<ACT, 1>(op, x, y, v0); break;
+    case 3: dense_row_block<ACT, 3>(op, x, y, v0, scale); break;
+    case 2: dense_row_block<ACT, 2>(op, x, y, v0, scale); break;
+    case 1: dense_row_block<ACT, 1>(op, x, y, v0, scale); break;
     default: break;
   }
 }
 
-// softmax over y[0..n) in place; y has room for up(n, W) floats
-static void softmax_row(float* y, uint32_t n) {
+// y[i] = exp(y[i] - max y) over y[0..n) in place (y has room for up(n, W) floats);
+// returns 1 / their sum, the sum taken in index order
+static float softmax_num_row(float* y, uint32_t n) {
   float m = y[0];
   for (uint32_t i = 1; i < n; ++i) m = smax(y[i], m);
   for (uint32_t i = 0; i < n; i += W) vstore(y + i, v_exp_le0(vload(y + i) - m));
   float s = 0.0f;
   for (uint32_t i = 0; i < n; ++i) s = s + y[i];
-  const float r = 1.0f / s;
+  return 1.0f / s;
+}
+
+static void softmax_row(float* y, uint32_t n) {
+  const float r = softmax_num_row(y, n);
   for (uint32_t i = 0; i < n; ++i) y[i] = y[i] * r;
 }
 
@@ -269,6 +281,7 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
   }
   for (uint32_t i = P.input_size; i < P.in_w; ++i) A[i] = 0.0f;
   bool first_gate = true;
+  float scale = 1.0f;  // 1 / the last gate's softmax sum, for its value op
   for (uint32_t k = 0; k < P.n_ops; ++k) {
     const Op& op = P.ops[k];
     switch (op.act) {
@@ -276,12 +289,13 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
       case kTanh: dense_row<kTanh>(op, A, B); break;
       case kSigmoid: dense_row<kSigmoid>(op, A, B); break;
       case kGelu: dense_row<kGelu>(op, A, B); break;
+      case kValue: dense_row<kValue>(op, A, B, scale); break;
       default: dense_row<kLinear>(op, A, B); break;
     }
-    if (op.act == kGate) {
-      softmax_row(B, op.out);
+    if (op.act == kGate) {  // B = e * x, e = exp(logit - max); the value op scales by 1 / sum e
+      scale = softmax_num_row(B, op.out);
       if (attn && first_gate)
-        for (uint32_t i = 0; i < op.out; ++i) attn[i] = B[i];
+        for (uint32_t i = 0; i < op.out; ++i) attn[i] = B[i] * scale;
       first_gate = false;
       for (uint32_t i = 0; i < op.out; ++i) B[i] = B[i] * A[i];
     }
@@ -312,15 +326,20 @@ struct Prefetch {
 };
 
 // Not inlined: keeps the exp constants of the callers from crowding its registers.
+// aux: kGate writes each sample's max logit there (T floats), kValue reads each
+// sample's scale from there; other activations ignore it.
 template <uint32_t ACT>
 __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, float* Y,
-                                                 Prefetch& pf) {
+                                                 Prefetch& pf, float* aux) {
   const float* w = op.pw;
+  vf side[NR];  // kGate: running max over the real outputs; kValue: the scales
+  if constexpr (ACT == kValue)
+    for (uint32_t c = 0; c < NR; ++c) side[c] = vload(aux + c * W);
   for (uint32_t p = 0; p < op.out_mr; p += MR) {
     pf.step();
     vf acc[MR][NR];
     for (uint32_t r = 0; r < MR; ++r) {
-      vf b = vset(op.pb[p + r]);
+      vf b = ACT == kValue ? vf{} : vset(op.pb[p + r]);
       for (uint32_t c = 0; c < NR; ++c) acc[r][c] = b;
     }
     const float* x = X;
@@ -333,8 +352,18 @@ __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, f
       }
     }
     for (uint32_t r = 0; r < MR; ++r)
-      for (uint32_t c = 0; c < NR; ++c) vstore(Y + (p + r) * T + c * W, activate<ACT>(acc[r][c]));
+      for (uint32_t c = 0; c < NR; ++c) {
+        vf a = acc[r][c];
+        if constexpr (ACT == kValue) a = a * side[c] + vset(op.pb[p + r]);
+        vstore(Y + (p + r) * T + c * W, activate<ACT>(a));
+        if constexpr (ACT == kGate) {  // the max pass of the softmax, done here
+          if (p + r == 0) side[c] = a;
+          else if (p + r < op.out) side[c] = vmax(a, side[c]);
+        }
+      }
   }
+  if constexpr (ACT == kGate)
+    for (uint32_t c = 0; c < NR; ++c) vstore(aux + c * W, side[c]);
 }
 
 // softmax down the rows of a tile Y[0..n)[T], per sample (lane). The NR columns of
@@ -459,25 +488,31 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
       for (uint32_t k = nt; k < T; ++k) A[i * T + k] = 0.0f;
 }
 
-// softmax down the rows of Y (per sample) fused with the attention gate:
-// Y[i] = softmax(Y)[i] * X[i], one pass fewer than softmax_tile then a multiply,
-// with the same arithmetic ((e * (1/s)) * x), so results are bit-identical.
-static void softmax_gate_tile(float* Y, const float* X, uint32_t n) {
+// The attention gate down the rows of a tile, per sample (lane), with the max of each
+// sample's logits already in mx (dense_tile<kGate> found it): Y[i] = exp(Y[i] - max) *
+// X[i], and scale = 1 / sum exp(...), which the value op applies. With attn (explain),
+// also attn[t][i] = exp(...) * scale, the attention weights. The same arithmetic as the
+// row path, so results are bit-identical.
+static void softmax_gate_tile(float* Y, const float* X, uint32_t n, const float* mx, float* scale,
+                              float* attn, uint32_t nt) {
   vf m[NR], s[NR];
-  for (uint32_t c = 0; c < NR; ++c) m[c] = vload(Y + c * W);
-  for (uint32_t i = 1; i < n; ++i)
-    for (uint32_t c = 0; c < NR; ++c) m[c] = vmax(vload(Y + i * T + c * W), m[c]);
-  for (uint32_t c = 0; c < NR; ++c) s[c] = vf{};
+  for (uint32_t c = 0; c < NR; ++c) {
+    m[c] = vload(mx + c * W);
+    s[c] = vf{};
+  }
   for (uint32_t i = 0; i < n; ++i)
     for (uint32_t c = 0; c < NR; ++c) {
       vf e = v_exp_le0(vload(Y + i * T + c * W) - m[c]);
-      vstore(Y + i * T + c * W, e);
       s[c] = s[c] + e;
+      vstore(Y + i * T + c * W, attn ? e : e * vload(X + i * T + c * W));
     }
-  for (uint32_t c = 0; c < NR; ++c) s[c] = 1.0f / s[c];
+  for (uint32_t c = 0; c < NR; ++c) vstore(scale + c * W, 1.0f / s[c]);
+  if (!attn) return;
+  for (uint32_t t = 0; t < nt; ++t)
+    for (uint32_t i = 0; i < n; ++i) attn[uint64_t(t) * n + i] = Y[i * T + t] * scale[t];
   for (uint32_t i = 0; i < n; ++i)
     for (uint32_t c = 0; c < NR; ++c)
-      vstore(Y + i * T + c * W, (vload(Y + i * T + c * W) * s[c]) * vload(X + i * T + c * W));
+      vstore(Y + i * T + c * W, vload(Y + i * T + c * W) * vload(X + i * T + c * W));
 }
 
 // out[t][c] = A[c][t]: the tile's probabilities back to row-major. CC is C when known
@@ -498,29 +533,24 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
   float* A = ws;
   float* B = ws + uint64_t(P.tile_rows) * T;
   uint32_t flags[T];
+  float gate_max[T], gate_scale[T];
   load_tile(P, x, nt, A, flags);
 
   bool first_gate = true;
   for (uint32_t k = 0; k < P.n_ops; ++k) {
     const Op& op = P.ops[k];
     switch (op.act) {
-      case kRelu: dense_tile<kRelu>(op, A, B, pf); break;
-      case kTanh: dense_tile<kTanh>(op, A, B, pf); break;
-      case kSigmoid: dense_tile<kSigmoid>(op, A, B, pf); break;
-      case kGelu: dense_tile<kGelu>(op, A, B, pf); break;
-      default: dense_tile<kLinear>(op, A, B, pf); break;
+      case kRelu: dense_tile<kRelu>(op, A, B, pf, nullptr); break;
+      case kTanh: dense_tile<kTanh>(op, A, B, pf, nullptr); break;
+      case kSigmoid: dense_tile<kSigmoid>(op, A, B, pf, nullptr); break;
+      case kGelu: dense_tile<kGelu>(op, A, B, pf, nullptr); break;
+      case kGate: dense_tile<kGate>(op, A, B, pf, gate_max); break;
+      case kValue: dense_tile<kValue>(op, A, B, pf, gate_scale); break;
+      default: dense_tile<kLinear>(op, A, B, pf, nullptr); break;
     }
-    if (op.act == kGate && !(attn && first_gate)) {
-      softmax_gate_tile(B, A, op.out);
+    if (op.act == kGate) {
+      softmax_gate_tile(B, A, op.out, gate_max, gate_scale, attn && first_gate ? attn : nullptr, nt);
       first_gate = false;
-    } else if (op.act == kGate) {  // explain(): keep the weights before gating
-      softmax_tile(B, op.out);
-      for (uint32_t t = 0; t < nt; ++t)
-        for (uint32_t i = 0; i < op.out; ++i) attn[uint64_t(t) * op.out + i] = B[i * T + t];
-      first_gate = false;
-      for (uint32_t i = 0; i < op.out; ++i)
-        for (uint32_t c = 0; c < NR; ++c)
-          vstore(B + i * T + c * W, vload(B + i * T + c * W) * vload(A + i * T + c * W));
     }
     float* tmp = A;
     A = B;
