@@ -220,10 +220,18 @@ class Lab:
             ratio = pair[ORT] / pair[PYMICRO]
             ok = ratio >= budgets.BATCH_MIN_SPEEDUP_VS_ORT
             rows = len(self.cases[preset].X)
+            roof = self.roofline(preset)
+            need = roof.fraction(budgets.BATCH_MIN_SPEEDUP_VS_ORT * rows / pair[ORT])
             out.append((name, "pass" if ok else "FAIL",
                         f"{ratio:.2f}× paired (pymicro {rows / pair[PYMICRO] / 1e6:.2f} M/s, "
-                        f"ORT {rows / pair[ORT] / 1e6:.2f} M/s){self._suite_ratio(preset, 'batch')}"))
+                        f"ORT {rows / pair[ORT] / 1e6:.2f} M/s){self._suite_ratio(preset, 'batch')}; "
+                        f"pymicro is at {roof.fraction(rows / pair[PYMICRO]):.0%} of this core's "
+                        f"FMA floor, {budgets.BATCH_MIN_SPEEDUP_VS_ORT:g}× ORT needs {need:.0%}"))
         return out
+
+    def roofline(self, preset: str) -> bench.Roofline:
+        case = self.case(preset)
+        return bench.roofline(case.blob, case.model.info.isa)
 
     def check(self, prefix: str) -> tuple[str, str, str]:
         return next(c for c in self.checks() if c[0].startswith(prefix))
@@ -267,6 +275,28 @@ class Lab:
             "|---|---|---|",
         ]
         lines += [f"| {name} | {status} | {detail} |" for name, status, detail in self.checks()]
+        batch = [p for p in pymicro.PRESETS if self.pairs.get((p, "batch"))]
+        if batch:
+            roofs = {p: self.roofline(p) for p in batch}
+            any_roof = next(iter(roofs.values()))
+            lines += [
+                "",
+                "## Roofline (batch, one thread)",
+                "",
+                f"The FMA floor is the rows a second that a network's multiply-adds alone allow at "
+                f"this core's measured peak ({any_roof.peak_macs / 1e9:.1f} G multiply-adds/s with "
+                f"{any_roof.isa} vector FMAs, `pymicro._core.fma_rate`), before any exp, transpose "
+                "or memory traffic. Paired medians as a share of it:",
+                "",
+                "| preset | multiply-adds/row | FMA floor M/s | pymicro | ORT | 2× ORT would be |",
+                "|---|---:|---:|---:|---:|---:|",
+            ]
+            for p in batch:
+                pair, roof, rows = self.pairs[(p, "batch")], roofs[p], len(self.cases[p].X)
+                lines.append(
+                    f"| {p} | {roof.macs_per_row:,} | {roof.floor_rows_per_s / 1e6:.1f} | "
+                    f"{roof.fraction(rows / pair[PYMICRO]):.0%} | {roof.fraction(rows / pair[ORT]):.0%} | "
+                    f"{roof.fraction(2 * rows / pair[ORT]):.0%} |")
         return "\n".join(lines) + "\n"
 
 

@@ -397,6 +397,58 @@ def pymicro_runner(model):
     return partial(predict, model)
 
 
+# --------------------------------------------------------------------------- roofline
+
+
+def multiply_adds_per_row(model_or_blob) -> int:
+    """Multiply-adds one row needs: ``in*out`` per dense layer, ``n*n + n*k`` per attention."""
+    from . import _core
+
+    total = 0
+    for layer in _core.parse(_blob_of(model_or_blob), False)["layers"]:
+        n, k = layer["in"], layer["out"]
+        total += n * n + n * k if layer["kind"] == "attention" else n * k
+    return total
+
+
+@dataclass(frozen=True)
+class Roofline:
+    """The FMA ceiling for a network's batch throughput on this core, one thread.
+
+    ``peak_macs`` is measured (:func:`pymicro._core.fma_rate`: independent vector FMA
+    chains of the ISA's kernels, timed); ``floor_rows_per_s`` is how many rows a second
+    the multiply-adds alone would allow at that peak, before any exp, transpose or memory
+    traffic. A throughput is then a fraction of it.
+    """
+
+    isa: str
+    peak_macs: float  # float32 multiply-adds per second
+    macs_per_row: int
+
+    @property
+    def floor_rows_per_s(self) -> float:
+        return self.peak_macs / self.macs_per_row
+
+    def fraction(self, rows_per_s: float) -> float:
+        return rows_per_s / self.floor_rows_per_s
+
+
+@lru_cache(maxsize=None)
+def fma_peak(isa: str = "auto", seconds: float = 0.3) -> float:
+    """Peak float32 multiply-adds per second of ``isa``'s kernels here (cached per process)."""
+    from . import _core
+
+    return _core.fma_rate(isa, seconds)
+
+
+def roofline(model_or_blob, isa: str | None = None) -> Roofline:
+    """The :class:`Roofline` of a model (or blob) for ``isa`` (default: the best here)."""
+    from . import _core
+
+    isa = isa or _core.isas()[0]
+    return Roofline(isa, fma_peak(isa), multiply_adds_per_row(model_or_blob))
+
+
 # --------------------------------------------------------------------------- comparison
 
 

@@ -207,3 +207,31 @@ def test_single_thread_blas_restores_the_thread_count():
             return
         assert note == "" and controls[1]() == 1
     assert controls[1]() == before
+
+
+def test_multiply_adds_per_row_counts_dense_and_attention_layers():
+    spec = Spec(6, [Attention(4), Dense(5, "relu"), Dropout(0.1)], 3)
+    blob = pymicro.freeze(spec.init(0))
+    assert bench.multiply_adds_per_row(blob) == 6 * 6 + 6 * 4 + 4 * 5 + 5 * 3
+    momentum = bench.preset_blob("momentum")  # 24 -> Attention(8) -> 16 -> 8 -> 3
+    assert bench.multiply_adds_per_row(momentum) == 24 * 24 + 24 * 8 + 8 * 16 + 16 * 8 + 8 * 3
+    assert bench.multiply_adds_per_row(pymicro.load(momentum)) == 1048
+
+
+def test_fma_rate_is_measured_per_isa_and_refuses_unknown_ones():
+    rates = {isa: pymicro._core.fma_rate(isa, 0.05) for isa in pymicro._core.isas()}
+    assert all(math.isfinite(r) and r > 1e8 for r in rates.values()), rates
+    if "avx2" in rates and "sse2" in rates:  # 8 FMA lanes against 4 lanes of mul + add
+        assert rates["avx2"] > 1.3 * rates["sse2"], rates
+    with pytest.raises(pymicro.InputError, match="isa 'vax'"):
+        pymicro._core.fma_rate("vax", 0.05)
+    with pytest.raises(pymicro.InputError, match="seconds"):
+        pymicro._core.fma_rate("auto", 0.0)
+
+
+def test_roofline_floor_and_fractions_follow_from_peak_and_work():
+    roof = bench.roofline(bench.preset_blob("sentiment"))
+    assert roof.isa == pymicro._core.isas()[0]
+    assert roof.macs_per_row == 48 * 48 + 48 * 16 + 16 * 32 + 32 * 16 + 16 * 8 + 8 * 5
+    assert roof.floor_rows_per_s == pytest.approx(roof.peak_macs / roof.macs_per_row)
+    assert roof.fraction(roof.floor_rows_per_s / 4) == pytest.approx(0.25)

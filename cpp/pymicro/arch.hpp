@@ -23,6 +23,11 @@ struct ArchOps {
   // return value is how many rows did. No allocation; thread-safe per plan.
   uint64_t (*run)(const void* plan, const float* x, uint64_t n, float* out, float* attn,
                   float* workspace);
+  // The roofline probe: `rounds` rounds of 12 independent vector FMAs (as many chains
+  // as the micro-kernel keeps), writing a result to *sink so nothing is optimised away.
+  // Returns the scalar multiply-adds done; timed by the caller, it gives this ISA's
+  // peak FMA rate on this core, the ceiling any dense layer can reach.
+  uint64_t (*fma_probe)(uint64_t rounds, float* sink);
 };
 
 }  // namespace pymicro

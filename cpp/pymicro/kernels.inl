@@ -589,4 +589,20 @@ static uint64_t run(const void* plan, const float* x, uint64_t n, float* out, fl
   return n_bad;
 }
 
-extern const ArchOps ops = {PM_ARCH_NAME, W, T, plan_bytes, build_plan, workspace_floats, run};
+static uint64_t fma_probe(uint64_t rounds, float* sink) {
+  constexpr uint32_t K = 12;
+  vf acc[K];
+  for (uint32_t k = 0; k < K; ++k) acc[k] = vset(float(k) * 1e-3f);
+  vf a = vset(*sink), b = vset(1e-4f);  // a from memory: the compiler cannot fold the loop
+  for (uint64_t i = 0; i < rounds; ++i)
+    for (uint32_t k = 0; k < K; ++k) acc[k] = acc[k] * a + b;
+  vf s = vf{};
+  for (uint32_t k = 0; k < K; ++k) s = s + acc[k];
+  float t = 0.0f;
+  for (uint32_t l = 0; l < W; ++l) t = t + s[l];
+  *sink = t;
+  return rounds * K * W;
+}
+
+extern const ArchOps ops = {PM_ARCH_NAME, W,   T,  plan_bytes, build_plan, workspace_floats,
+                            run,          fma_probe};

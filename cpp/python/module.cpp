@@ -6,6 +6,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -339,6 +340,30 @@ PYBIND11_MODULE(_core, m) {
     for (auto* o : available_isas()) names.append(o->name);
     return names;
   }, "Instruction sets this CPU can run, best first.");
+  m.def("fma_rate", [](const std::string& isa, double seconds) {
+    const ArchOps* ops = nullptr;
+    for (auto* o : available_isas())
+      if (isa.empty() || isa == "auto" ? !ops : isa == o->name) ops = o;
+    if (!ops) raise("InputError", "fma_rate: isa '" + isa + "' does not run on this CPU");
+    if (!(seconds > 0.0 && seconds <= 60.0))
+      raise("InputError", "fma_rate: seconds must be in (0, 60]");
+    py::gil_scoped_release release;
+    using clock = std::chrono::steady_clock;
+    float sink = 0.999f;
+    uint64_t rounds = 1 << 12;
+    double best = 0.0, spent = 0.0;
+    while (spent < seconds || best == 0.0) {  // grow a sample to seconds/10, keep the fastest
+      auto t0 = clock::now();
+      uint64_t done = ops->fma_probe(rounds, &sink);
+      double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      spent += dt;
+      if (dt < seconds / 10) rounds *= 2;
+      else if (double(done) / dt > best) best = double(done) / dt;
+    }
+    return best;
+  }, py::arg("isa") = "auto", py::arg("seconds") = 0.3,
+     "Peak float32 multiply-adds per second of one ISA's kernels on this core (one thread):\n"
+     "the roofline for a batch, measured by timing independent vector FMA chains.");
   py::class_<NativeModel>(m, "NativeModel")
       .def(py::init<py::buffer, const std::string&, const std::string&>(), py::arg("data"),
            py::arg("isa") = "auto", py::arg("nan_policy") = "raise")
