@@ -7,8 +7,8 @@
 """
 
 from .errors import (
-    BackendError, BlobError, DataError, EvaluationError, InputError, ParameterBudgetError, PymicroError, SpecError,
-    ReasoningError, RegistryError, TrainingError,
+    BackendError, BlobError, DataError, EvaluationError, InputError, NumericsError, ParameterBudgetError,
+    PymicroError, ReasoningError, RegistryError, SpecError, TrainingError,
 )
 
 try:
@@ -31,7 +31,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attention", "BackendError", "BlobError", "DataError", "Dense", "EvaluationError", "Dropout", "InputError", "Model",
-    "ModelInfo", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "ReasoningError", "RegistryError", "Spec",
+    "ModelInfo", "NumericsError", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "ReasoningError", "RegistryError", "Spec",
     "SpecError", "TrainingError", "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset",
     "validate",
 ]

@@ -32,6 +32,12 @@ class InputError(PymicroError):
     """An argument to predict/explain has the wrong shape, dtype, layout or values."""
 
 
+class NumericsError(PymicroError):
+    """A network's float32 arithmetic overflowed on a finite input row: a value inside it
+    became Inf or NaN, so the row has no probabilities. The message names the row. Raised
+    under ``nan_policy="raise"``; ``"propagate"`` gives NaN probabilities for the row."""
+
+
 class BackendError(PymicroError):
     """The requested backend does not exist or cannot run on this machine."""
 

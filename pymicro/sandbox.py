@@ -45,7 +45,7 @@ import numpy as np
 from ._inputs import coerce
 from .errors import BlobError, InputError, PymicroError
 from .wasm import (F32, Guest, GuestMemoryError, GuestProtocolError, _wasmtime, check_module,
-                   close_at_exit, deterministic_config, nonfinite_message, wasm_bytes)
+                   close_at_exit, deterministic_config, nonfinite_error, wasm_bytes)
 
 DEFAULT_FUEL = 10_000_000_000  # about ten seconds of pymicro.wasm on a 3-4 GHz core
 DEFAULT_TIMEOUT = 10.0         # seconds per request
@@ -343,7 +343,7 @@ class Node:
             rows = x.reshape(n, m.input_size)
             ex = self._request("execute", lambda g: self._run(g, rows, n, explain))
             if ex.nonfinite_rows and self.raises_on_nonfinite:
-                raise InputError(nonfinite_message(x))
+                raise nonfinite_error(x, ex.probabilities, self._blob)
             if x.ndim == 1:
                 ex = Execution(ex.probabilities[0], 1, ex.nonfinite_rows, ex.fuel_used, ex.seconds,
                                None if ex.attention is None else ex.attention[0])

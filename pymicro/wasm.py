@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ._inputs import coerce
-from .errors import BackendError, BlobError, InputError
+from .errors import BackendError, BlobError, InputError, NumericsError, PymicroError
 
 ABI_VERSION = 1
 FAST_CALL_SERIES = 50  # the wasmtime-py major version the unchecked call path is tested on
@@ -415,17 +415,38 @@ def check_module(module) -> None:
 # --------------------------------------------------------------------------- the model
 
 
-def nonfinite_message(x: np.ndarray) -> str:
-    """The native core's message for the first NaN/Inf cell of x (row, column)."""
+def nonfinite_error(x: np.ndarray, out: np.ndarray, blob: bytes) -> PymicroError:
+    """The native core's error, word for word, for the first bad row of x.
+
+    A NaN/Inf input cell (row, column) is an :class:`InputError`; so is a finite cell
+    that overflows once normalised. A row of finite inputs whose probabilities came
+    out NaN overflowed float32 inside the network: a :class:`NumericsError`.
+    """
     a = x.reshape(1, -1) if x.ndim == 1 else x
     bad = np.argwhere(~np.isfinite(a))
-    if not len(bad):
-        return "an input row overflows float32 after normalisation"
-    r, c = (int(v) for v in bad[0])
-    v = a[r, c]
-    name = "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
-    return (f"x[{r}, {c}] is {name}; load the model with nan_policy='propagate' to get NaN "
-            "probabilities for such rows instead")
+    if len(bad):
+        r, c = (int(v) for v in bad[0])
+        v = a[r, c]
+        name = "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+        return InputError(f"x[{r}, {c}] is {name}; load the model with nan_policy='propagate' to "
+                          "get NaN probabilities for such rows instead")
+    nan_rows = np.flatnonzero(np.isnan(np.asarray(out).reshape(len(a), -1)[:, 0]))
+    if not len(nan_rows):
+        return NumericsError("the network's float32 arithmetic overflowed")
+    r = int(nan_rows[0])
+    from . import _core
+
+    described = _core.parse(blob, False)
+    if described["mean"] is not None:
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (a[r] - described["mean"]) * (np.float32(1) / described["std"])
+        for c in np.flatnonzero(~np.isfinite(z)):
+            return InputError(f"x[{r}, {int(c)}] overflows float32 after normalisation")
+    return NumericsError(
+        f"row {r}: the network's float32 arithmetic overflowed on this finite input (a value "
+        "inside it became Inf or NaN), so it has no probabilities; this blob's weights are too "
+        "large for such inputs. Load the model with nan_policy='propagate' to get NaN "
+        "probabilities for such rows instead")
 
 
 class _Runner:
@@ -546,7 +567,7 @@ class WasmModel:
             x = coerce(x, self.input_size)
         if x.shape == self._row_shape:  # one row: one crossing, no chunking
             if r.row(x) and self.raises_on_nonfinite:
-                raise InputError(nonfinite_message(x))
+                raise nonfinite_error(x, r.out1, self._blob)
             return r.out1.copy()
         n = self._rows_of(x)
         out = np.empty((n, self.n_classes), np.float32)
@@ -574,7 +595,7 @@ class WasmModel:
             bad = r.row(x)
             out[...] = r.out1
             if bad and self.raises_on_nonfinite:
-                raise InputError(nonfinite_message(x))
+                raise nonfinite_error(x, out, self._blob)
             return
         self._run(r, x, n, out, None)
 
@@ -628,7 +649,7 @@ class WasmModel:
             if want:
                 attn[s:s + k] = r.attn[:k]
         if bad and self.raises_on_nonfinite:
-            raise InputError(nonfinite_message(x))
+            raise nonfinite_error(x, out, self._blob)
 
 
 def _fast_array(a) -> bool:

@@ -102,6 +102,71 @@ def test_nan_and_inf_raise_by_default_naming_the_cell(preset_blob):
             model.predict(x[0])
 
 
+def _overflowing(layers, scale_first, seed=0):
+    """A network whose first weight matrix is scaled up: rows of large inputs overflow."""
+    from pymicro import Spec
+
+    net = Spec(6, layers, 3).init(seed)
+    first = net.params[0]
+    key = "W_a" if "W_a" in first else "W"
+    first[key] = (first[key] * np.float32(scale_first)).astype(np.float32)
+    return pymicro.freeze(net)
+
+
+OVERFLOW_ROWS = [5, 40]
+
+
+@pytest.mark.parametrize("layers", [
+    [pymicro.Dense(4, "relu")],         # hidden values become Inf, the head's sums NaN
+    [pymicro.Attention(4)],             # gate logits become Inf: Inf - Inf inside the softmax
+], ids=["dense-relu", "attention-gate"])
+@pytest.mark.parametrize("backend", ["native", "wasm"])
+def test_float32_overflow_inside_the_network_is_reported_never_a_silent_number(layers, backend):
+    blob = _overflowing(layers, 1e36)
+    x = rows(64, 6, scale=1.0)
+    x[OVERFLOW_ROWS] *= np.float32(1e6)
+    propagate = pymicro.load(blob, backend, nan_policy="propagate")
+    got = propagate.predict(x)
+    bad = np.isnan(got).any(axis=1)
+    assert list(np.flatnonzero(bad)) == OVERFLOW_ROWS
+    assert np.isnan(got[bad]).all()  # the whole row, not one class
+    np.testing.assert_allclose(got[~bad].sum(axis=1), 1.0, atol=1e-5)
+    for r in OVERFLOW_ROWS:  # a row alone says the same as inside the batch
+        assert np.isnan(propagate.predict(x[r])).all()
+    model = pymicro.load(blob, backend)
+    with pytest.raises(pymicro.NumericsError, match=r"^row 5: the network's float32 arithmetic overflowed"):
+        model.predict(x)
+    with pytest.raises(pymicro.NumericsError, match=r"^row 0: "):
+        model.predict(x[40])
+    out = np.empty((64, 3), np.float32)
+    with pytest.raises(pymicro.NumericsError, match="row 5"):
+        model.predict_into(x, out)
+    x[3, 2] = np.nan  # a bad input cell is named first, as before
+    with pytest.raises(InputError, match=r"x\[3, 2\] is nan"):
+        model.predict(x)
+
+
+@pytest.mark.parametrize("backend", ["native", "wasm"])
+def test_an_overflow_a_saturating_activation_absorbs_gives_the_float64_answer(backend):
+    # tanh(+-Inf) is +-1, as tanh of the float64 value is: no NaN, nothing to report.
+    blob = _overflowing([pymicro.Dense(4, "tanh"), pymicro.Dense(4, "gelu")], 1e36)
+    x = rows(64, 6, scale=1.0)
+    x[OVERFLOW_ROWS] *= np.float32(1e6)
+    got = pymicro.load(blob, backend).predict(x)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, pymicro.load(blob, "reference").predict(x), atol=1e-5)
+
+
+def test_overflow_is_reported_alike_by_native_and_wasm_bit_for_bit():
+    blob = _overflowing([pymicro.Attention(4), pymicro.Dense(5, "relu")], 1e36, seed=3)
+    x = rows(100, 6, seed=4, scale=1.0)
+    x[::7] *= np.float32(1e6)
+    native = pymicro.load(blob, nan_policy="propagate").predict(x)
+    wasm = pymicro.load(blob, "wasm", nan_policy="propagate").predict(x)
+    assert np.isnan(native).any() and not np.isnan(native).all()
+    assert np.array_equal(native, wasm, equal_nan=True)
+
+
 def test_nan_policy_propagate_marks_only_the_bad_rows(preset_blob):
     clean = rows(40, 0 or pymicro.load(preset_blob).input_size)
     want = pymicro.load(preset_blob).predict(clean)

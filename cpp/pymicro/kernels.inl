@@ -60,8 +60,11 @@ static inline float smax(float a, float b) { return a > b ? a : b; }
 // arguments known to be <= 0 or NaN (softmax's y - max), minus the upper clamp.
 template <bool kUpperClamp>
 static inline vf v_exp_impl(vf x) {
-  x = vmax(x, vset(-80.0f));  // NaN becomes -80 here: vmax(a, b) is a > b ? a : b
-  if constexpr (kUpperClamp) x = vmin(x, vset(88.0f));
+  // The constant first: vmax(c, x) is c > x ? c : x, which lets a NaN through (and
+  // so does every clamp and the relu below). NaN inside the network means float32
+  // overflowed; it must reach the output, where it is reported, not become a number.
+  x = vmax(vset(-80.0f), x);
+  if constexpr (kUpperClamp) x = vmin(vset(88.0f), x);
   const vf magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   vf t = x * 1.44269504088896341f + magic;
   vf n = t - magic;
@@ -88,19 +91,19 @@ static inline vf v_exp_le0(vf x) { return v_exp_impl<false>(x); }
 static inline vf v_tanh(vf x) {
   const vi sign = (vi)vset(-0.0f);
   vf ax = (vf)((vi)x & ~sign);
-  vf e = v_exp(vmin(ax, vset(40.0f)) * -2.0f);
+  vf e = v_exp(vmin(vset(40.0f), ax) * -2.0f);
   vf y = (1.0f - e) / (1.0f + e);
   return (vf)((vi)y | ((vi)x & sign));
 }
 
 static inline vf v_sigmoid(vf x) {
-  x = vmin(vmax(x, vset(-80.0f)), vset(80.0f));
+  x = vmin(vset(80.0f), vmax(vset(-80.0f), x));
   return 1.0f / (1.0f + v_exp(-x));
 }
 
 template <uint32_t ACT>
 static inline vf activate(vf x) {
-  if constexpr (ACT == kRelu) return vmax(x, vf{});
+  if constexpr (ACT == kRelu) return vmax(vf{}, x);
   else if constexpr (ACT == kTanh) return v_tanh(x);
   else if constexpr (ACT == kSigmoid) return v_sigmoid(x);
   else if constexpr (ACT == kGelu) {
@@ -304,7 +307,9 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
     B = t;
   }
   softmax_row(A, P.n_classes);
-  const bool is_bad = bad != bad;
+  // NaN or Inf in the input, or float32 overflow inside the network (NaN propagates to
+  // every probability then; see v_exp_impl).
+  const bool is_bad = bad != bad || A[0] != A[0];
   for (uint32_t c = 0; c < P.n_classes; ++c) out[c] = is_bad ? __builtin_nanf("") : A[c];
   if (is_bad && attn)
     for (uint32_t i = 0; i < P.attn_width; ++i) attn[i] = __builtin_nanf("");
@@ -564,8 +569,8 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
   }
 
   uint64_t n_bad = 0;
-  for (uint32_t t = 0; t < nt; ++t) {
-    if (!flags[t]) continue;
+  for (uint32_t t = 0; t < nt; ++t) {  // as in run_row: bad input, or overflow inside
+    if (!flags[t] && out[uint64_t(t) * C] == out[uint64_t(t) * C]) continue;
     ++n_bad;
     for (uint32_t c = 0; c < C; ++c) out[uint64_t(t) * C + c] = __builtin_nanf("");
     if (attn)

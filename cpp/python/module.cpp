@@ -294,10 +294,12 @@ class NativeModel {
     } else {
       bad = ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
     }
-    if (bad && raise_on_nonfinite_) report_nonfinite(x, n);
+    if (bad && raise_on_nonfinite_) report_nonfinite(x, n, out);
   }
 
-  [[noreturn]] void report_nonfinite(const float* x, uint64_t n) const {
+  // The first bad row: a NaN/Inf input cell, or else a row whose probabilities came out
+  // NaN from finite inputs (float32 overflow inside the network).
+  [[noreturn]] void report_nonfinite(const float* x, uint64_t n, const float* out) const {
     const uint32_t d = view_.input_size;
     for (uint64_t r = 0; r < n; ++r)
       for (uint32_t c = 0; c < d; ++c) {
@@ -308,7 +310,27 @@ class NativeModel {
                                   "; load the model with nan_policy='propagate' to get NaN "
                                   "probabilities for such rows instead");
       }
-    raise("InputError", "an input row overflows float32 after normalisation");
+    const uint32_t C = view_.n_classes;
+    for (uint64_t r = 0; r < n; ++r)
+      if (out[r * C] != out[r * C]) {
+        for (uint32_t c = 0; c < d; ++c) {
+          float z = (x[r * d + c] - (view_.has_norm ? view_.mean.at(c) : 0.0f)) *
+                    (view_.has_norm ? 1.0f / view_.std.at(c) : 1.0f);  // as the core does
+          if (z - z != 0.0f)
+            raise("InputError", "x[" + std::to_string(r) + ", " + std::to_string(c) +
+                                    "] overflows float32 after normalisation");
+        }
+        raise("NumericsError", overflow_message(r));
+      }
+    raise("NumericsError", "the network's float32 arithmetic overflowed");
+  }
+
+  static std::string overflow_message(uint64_t r) {
+    return "row " + std::to_string(r) +
+           ": the network's float32 arithmetic overflowed on this finite input (a value "
+           "inside it became Inf or NaN), so it has no probabilities; this blob's weights "
+           "are too large for such inputs. Load the model with nan_policy='propagate' to "
+           "get NaN probabilities for such rows instead";
   }
 
   // Releasing and re-taking the GIL costs about as much as one small row's
