@@ -48,6 +48,13 @@ static inline vf vmin(vf a, vf b) { return (vf)_mm256_min_ps((__m256)a, (__m256)
 #elif defined(PM_X86_MINMAX) && PM_LANES == 4
 static inline vf vmax(vf a, vf b) { return (vf)_mm_max_ps((__m128)a, (__m128)b); }
 static inline vf vmin(vf a, vf b) { return (vf)_mm_min_ps((__m128)a, (__m128)b); }
+#elif defined(__wasm_simd128__) && PM_LANES == 4
+// pmax(x, y) is x < y ? y : x and pmin(x, y) is y < x ? y : x: the same functions with
+// the operands swapped, one instruction each (clang turns the portable form into
+// relaxed_max, whose NaN and signed-zero answers are the engine's choice, or into a
+// compare and a bitselect).
+static inline vf vmax(vf a, vf b) { return __builtin_wasm_pmax_f32x4(b, a); }
+static inline vf vmin(vf a, vf b) { return __builtin_wasm_pmin_f32x4(b, a); }
 #else  // vector ?: is a GCC and Clang extension in C++
 static inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
