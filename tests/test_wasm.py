@@ -324,7 +324,7 @@ def test_a_process_that_used_wasm_exits_without_finaliser_tracebacks():
 
     here = Path(__file__).resolve().parent
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "wasm",
+        [sys.executable, "-P", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "wasm",
          str(here / "test_runtime.py") + "::test_predict_into_writes_the_callers_buffer_without_allocating"],
         capture_output=True, text=True, timeout=300, cwd=here.parent)
     assert done.returncode == 0, done.stdout + done.stderr
