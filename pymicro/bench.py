@@ -544,6 +544,28 @@ def _compare_preset(name, batch, runtimes, seed, single_repeats, batch_repeats,
     return rows
 
 
+def format_roofline(rows, seed: int = 0) -> str:
+    """Each measured batch throughput in ``rows`` as a share of its preset's FMA floor.
+
+    The floor (:func:`roofline`) is the rows a second the preset's multiply-adds alone
+    allow at this core's measured FMA peak; empty if no row has a batch figure.
+    """
+    batch = [r for r in rows if r.batch_mps is not None]
+    if not batch:
+        return ""
+    roofs = {name: roofline(preset_blob(name, seed)) for name in dict.fromkeys(r.preset for r in batch)}
+    peak = next(iter(roofs.values()))
+    lines = [f"FMA floor: the rows/s a preset's multiply-adds alone allow at this core's peak "
+             f"({peak.peak_macs / 1e9:.1f} G multiply-adds/s, {peak.isa}, one thread).", "",
+             "| preset | runtime | batch (M pred/s) | FMA floor (M/s) | share of the floor |",
+             "|---|---|---:|---:|---:|"]
+    for r in batch:
+        roof = roofs[r.preset]
+        lines.append(f"| {r.preset} | {r.runtime} | {r.batch_mps:.2f} | "
+                     f"{roof.floor_rows_per_s / 1e6:.1f} | {roof.fraction(r.batch_mps * 1e6):.0%} |")
+    return "\n".join(lines)
+
+
 def format_table(rows, machine: str | bool | None = None, baseline: str = "pymicro") -> str:
     """A markdown table of :class:`Row` s, the machine on top (``machine=False`` omits it).
 

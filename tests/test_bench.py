@@ -235,3 +235,15 @@ def test_roofline_floor_and_fractions_follow_from_peak_and_work():
     assert roof.macs_per_row == 48 * 48 + 48 * 16 + 16 * 32 + 32 * 16 + 16 * 8 + 8 * 5
     assert roof.floor_rows_per_s == pytest.approx(roof.peak_macs / roof.macs_per_row)
     assert roof.fraction(roof.floor_rows_per_s / 4) == pytest.approx(0.25)
+
+
+def test_format_roofline_places_each_batch_figure_under_its_presets_floor():
+    roof = bench.roofline(bench.preset_blob("reversal"))
+    half = roof.floor_rows_per_s / 2 / 1e6
+    rows = [bench.Row("reversal", "pymicro", 0.4, half, 1.0, 1.0),
+            bench.Row("reversal", "numpy", 12.0, None, 30.0, None, "not measured: x")]
+    text = bench.format_roofline(rows)
+    lines = [line for line in text.splitlines() if line.startswith("| reversal")]
+    assert len(lines) == 1 and lines[0].endswith("| 50% |"), text
+    assert f"{roof.floor_rows_per_s / 1e6:.1f}" in lines[0]
+    assert bench.format_roofline(rows[1:]) == ""
