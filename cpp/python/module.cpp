@@ -36,7 +36,13 @@ std::vector<const ArchOps*> available_isas() {
   std::vector<const ArchOps*> out;
 #if defined(__x86_64__) || defined(_M_X64)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) out.push_back(&arch_avx512::ops);
+  // Every extension the build's flags allow the compiler to use (CMakeLists.txt): the
+  // avx512 kernels contain DQ, VL and BW instructions, which some AVX-512F CPUs (Knights
+  // Landing) lack.
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("fma"))
+    out.push_back(&arch_avx512::ops);
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) out.push_back(&arch_avx2::ops);
   out.push_back(&arch_sse2::ops);
 #else
