@@ -299,3 +299,42 @@ def test_eight_threads_give_bit_identical_results_to_one(preset_blob):
     for t in threads:
         t.join()
     assert not errors and len(results) == 8
+
+
+@pytest.mark.parametrize("backend", ["native", "wasm"])
+def test_a_batch_releases_the_gil_so_python_threads_run_meanwhile(backend):
+    import sys
+    import time
+
+    model = pymicro.load(pymicro.freeze(pymicro.preset("sentiment").init(0)), backend)
+    x = rows(400_000 if backend == "native" else 100_000, model.input_size)
+    out = np.empty((len(x), model.n_classes), np.float32)
+    model.predict_into(x[:64], out[:64])
+    ticks = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            ticks[0] += 1
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # the caller gets the GIL back within 0.1 ms when it asks
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        start, before = time.perf_counter(), ticks[0]
+        time.sleep(0.03)  # sleeping releases the GIL: the spinner's free-running rate
+        rate = (ticks[0] - before) / (time.perf_counter() - start)
+        before, start = ticks[0], time.perf_counter()
+        model.predict_into(x, out)  # one call into the core, tens of ms
+        seconds = time.perf_counter() - start
+        during = ticks[0] - before
+    finally:
+        stop.set()
+        spinner.join()
+        sys.setswitchinterval(interval)
+    # Held for the whole call, the GIL would leave the spinner ~0.1 ms of the call; released,
+    # it spins nearly all along (both threads have a core: the test machines have two).
+    assert seconds > 0.01, "the batch was too short to tell"
+    share = during / (rate * seconds)
+    assert share > 0.4, f"a Python thread ran for only {share:.0%} of a {seconds * 1e3:.0f} ms batch"
