@@ -7,6 +7,8 @@
 * shape (input_size,) -> (n_classes,); (batch, input_size) -> (batch, n_classes);
   anything else: InputError naming the shape (checked by the backend).
 * NaN/Inf: per the model's nan_policy ("raise" by default, or "propagate").
+* a finite float64 value beyond float32's range: InputError naming the cell (it has no
+  float32 value to run with, whatever the nan_policy).
 ``predict_into`` never converts: it takes the fast layout only.
 """
 
@@ -30,4 +32,14 @@ def coerce(x, input_size: int) -> np.ndarray:
         raise InputError(
             f"x has shape {a.shape}; this model takes ({input_size},) or (batch, {input_size})"
         )
+    if a.dtype.kind == "f" and a.dtype.itemsize > 4:  # float64 and wider: may not fit
+        with np.errstate(over="ignore"):
+            out = np.ascontiguousarray(a, dtype=np.float32)
+        beyond = np.isinf(out) & np.isfinite(a)
+        if beyond.any():
+            cell = tuple(int(i) for i in np.argwhere(beyond.reshape(-1, a.shape[-1]))[0])
+            value = a.reshape(-1, a.shape[-1])[cell]
+            where = f"x[{cell[0]}, {cell[1]}]" if a.ndim == 2 else f"x[{cell[1]}]"
+            raise InputError(f"{where} = {value:g} is beyond float32's range (about ±3.4e38)")
+        return out
     return np.ascontiguousarray(a, dtype=np.float32)

@@ -36,6 +36,7 @@ DTYPE_F32 = 1
 MAX_LABEL_BYTES = 255
 MAX_META_ENTRIES = 64
 MAX_META_VALUE_BYTES = 4096
+MAX_STRINGS_BYTES = 1 << 20  # the whole string section
 
 _HEADER = struct.Struct("<4sIII Q IIII QQQQQQ 40x")
 _LAYER = struct.Struct("<IIIIII8x")
@@ -75,8 +76,11 @@ def _network_tensors(network: Network) -> tuple[list[tuple], list[tuple[int, np.
     if network.mean is not None:
         n = spec.input_size
         std = _tensor(network.std, (n,), "normalisation std")
-        if np.any(std <= 0):
-            raise BlobError(f"normalisation std must be > 0; input {int(np.argmin(std))} is {std.min()}")
+        tiny = np.finfo(np.float32).tiny  # the parser refuses 0, negatives and subnormals
+        if np.any(std < tiny):
+            i = int(np.argmin(std))
+            raise BlobError(f"normalisation std must be a normal float > 0 (at least {tiny:.3g}); "
+                            f"input {i} is {std[i]!r}")
         tensors += [(ROLE_NORM_MEAN, _tensor(network.mean, (n,), "normalisation mean")),
                     (ROLE_NORM_STD, std)]
     layers = []
@@ -121,6 +125,9 @@ def encode(network: Network, metadata: dict | None = None) -> bytes:
     meta = {"name": network.spec.name, "architecture": network.spec.describe()}
     meta.update(metadata or {})
     strings = _strings(network, meta)
+    if len(strings) > MAX_STRINGS_BYTES:
+        raise BlobError(f"labels, feature names and metadata take {len(strings):,} bytes; a blob "
+                        f"holds at most {MAX_STRINGS_BYTES:,} (1 MiB)")
 
     tensors_offset = HEADER_SIZE + RECORD_SIZE * len(layers)
     strings_offset = tensors_offset + RECORD_SIZE * len(tensors)

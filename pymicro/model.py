@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import BackendError, BlobError, InputError
-from .spec import Attention, Dense, Spec
+from .errors import BackendError, BlobError, InputError, ParameterBudgetError
+from .spec import MAX_PARAMS, Attention, Dense, Spec
 
 BACKENDS = ("native", "reference", "wasm", "cuda")
 
@@ -126,18 +126,33 @@ def _read_source(source) -> bytes:
     raise InputError(f"load() takes a path or bytes, got {type(source).__name__}")
 
 
-def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str = "raise") -> Model:
+def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str = "raise",
+         allow_large: bool = False) -> Model:
     """Load a blob (path or bytes) onto a backend.
 
     backend: "native" (C++ core, best ISA of this CPU, or ``isa=`` to pick one),
     "wasm" (the same core compiled to wasm32, run by wasmtime: ``pip install 'pymicro[wasm]'``),
     "reference" (numpy float64). nan_policy: "raise" (InputError naming the row and
-    column) or "propagate" (rows with NaN/Inf get NaN probabilities).
+    column; NumericsError for a row that overflows float32 inside the network) or
+    "propagate" (such rows get NaN probabilities). A blob of more than 10,000 parameters
+    is refused (ParameterBudgetError) unless ``allow_large=True``, as a spec is.
     """
     from . import _core
 
+    if not isinstance(backend, str):
+        raise BackendError(f"backend must be a string, one of {BACKENDS}; got {backend!r}")
+    if not isinstance(isa, str):
+        raise InputError(f"isa must be a string such as 'auto' or one of {_core.isas()}; got {isa!r}")
+    if backend != "native" and isa != "auto":
+        raise InputError(f"isa={isa!r} applies to backend='native' only")
+    if nan_policy not in ("raise", "propagate"):
+        raise InputError(f"nan_policy must be 'raise' or 'propagate', got {nan_policy!r}")
     blob = _read_source(source)
     described = _core.parse(blob)
+    if described["params"] > MAX_PARAMS and not allow_large:
+        raise ParameterBudgetError(
+            f"this blob has {described['params']:,} parameters; a micro network has at most "
+            f"{MAX_PARAMS:,}. Load it with allow_large=True if you mean it.")
     if backend == "native":
         impl = _core.NativeModel(blob, isa, nan_policy)
     elif backend == "reference":

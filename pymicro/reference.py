@@ -82,8 +82,16 @@ class ReferenceModel:
         return self.predict(x)
 
     def predict_into(self, x, out) -> None:
-        if not isinstance(out, np.ndarray) or out.dtype != np.float32 or not out.flags.c_contiguous:
-            raise InputError("out must be a float32, C-contiguous ndarray")
+        # The native core's rules, word for word: predict_into never converts.
+        if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
+                and x.flags.aligned):
+            raise InputError("predict_into needs x as a float32, C-contiguous, aligned ndarray "
+                             "(it never copies); use predict() for other inputs")
+        if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.flags.c_contiguous
+                and out.flags.aligned):
+            raise InputError("out must be a float32, C-contiguous, aligned ndarray")
+        if not out.flags.writeable:
+            raise InputError("out is read-only")
         probs = self.predict(x)
         if out.shape != probs.shape:
             raise InputError(f"out has shape {out.shape}; for this x it must be {probs.shape}")

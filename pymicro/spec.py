@@ -96,7 +96,11 @@ class Spec:
     head: Dense = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(self.layers))
+        try:
+            object.__setattr__(self, "layers", tuple(self.layers))
+        except TypeError:
+            raise SpecError(f"layers must be a sequence of Dense, Attention and Dropout, got "
+                            f"{self.layers!r}") from None
         object.__setattr__(self, "head", Dense(self.n_classes, "linear"))
         if self.labels is None:
             object.__setattr__(self, "labels", tuple(f"class_{i}" for i in range(self.n_classes)))
@@ -132,8 +136,9 @@ class Spec:
                 if not isinstance(layer.k, int) or not 1 <= layer.k <= MAX_WIDTH:
                     raise SpecError(f"{where}: k must be an int in 1..{MAX_WIDTH}, got {layer.k!r}")
             elif isinstance(layer, Dropout):
-                if not 0.0 <= float(layer.p) < 1.0:
-                    raise SpecError(f"{where}: dropout p must be in [0, 1), got {layer.p!r}")
+                if isinstance(layer.p, bool) or not isinstance(layer.p, (int, float)) \
+                        or not 0.0 <= float(layer.p) < 1.0:
+                    raise SpecError(f"{where}: dropout p must be a number in [0, 1), got {layer.p!r}")
             else:
                 raise SpecError(f"{where}: not a layer: {layer!r} (use Dense, Attention or Dropout)")
         if self.params > MAX_PARAMS and not self.allow_large:
@@ -176,6 +181,8 @@ class Spec:
 
     def init(self, seed: int = 0) -> "Network":
         """A network with Glorot-uniform weights and zero biases, fully determined by ``seed``."""
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise SpecError(f"seed must be a non-negative int, got {seed!r}")
         rng = np.random.default_rng(seed)
 
         def glorot(rows: int, cols: int) -> np.ndarray:

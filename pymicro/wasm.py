@@ -444,9 +444,9 @@ def nonfinite_error(x: np.ndarray, out: np.ndarray, blob: bytes) -> PymicroError
             return InputError(f"x[{r}, {int(c)}] overflows float32 after normalisation")
     return NumericsError(
         f"row {r}: the network's float32 arithmetic overflowed on this finite input (a value "
-        "inside it became Inf or NaN), so it has no probabilities; this blob's weights are too "
-        "large for such inputs. Load the model with nan_policy='propagate' to get NaN "
-        "probabilities for such rows instead")
+        "inside it became Inf or NaN), so it has no probabilities: this input and the blob's "
+        "weights are too large for float32. Load the model with nan_policy='propagate' to get "
+        "NaN probabilities for such rows instead")
 
 
 class _Runner:

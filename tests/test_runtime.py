@@ -338,3 +338,51 @@ def test_a_batch_releases_the_gil_so_python_threads_run_meanwhile(backend):
     assert seconds > 0.01, "the batch was too short to tell"
     share = during / (rate * seconds)
     assert share > 0.4, f"a Python thread ran for only {share:.0%} of a {seconds * 1e3:.0f} ms batch"
+
+
+def test_load_refuses_bad_arguments_with_typed_errors(preset_blob):
+    with pytest.raises(InputError, match="isa must be a string"):
+        pymicro.load(preset_blob, isa=123)
+    with pytest.raises(InputError, match="nan_policy must be"):
+        pymicro.load(preset_blob, nan_policy=None)
+    with pytest.raises(InputError, match="applies to backend='native' only"):
+        pymicro.load(preset_blob, "reference", isa="bogus")
+    with pytest.raises(BackendError, match="backend must be a string"):
+        pymicro.load(preset_blob, backend=None)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_a_float64_value_beyond_float32_range_is_named_not_turned_into_inf(preset_blob, backend):
+    import warnings
+
+    model = pymicro.load(preset_blob, backend, nan_policy="propagate")
+    x = np.zeros((3, model.input_size))
+    x[1, 5] = -1e300
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no RuntimeWarning from the conversion either
+        with pytest.raises(InputError, match=r"x\[1, 5\] = -1e\+300 is beyond float32's range"):
+            model.predict(x)
+        with pytest.raises(InputError, match=r"x\[5\] = -1e\+300"):
+            model.predict(x[1])
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_predict_into_never_converts_on_any_backend(preset_blob, backend):
+    model = pymicro.load(preset_blob, backend)
+    out = np.empty((4, model.n_classes), np.float32)
+    with pytest.raises(InputError, match="predict_into needs x as a float32"):
+        model.predict_into(np.zeros((4, model.input_size)), out)
+    with pytest.raises(InputError, match="out must be a float32"):
+        model.predict_into(np.zeros((4, model.input_size), np.float32), out.astype(np.float64))
+
+
+def test_overflow_messages_are_word_for_word_the_same_on_native_and_wasm():
+    blob = _overflowing([pymicro.Dense(4, "relu")], 1e36)
+    x = rows(8, 6, scale=1.0)
+    x[3] *= np.float32(1e6)
+    said = []
+    for backend in ("native", "wasm"):
+        with pytest.raises(pymicro.NumericsError) as e:
+            pymicro.load(blob, backend).predict(x)
+        said.append(str(e.value))
+    assert said[0] == said[1] and said[0].startswith("row 3: ")

@@ -54,6 +54,10 @@ def test_more_than_ten_thousand_parameters_is_refused_unless_allowed():
     (lambda: Spec(4, (), 2, labels=("a",)), "labels"),
     (lambda: Spec(4, (), 2, feature_names=("a",)), "feature_names"),
     (lambda: pymicro.preset("nope"), "unknown preset"),
+    (lambda: Spec(4, (Dropout("x"),), 2), "dropout p must be a number"),
+    (lambda: Spec(4, None, 2), "layers must be a sequence"),
+    (lambda: pymicro.preset("momentum").init(-1), "seed must be a non-negative int"),
+    (lambda: pymicro.preset("momentum").init(1.5), "seed must be a non-negative int"),
 ])
 def test_bad_specs_raise_spec_error_naming_the_problem(bad, match):
     with pytest.raises(SpecError, match=match):
@@ -73,3 +77,23 @@ def test_init_is_seeded_and_shapes_follow_the_spec():
 def test_describe_draws_the_architecture():
     assert pymicro.preset("reversal").describe() == (
         "Input(32) -> Dense(24, relu) -> Dropout(0.2) -> Dense(12, relu) -> Dense(6, relu) -> Softmax(3)")
+
+
+def test_a_blob_over_the_budget_loads_only_when_allowed_too():
+    big = pymicro.freeze(Spec(100, (Dense(100),), 3, allow_large=True).init(0))
+    with pytest.raises(ParameterBudgetError, match="10,403 parameters.*allow_large=True"):
+        pymicro.load(big)
+    for backend in ("native", "reference", "wasm"):
+        assert pymicro.load(big, backend, allow_large=True).info.params == 10_403
+
+
+def test_freeze_refuses_what_the_parser_would_refuse():
+    net = pymicro.preset("momentum").init(0)
+    net.mean, net.std = np.zeros(24, np.float32), np.ones(24, np.float32)
+    net.std[7] = 1e-40  # subnormal: the parser takes normal floats only
+    with pytest.raises(pymicro.BlobError, match="input 7"):
+        pymicro.freeze(net)
+    names = tuple(f"{i:04d}" + "x" * 251 for i in range(4096))  # 4096 x 255 bytes > 1 MiB
+    wide = Spec(4096, (), 2, feature_names=names).init(0)
+    with pytest.raises(pymicro.BlobError, match="1 MiB"):
+        pymicro.freeze(wide)

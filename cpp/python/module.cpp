@@ -334,9 +334,9 @@ class NativeModel {
   static std::string overflow_message(uint64_t r) {
     return "row " + std::to_string(r) +
            ": the network's float32 arithmetic overflowed on this finite input (a value "
-           "inside it became Inf or NaN), so it has no probabilities; this blob's weights "
-           "are too large for such inputs. Load the model with nan_policy='propagate' to "
-           "get NaN probabilities for such rows instead";
+           "inside it became Inf or NaN), so it has no probabilities: this input and the "
+           "blob's weights are too large for float32. Load the model with "
+           "nan_policy='propagate' to get NaN probabilities for such rows instead";
   }
 
   // Releasing and re-taking the GIL costs about as much as one small row's
