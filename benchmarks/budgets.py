@@ -18,9 +18,10 @@ MOMENTUM_SINGLE_CALL_MAX_US = 1.0
 MOMENTUM_SINGLE_CALL_MIN_SPEEDUP_VS_ORT = 10.0
 
 # Batch throughput (BATCH rows per call, pymicro.predict) at least 2x ONNX Runtime's
-# (one thread, io-binding) on every preset. The design table puts hand-tuned C at
-# 1.0-1.3x ORT; 2x needs several samples per SIMD register (DESIGN.md, "Peers
-# measured on this machine kind").
+# (one thread, io-binding) on every preset. The project's design notes measured
+# hand-tuned C at 1.0-1.3x ORT on this machine kind; 2x needs several samples per
+# SIMD register. The report's roofline section says how far each preset is from the
+# FMA floor and what 2x ORT would need of it.
 BATCH_MIN_SPEEDUP_VS_ORT = 2.0
 
 # Rows per batch call in the throughput benchmarks (the design table's batch size).
