@@ -78,6 +78,30 @@ def build(tmp_path_factory):
     return out, seeds
 
 
+ISA_FLAGS = {  # as CMakeLists.txt compiles cpp/arch/arch_<isa>.cpp
+    "avx512": ["-DPM_FUZZ_AVX512", "-mavx512f", "-mavx512vl", "-mavx512dq", "-mavx512bw", "-mfma",
+               "-ffp-contract=fast"],
+    "avx2": ["-DPM_FUZZ_AVX2", "-mavx2", "-mfma", "-ffp-contract=fast"],
+}
+
+
+def isa_builds() -> list[str]:
+    import pymicro
+
+    return [isa for isa in pymicro._core.isas() if isa in ISA_FLAGS]
+
+
+@pytest.fixture(scope="module")
+def isa_build(build):
+    """The harness once more per wide ISA this CPU runs (the kernels the wheel dispatches to)."""
+    out, seeds = build
+    cxx = compiler()
+    isas = isa_builds()
+    compile_all([[cxx, *FLAGS, *ISA_FLAGS[isa], str(ROOT / "cpp/fuzz/fuzz_blob.cpp"), "driver.o",
+                  "-o", f"fuzz_blob_{isa}"] for isa in isas], out)
+    return out, seeds, isas
+
+
 def run(binary, *args, cwd):
     return subprocess.run([str(binary), *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
                           text=True, timeout=120)
@@ -115,3 +139,19 @@ def test_mutated_blobs_under_address_and_undefined_sanitizers(build):
     stats = dict(re.findall(r"([a-z-]+)=(\d+)", result.stderr.splitlines()[-1]))
     for section in ("accepted", "header", "layer-table", "tensor-table", "strings", "data", "footer"):
         assert int(stats.get(section, 0)) > 0, result.stderr[-2000:]
+
+
+def test_mutated_blobs_through_the_wide_isa_kernels_under_the_sanitizers(isa_build):
+    out, seeds, isas = isa_build
+    if not isas:
+        pytest.skip("this CPU runs no AVX2 or AVX-512 build; the baseline run above covers it")
+    for isa in isas:
+        artifacts = out / f"artifacts-{isa}"
+        artifacts.mkdir()
+        result = run(out / f"fuzz_blob_{isa}", "-runs=20000", "-seed=2", "-max_total_time=4",
+                     f"-artifact_prefix={artifacts}/", seeds, cwd=out)
+        assert result.returncode == 0 and not SANITIZER_REPORT.search(result.stderr), (
+            f"{isa}: exit {result.returncode}; crashing inputs: {sorted(artifacts.glob('crash-*'))}\n"
+            f"{result.stderr[-8000:]}")
+        stats = dict(re.findall(r"([a-z-]+)=(\d+)", result.stderr.splitlines()[-1]))
+        assert int(stats.get("accepted", 0)) > 0, result.stderr[-2000:]

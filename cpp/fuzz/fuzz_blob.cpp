@@ -19,9 +19,28 @@
 
 #include "pymicro/arch.hpp"
 
+// The baseline (4 lanes, portable vector code) unless an x86 ISA build is asked for
+// with -DPM_FUZZ_AVX512 or -DPM_FUZZ_AVX2 and the matching -m flags of CMakeLists.txt:
+// then the same kernels as cpp/arch/arch_avx512.cpp or arch_avx2.cpp (wider tiles, the
+// 8x8 transpose, MAXPS/MINPS, VSCALEFPS) run under the sanitizers too.
+#if defined(PM_FUZZ_AVX512)
+#include <immintrin.h>
+#define PM_X86_MINMAX 1
+#define PM_LANES 16
+#define PM_NR 3
+#define PM_MR 4
+#define PM_ARCH_NAME "fuzz-avx512"
+#elif defined(PM_FUZZ_AVX2)
+#include <immintrin.h>
+#define PM_X86_MINMAX 1
+#define PM_LANES 8
+#define PM_NR 3
+#define PM_ARCH_NAME "fuzz-avx2"
+#else
 #define PM_LANES 4
 #define PM_NR 2
 #define PM_ARCH_NAME "fuzz-baseline"
+#endif
 
 namespace pymicro {
 namespace arch_fuzz {
@@ -110,6 +129,8 @@ void execute(const BlobView& v, const uint8_t* data, size_t size) {
     bool finite = true;
     for (uint64_t c = 0; c < C; ++c) finite = finite && one[c] == one[c] && out[r * C + c] == out[r * C + c];
     if (finite) CHECK(memcmp(one, out + r * C, 4 * C) == 0);
+    // A row is bad (NaN: bad input, or float32 overflow inside) alike on both paths.
+    CHECK((one[0] != one[0]) == (out[r * C] != out[r * C]));
   }
   ops.run(plan, x, 1, out, attn, ws);  // the single-row path with attention output
 
