@@ -386,3 +386,19 @@ def test_overflow_messages_are_word_for_word_the_same_on_native_and_wasm():
             pymicro.load(blob, backend).predict(x)
         said.append(str(e.value))
     assert said[0] == said[1] and said[0].startswith("row 3: ")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+def test_the_cores_own_exp_is_within_1_5_ulp_and_never_subnormal(isa):
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-80.0, 88.0, 1_000_003, dtype=np.float32),
+                        rng.uniform(-5, 5, 200_000).astype(np.float32)])
+    y = _core._exp(x, isa).astype(np.float64)
+    truth = np.exp(x.astype(np.float64))
+    ulps = np.abs(y - truth) / np.spacing(truth.astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 1.5, f"{isa}: {ulps.max():.2f} ulp at x={x[ulps.argmax()]}"
+    # Far below: clamped at exp(-80), a normal float; so no denormal ever comes out.
+    low = _core._exp(np.array([-80.0, -100.0, -1e30, -np.inf], np.float32), isa)
+    assert np.all(low == low[0]) and low[0] >= np.finfo(np.float32).tiny
+    assert _core._exp(np.array([0.0], np.float32), isa)[0] == 1.0
+    assert np.isnan(_core._exp(np.array([np.nan], np.float32), isa)[0])  # NaN is not hidden

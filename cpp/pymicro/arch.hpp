@@ -28,6 +28,8 @@ struct ArchOps {
   // Returns the scalar multiply-adds done; timed by the caller, it gives this ISA's
   // peak FMA rate on this core, the ceiling any dense layer can reach.
   uint64_t (*fma_probe)(uint64_t rounds, float* sink);
+  // y[i] = the kernels' own exp(x[i]) for i < n (for tests of its accuracy and range).
+  void (*exp_into)(const float* x, float* y, uint64_t n);
 };
 
 }  // namespace pymicro

@@ -392,6 +392,17 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("isa") = "auto", py::arg("seconds") = 0.3,
      "Peak float32 multiply-adds per second of one ISA's kernels on this core (one thread):\n"
      "the roofline for a batch, measured by timing independent vector FMA chains.");
+  m.def("_exp", [](py::array_t<float, py::array::c_style | py::array::forcecast> x,
+                   const std::string& isa) {
+    const ArchOps* ops = nullptr;
+    for (auto* o : available_isas())
+      if (isa == o->name) ops = o;
+    if (!ops) raise("InputError", "_exp: isa '" + isa + "' does not run on this CPU");
+    py::array_t<float> y(x.size());
+    ops->exp_into(x.data(), y.mutable_data(), uint64_t(x.size()));
+    return y;
+  }, py::arg("x"), py::arg("isa"),
+     "The kernels' own vectorised exp, elementwise over a 1-D float32 array (for tests).");
   py::class_<NativeModel>(m, "NativeModel")
       .def(py::init<py::buffer, const std::string&, const std::string&>(), py::arg("data"),
            py::arg("isa") = "auto", py::arg("nan_policy") = "raise")
