@@ -35,11 +35,15 @@ def test_native_matches_reference_within_1e5_on_every_isa(net, n, seed):
 @settings(max_examples=30, deadline=None)
 @given(net=networks(), seed=st.integers(0, 1000))
 def test_a_row_gives_bit_identical_results_alone_or_in_a_batch(net, seed):
-    model = pymicro.load(pymicro.freeze(net))
-    x = rows(37, net.spec.input_size, seed)
-    batch = model.predict(x)
-    single = np.stack([model.predict(row) for row in x])
-    assert np.array_equal(batch, single)
+    blob = pymicro.freeze(net)
+    x = rows(53, net.spec.input_size, seed)  # more than one tile on every ISA (16 to 48 rows)
+    for isa in ISAS:
+        model = pymicro.load(blob, isa=isa)
+        batch = model.predict(x)
+        single = np.stack([model.predict(row) for row in x])
+        assert np.array_equal(batch, single), isa
+        if model.info.input_size and any(l.startswith("Attention") for l in model.info.layers):
+            assert np.array_equal(model.explain(x), np.stack([model.explain(row) for row in x])), isa
 
 
 def test_probabilities_are_distributions(preset_blob):
