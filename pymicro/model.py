@@ -84,9 +84,10 @@ class Model:
         self.backend = backend
         self.blob = blob
         self.described = described
-        # Bound straight to the backend: no Python frame between the caller and the core.
-        self.predict = impl.predict
-        self.predict_into = impl.predict_into
+        # Bound straight to the backend: no Python frame between the caller and the core
+        # (natively, plain CPython functions: not even pybind11's dispatcher).
+        fast = getattr(impl, "fast_calls", None)
+        self.predict, self.predict_into = fast() if fast else (impl.predict, impl.predict_into)
         self.explain = impl.explain
         self._info = None
 

@@ -406,3 +406,34 @@ def test_the_cores_own_exp_is_within_1_5_ulp_and_never_subnormal(isa):
     assert np.all(low == low[0]) and low[0] >= np.finfo(np.float32).tiny
     assert _core._exp(np.array([0.0], np.float32), isa)[0] == 1.0
     assert np.isnan(_core._exp(np.array([np.nan], np.float32), isa)[0])  # NaN is not hidden
+
+
+def test_the_native_hot_calls_take_keywords_keep_their_model_alive_and_leak_nothing(preset_blob):
+    import gc
+    import sys
+
+    model = pymicro.load(preset_blob)
+    x = rows(5, model.input_size)
+    want = model.predict(x)
+    out = np.empty_like(want)
+    assert np.array_equal(model.predict(x=x), want)
+    model.predict_into(out=out, x=x)
+    assert np.array_equal(out, want)
+    with pytest.raises(TypeError, match="unexpected or repeated argument 'y'"):
+        model.predict(y=x)
+    with pytest.raises(TypeError, match="missing required argument 'out'"):
+        model.predict_into(x)
+    with pytest.raises(TypeError, match="takes 1 arguments"):
+        model.predict(x, x)
+    predict = model.predict
+    del model
+    gc.collect()
+    assert np.array_equal(predict(x), want)  # the function holds its model
+    impl = pymicro.load(preset_blob)._impl
+    before = sys.getrefcount(impl)
+    for _ in range(1000):
+        p, q = impl.fast_calls()
+        p(x[0])
+        del p, q
+    gc.collect()
+    assert sys.getrefcount(impl) == before

@@ -352,6 +352,122 @@ class NativeModel {
   bool raise_on_nonfinite_ = true;
 };
 
+// ---------------------------------------------------------------- the hot calls
+//
+// predict and predict_into as plain CPython vectorcall functions (METH_FASTCALL), each
+// bound to one model through a capsule: pybind11's dispatcher (argument loaders,
+// overload resolution) costs more than a micro network's whole forward pass. The
+// capsule holds a strong reference to the model's Python object, so the functions keep
+// it alive; the bodies are NativeModel's own methods.
+
+struct Bound {
+  NativeModel* model;
+  PyObject* owner;  // the pybind11 instance that owns *model (a strong reference)
+};
+constexpr const char* kBoundName = "pymicro._core.Bound";
+
+void bound_free(PyObject* capsule) {
+  auto* b = static_cast<Bound*>(PyCapsule_GetPointer(capsule, kBoundName));
+  if (!b) return;
+  Py_XDECREF(b->owner);
+  delete b;
+}
+
+// The call's arguments by position or keyword: names[i] for i < want; false with a
+// TypeError set if they do not fit.
+bool fast_args(const char* fn, PyObject* const* args, size_t nargsf, PyObject* kwnames,
+               const char* const* names, Py_ssize_t want, PyObject** got) {
+  Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+  if (n > want) {
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, want, n);
+    return false;
+  }
+  for (Py_ssize_t i = 0; i < want; ++i) got[i] = i < n ? args[i] : nullptr;
+  Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t k = 0; k < nkw; ++k) {
+    PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+    Py_ssize_t i = 0;
+    while (i < want && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) ++i;
+    if (i == want || got[i]) {
+      PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated argument '%U'", fn, key);
+      return false;
+    }
+    got[i] = args[n + k];
+  }
+  for (Py_ssize_t i = 0; i < want; ++i)
+    if (!got[i]) {
+      PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fn, names[i]);
+      return false;
+    }
+  return true;
+}
+
+template <class F>
+PyObject* guarded(F&& f) {
+  try {
+    return f();
+  } catch (py::error_already_set& e) {
+    e.restore();
+  } catch (const std::bad_alloc&) {
+    PyErr_NoMemory();
+  } catch (const std::exception& e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  } catch (...) {
+    PyErr_SetString(PyExc_RuntimeError, "pymicro: unknown C++ exception");
+  }
+  return nullptr;
+}
+
+PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  static const char* const names[] = {"x"};
+  PyObject* got[1];
+  if (!fast_args("predict", args, nargsf, kwnames, names, 1, got)) return nullptr;
+  auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
+  if (!b) return nullptr;
+  return guarded([&] { return b->model->predict(got[0]).release().ptr(); });
+}
+
+PyObject* fast_predict_into(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  static const char* const names[] = {"x", "out"};
+  PyObject* got[2];
+  if (!fast_args("predict_into", args, nargsf, kwnames, names, 2, got)) return nullptr;
+  auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
+  if (!b) return nullptr;
+  return guarded([&] {
+    b->model->predict_into(got[0], got[1]);
+    Py_RETURN_NONE;
+  });
+}
+
+PyMethodDef kFastDefs[] = {
+    {"predict", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_predict)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "predict(x): class probabilities, (n_classes,) for one row or (batch, n_classes)."},
+    {"predict_into", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(fast_predict_into)),
+     METH_FASTCALL | METH_KEYWORDS,
+     "predict_into(x, out): probabilities written into out; no allocation, no conversion."},
+};
+
+py::tuple fast_calls(py::object self) {
+  auto* model = self.cast<NativeModel*>();
+  auto* b = new Bound{model, self.inc_ref().ptr()};
+  PyObject* capsule = PyCapsule_New(b, kBoundName, bound_free);
+  if (!capsule) {
+    Py_DECREF(b->owner);
+    delete b;
+    throw py::error_already_set();
+  }
+  auto cap = py::reinterpret_steal<py::object>(capsule);
+  py::str mod("pymicro._core");
+  PyObject* p = PyCFunction_NewEx(&kFastDefs[0], cap.ptr(), mod.ptr());
+  if (!p) throw py::error_already_set();
+  auto pf = py::reinterpret_steal<py::object>(p);
+  PyObject* q = PyCFunction_NewEx(&kFastDefs[1], cap.ptr(), mod.ptr());
+  if (!q) throw py::error_already_set();
+  auto qf = py::reinterpret_steal<py::object>(q);
+  return py::make_tuple(pf, qf);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -406,6 +522,9 @@ PYBIND11_MODULE(_core, m) {
   py::class_<NativeModel>(m, "NativeModel")
       .def(py::init<py::buffer, const std::string&, const std::string&>(), py::arg("data"),
            py::arg("isa") = "auto", py::arg("nan_policy") = "raise")
+      .def("fast_calls", &fast_calls,
+           "(predict, predict_into) as plain CPython functions bound to this model: the same "
+           "calls without pybind11's dispatch")
       .def("predict", &NativeModel::predict, py::arg("x"))
       .def("predict_into", &NativeModel::predict_into, py::arg("x"), py::arg("out"))
       .def("explain", &NativeModel::explain, py::arg("x"))
