@@ -265,15 +265,39 @@ static void dense_row(const Op& op, const float* x, float* y, float scale = 1.0f
   }
 }
 
+// The softmax sum's order, the same on every path and ISA: four partial sums over the
+// indices i = k (mod 4), each in index order, then (s0 + s1) + (s2 + s3). Four chains
+// instead of one: the row path's latency, and the same bits in every lane of a tile.
+static inline float sum4(const float* y, uint32_t n) {
+  float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 = s0 + y[i];
+    s1 = s1 + y[i + 1];
+    s2 = s2 + y[i + 2];
+    s3 = s3 + y[i + 3];
+  }
+  if (i < n) s0 = s0 + y[i];
+  if (i + 1 < n) s1 = s1 + y[i + 1];
+  if (i + 2 < n) s2 = s2 + y[i + 2];
+  return (s0 + s1) + (s2 + s3);
+}
+
 // y[i] = exp(y[i] - max y) over y[0..n) in place (y has room for up(n, W) floats);
-// returns 1 / their sum, the sum taken in index order
+// returns 1 / their sum (sum4's order)
 static float softmax_num_row(float* y, uint32_t n) {
-  float m = y[0];
-  for (uint32_t i = 1; i < n; ++i) m = smax(y[i], m);
-  for (uint32_t i = 0; i < n; i += W) vstore(y + i, v_exp_le0(vload(y + i) - m));
-  float s = 0.0f;
-  for (uint32_t i = 0; i < n; ++i) s = s + y[i];
-  return 1.0f / s;
+  float m0 = y[0], m1 = y[0], m2 = y[0], m3 = y[0];  // the max is exact in any order
+  uint32_t i = 1;
+  for (; i + 4 <= n; i += 4) {
+    m0 = smax(y[i], m0);
+    m1 = smax(y[i + 1], m1);
+    m2 = smax(y[i + 2], m2);
+    m3 = smax(y[i + 3], m3);
+  }
+  for (; i < n; ++i) m0 = smax(y[i], m0);
+  const float m = smax(smax(m1, m0), smax(m3, m2));
+  for (i = 0; i < n; i += W) vstore(y + i, v_exp_le0(vload(y + i) - m));
+  return 1.0f / sum4(y, n);
 }
 
 static void softmax_row(float* y, uint32_t n) {
@@ -378,23 +402,22 @@ __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, f
     for (uint32_t c = 0; c < NR; ++c) vstore(aux + c * W, side[c]);
 }
 
-// softmax down the rows of a tile Y[0..n)[T], per sample (lane). The NR columns of
-// vectors go side by side, so their max and sum chains overlap.
+// softmax down the rows of a tile Y[0..n)[T], per sample (lane); the sum in sum4's order
+// (four independent chains, so the exps of a column overlap).
 static void softmax_tile(float* Y, uint32_t n) {
-  vf m[NR], s[NR];
-  for (uint32_t c = 0; c < NR; ++c) m[c] = vload(Y + c * W);
-  for (uint32_t i = 1; i < n; ++i)
-    for (uint32_t c = 0; c < NR; ++c) m[c] = vmax(vload(Y + i * T + c * W), m[c]);
-  for (uint32_t c = 0; c < NR; ++c) s[c] = vf{};
-  for (uint32_t i = 0; i < n; ++i)
-    for (uint32_t c = 0; c < NR; ++c) {
-      vf e = v_exp_le0(vload(Y + i * T + c * W) - m[c]);
-      vstore(Y + i * T + c * W, e);
-      s[c] = s[c] + e;
+  for (uint32_t c = 0; c < NR; ++c) {
+    float* y = Y + c * W;
+    vf m = vload(y);
+    for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
+    vf s[4] = {vf{}, vf{}, vf{}, vf{}};  // sum4's order, lane by lane
+    for (uint32_t i = 0; i < n; ++i) {
+      vf e = v_exp_le0(vload(y + i * T) - m);
+      vstore(y + i * T, e);
+      s[i & 3] = s[i & 3] + e;
     }
-  for (uint32_t c = 0; c < NR; ++c) s[c] = 1.0f / s[c];
-  for (uint32_t i = 0; i < n; ++i)
-    for (uint32_t c = 0; c < NR; ++c) vstore(Y + i * T + c * W, vload(Y + i * T + c * W) * s[c]);
+    const vf r = 1.0f / ((s[0] + s[1]) + (s[2] + s[3]));
+    for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) * r);
+  }
 }
 
 // A[i][t] = (x[t][i] - mean[i]) * inv_std[i] for a tile of nt rows of width I (rows
@@ -507,18 +530,18 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
 // row path, so results are bit-identical.
 static void softmax_gate_tile(float* Y, const float* X, uint32_t n, const float* mx, float* scale,
                               float* attn, uint32_t nt) {
-  vf m[NR], s[NR];
   for (uint32_t c = 0; c < NR; ++c) {
-    m[c] = vload(mx + c * W);
-    s[c] = vf{};
-  }
-  for (uint32_t i = 0; i < n; ++i)
-    for (uint32_t c = 0; c < NR; ++c) {
-      vf e = v_exp_le0(vload(Y + i * T + c * W) - m[c]);
-      s[c] = s[c] + e;
-      vstore(Y + i * T + c * W, attn ? e : e * vload(X + i * T + c * W));
+    float* y = Y + c * W;
+    const float* x = X + c * W;
+    const vf m = vload(mx + c * W);
+    vf s[4] = {vf{}, vf{}, vf{}, vf{}};  // sum4's order, lane by lane
+    for (uint32_t i = 0; i < n; ++i) {
+      vf e = v_exp_le0(vload(y + i * T) - m);
+      s[i & 3] = s[i & 3] + e;
+      vstore(y + i * T, attn ? e : e * vload(x + i * T));
     }
-  for (uint32_t c = 0; c < NR; ++c) vstore(scale + c * W, 1.0f / s[c]);
+    vstore(scale + c * W, 1.0f / ((s[0] + s[1]) + (s[2] + s[3])));
+  }
   if (!attn) return;
   for (uint32_t t = 0; t < nt; ++t)
     for (uint32_t i = 0; i < n; ++i) attn[uint64_t(t) * n + i] = Y[i * T + t] * scale[t];
