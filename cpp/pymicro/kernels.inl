@@ -308,10 +308,13 @@ static void softmax_row(float* y, uint32_t n) {
 static bool run_row(const Plan& P, const float* x, float* out, float* attn, float* ws) {
   float* A = ws;
   float* B = ws + up(P.row_len, 16);
-  float bad = 0.0f;
+  uint32_t bad = 0;  // an exponent of all ones: NaN or Inf (an OR, not a chain of adds)
   for (uint32_t i = 0; i < P.input_size; ++i) {
-    A[i] = (x[i] - P.mean[i]) * P.inv_std[i];
-    bad = bad + A[i] * 0.0f;  // NaN iff some input is NaN or Inf
+    const float a = (x[i] - P.mean[i]) * P.inv_std[i];
+    uint32_t u;
+    __builtin_memcpy(&u, &a, 4);
+    bad |= uint32_t((u & 0x7F800000u) == 0x7F800000u);
+    A[i] = a;
   }
   for (uint32_t i = P.input_size; i < P.in_w; ++i) A[i] = 0.0f;
   bool first_gate = true;
@@ -340,7 +343,7 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
   softmax_row(A, P.n_classes);
   // NaN or Inf in the input, or float32 overflow inside the network (NaN propagates to
   // every probability then; see v_exp_impl).
-  const bool is_bad = bad != bad || A[0] != A[0];
+  const bool is_bad = bad != 0 || A[0] != A[0];
   for (uint32_t c = 0; c < P.n_classes; ++c) out[c] = is_bad ? __builtin_nanf("") : A[c];
   if (is_bad && attn)
     for (uint32_t i = 0; i < P.attn_width; ++i) attn[i] = __builtin_nanf("");
