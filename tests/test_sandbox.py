@@ -399,3 +399,24 @@ def test_cli_add_parser_hook(tmp_path, blob, capsys):
     args = parser.parse_args(["sandbox", "run", str(bpath), str(xpath), "--timeout", "2"])
     assert args.func(args) == 0
     assert "1 row" in capsys.readouterr().out
+
+
+def test_a_row_that_overflows_float32_is_reported_by_a_node_as_natively():
+    net = pymicro.Spec(6, [pymicro.Dense(4, "relu")], 3).init(0)
+    net.params[0]["W"] = (net.params[0]["W"] * np.float32(1e36)).astype(np.float32)
+    blob = pymicro.freeze(net)
+    x = np.random.default_rng(0).normal(0, 1, (10, 6)).astype(np.float32)
+    x[4] *= np.float32(1e6)
+    with pytest.raises(pymicro.NumericsError) as native:
+        pymicro.load(blob).predict(x)
+    node = sandbox.create(fuel=10**9, timeout=5, memory_mb=16)
+    node.upload(blob)
+    with pytest.raises(pymicro.NumericsError) as fenced:
+        node.execute(x)
+    assert str(fenced.value) == str(native.value) and str(native.value).startswith("row 4: ")
+    node.close()
+    propagating = sandbox.create(fuel=10**9, timeout=5, memory_mb=16, nan_policy="propagate")
+    propagating.upload(blob)
+    got = propagating.execute(x).probabilities
+    assert list(np.flatnonzero(np.isnan(got).any(axis=1))) == [4]
+    good_request_succeeds(preset_blob("momentum"), propagating)
