@@ -437,3 +437,17 @@ def test_the_native_hot_calls_take_keywords_keep_their_model_alive_and_leak_noth
         del p, q
     gc.collect()
     assert sys.getrefcount(impl) == before
+
+
+def test_the_core_type_stubs_name_exactly_what_the_module_has():
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse((Path(pymicro.__file__).parent / "_core.pyi").read_text(encoding="utf-8"))
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NativeModel")
+    methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)} - {"__init__"}
+    public = {name for name in dir(_core) if not name.startswith("__") and name != "NativeModel"}
+    assert functions == public
+    assert methods == {name for name in dir(_core.NativeModel) if not name.startswith("_")}
+    assert (Path(pymicro.__file__).parent / "py.typed").exists()
