@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, NumericsError, PymicroError
 
 
 def coerce(x, input_size: int) -> np.ndarray:
@@ -43,3 +43,46 @@ def coerce(x, input_size: int) -> np.ndarray:
             raise InputError(f"{where} = {value:g} is beyond float32's range (about ±3.4e38)")
         return out
     return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def nonfinite_cell(x: np.ndarray) -> InputError | None:
+    """The error for the first NaN/Inf cell of x (row, column), or None if there is none."""
+    a = x.reshape(1, -1) if x.ndim == 1 else x
+    bad = np.argwhere(~np.isfinite(a))
+    if not len(bad):
+        return None
+    r, c = (int(v) for v in bad[0])
+    v = a[r, c]
+    name = "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
+    return InputError(f"x[{r}, {c}] is {name}; load the model with nan_policy='propagate' to "
+                      "get NaN probabilities for such rows instead")
+
+
+def nonfinite_error(x: np.ndarray, out: np.ndarray, blob: bytes) -> PymicroError:
+    """The error for the first bad row of a float32 run of ``blob`` (every backend's).
+
+    A NaN/Inf input cell (row, column) is an :class:`InputError`; so is a finite cell
+    that overflows once normalised. A row of finite inputs whose probabilities came
+    out NaN overflowed float32 inside the network: a :class:`NumericsError`.
+    """
+    cell = nonfinite_cell(x)
+    if cell is not None:
+        return cell
+    a = x.reshape(1, -1) if x.ndim == 1 else x
+    nan_rows = np.flatnonzero(np.isnan(np.asarray(out).reshape(len(a), -1)[:, 0]))
+    if not len(nan_rows):
+        return NumericsError("the network's float32 arithmetic overflowed")
+    r = int(nan_rows[0])
+    from . import _core
+
+    described = _core.parse(blob, False)
+    if described["mean"] is not None:  # as the core normalises: (x - mean) * (1 / std)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (a[r] - described["mean"]) * (np.float32(1) / described["std"])
+        for c in np.flatnonzero(~np.isfinite(z)):
+            return InputError(f"x[{r}, {int(c)}] overflows float32 after normalisation")
+    return NumericsError(
+        f"row {r}: the network's float32 arithmetic overflowed on this finite input (a value "
+        "inside it became Inf or NaN), so it has no probabilities: this input and the blob's "
+        "weights are too large for float32. Load the model with nan_policy='propagate' to get "
+        "NaN probabilities for such rows instead")

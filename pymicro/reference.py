@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import coerce
+from ._inputs import coerce, nonfinite_cell
 from .errors import InputError
 
 
@@ -63,9 +63,7 @@ class ReferenceModel:
         rows = a.reshape(-1, self.input_size)
         bad = ~np.isfinite(rows).all(axis=1)
         if bad.any() and self.raises_on_nonfinite:
-            r, c = np.argwhere(~np.isfinite(rows))[0]
-            raise InputError(f"x[{r}, {c}] is {rows[r, c]}; load with nan_policy='propagate' "
-                             "to get NaN probabilities for such rows instead")
+            raise nonfinite_cell(rows)
         with np.errstate(all="ignore"):
             probs, attn = forward(self._d, rows)
         probs[bad] = np.nan

@@ -42,10 +42,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._inputs import coerce
+from ._inputs import coerce, nonfinite_error
 from .errors import BlobError, InputError, PymicroError
 from .wasm import (F32, Guest, GuestMemoryError, GuestProtocolError, _wasmtime, check_module,
-                   close_at_exit, deterministic_config, nonfinite_error, wasm_bytes)
+                   close_at_exit, deterministic_config, wasm_bytes)
 
 DEFAULT_FUEL = 10_000_000_000  # about ten seconds of pymicro.wasm on a 3-4 GHz core
 DEFAULT_TIMEOUT = 10.0         # seconds per request

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._inputs import coerce
-from .errors import BackendError, BlobError, InputError, NumericsError, PymicroError
+from ._inputs import coerce, nonfinite_error
+from .errors import BackendError, BlobError, InputError
 
 ABI_VERSION = 1
 FAST_CALL_SERIES = 50  # the wasmtime-py major version the unchecked call path is tested on
@@ -413,40 +413,6 @@ def check_module(module) -> None:
 
 
 # --------------------------------------------------------------------------- the model
-
-
-def nonfinite_error(x: np.ndarray, out: np.ndarray, blob: bytes) -> PymicroError:
-    """The native core's error, word for word, for the first bad row of x.
-
-    A NaN/Inf input cell (row, column) is an :class:`InputError`; so is a finite cell
-    that overflows once normalised. A row of finite inputs whose probabilities came
-    out NaN overflowed float32 inside the network: a :class:`NumericsError`.
-    """
-    a = x.reshape(1, -1) if x.ndim == 1 else x
-    bad = np.argwhere(~np.isfinite(a))
-    if len(bad):
-        r, c = (int(v) for v in bad[0])
-        v = a[r, c]
-        name = "nan" if np.isnan(v) else ("inf" if v > 0 else "-inf")
-        return InputError(f"x[{r}, {c}] is {name}; load the model with nan_policy='propagate' to "
-                          "get NaN probabilities for such rows instead")
-    nan_rows = np.flatnonzero(np.isnan(np.asarray(out).reshape(len(a), -1)[:, 0]))
-    if not len(nan_rows):
-        return NumericsError("the network's float32 arithmetic overflowed")
-    r = int(nan_rows[0])
-    from . import _core
-
-    described = _core.parse(blob, False)
-    if described["mean"] is not None:
-        with np.errstate(over="ignore", invalid="ignore"):
-            z = (a[r] - described["mean"]) * (np.float32(1) / described["std"])
-        for c in np.flatnonzero(~np.isfinite(z)):
-            return InputError(f"x[{r}, {int(c)}] overflows float32 after normalisation")
-    return NumericsError(
-        f"row {r}: the network's float32 arithmetic overflowed on this finite input (a value "
-        "inside it became Inf or NaN), so it has no probabilities: this input and the blob's "
-        "weights are too large for float32. Load the model with nan_policy='propagate' to get "
-        "NaN probabilities for such rows instead")
 
 
 class _Runner:

@@ -283,6 +283,9 @@ static inline float sum4(const float* y, uint32_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
+// sum4's last step, lane by lane, for the tiles' four partial sums.
+static inline vf vsum4(const vf* s) { return (s[0] + s[1]) + (s[2] + s[3]); }
+
 // y[i] = exp(y[i] - max y) over y[0..n) in place (y has room for up(n, W) floats);
 // returns 1 / their sum (sum4's order)
 static float softmax_num_row(float* y, uint32_t n) {
@@ -418,7 +421,7 @@ static void softmax_tile(float* Y, uint32_t n) {
       vstore(y + i * T, e);
       s[i & 3] = s[i & 3] + e;
     }
-    const vf r = 1.0f / ((s[0] + s[1]) + (s[2] + s[3]));
+    const vf r = 1.0f / vsum4(s);
     for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) * r);
   }
 }
@@ -543,7 +546,7 @@ static void softmax_gate_tile(float* Y, const float* X, uint32_t n, const float*
       s[i & 3] = s[i & 3] + e;
       vstore(y + i * T, attn ? e : e * vload(x + i * T));
     }
-    vstore(scale + c * W, 1.0f / ((s[0] + s[1]) + (s[2] + s[3])));
+    vstore(scale + c * W, 1.0f / vsum4(s));
   }
   if (!attn) return;
   for (uint32_t t = 0; t < nt; ++t)

@@ -51,6 +51,21 @@ std::vector<const ArchOps*> available_isas() {
   return out;
 }
 
+// The build named `isa` ("auto" or "": the best) if this CPU runs it, else nullptr.
+const ArchOps* find_isa(const std::string& isa) {
+  auto isas = available_isas();
+  if (isa.empty() || isa == "auto") return isas.front();
+  for (auto* o : isas)
+    if (isa == o->name) return o;
+  return nullptr;
+}
+
+std::string isa_names() {
+  std::string names;
+  for (auto* o : available_isas()) names += std::string(names.empty() ? "" : ", ") + o->name;
+  return names;
+}
+
 py::object error_type(const char* name) {
   return py::module_::import("pymicro.errors").attr(name);
 }
@@ -195,19 +210,10 @@ class NativeModel {
     blob_ = aligned_bytes(size_ ? size_ : 1);
     std::memcpy(blob_.get(), info.ptr, size_);
     view_ = parse_or_raise(static_cast<const uint8_t*>(blob_.get()), size_, true);
-    ops_ = nullptr;
-    auto isas = available_isas();
-    if (isa.empty() || isa == "auto") {
-      ops_ = isas.front();
-    } else {
-      for (auto* o : isas)
-        if (isa == o->name) ops_ = o;
-      if (!ops_) {
-        std::string names;
-        for (auto* o : isas) names += std::string(names.empty() ? "" : ", ") + o->name;
-        raise("BackendError", "ISA '" + isa + "' is not available on this CPU; choose one of: " + names);
-      }
-    }
+    ops_ = find_isa(isa);
+    if (!ops_)
+      raise("BackendError",
+            "ISA '" + isa + "' is not available on this CPU; choose one of: " + isa_names());
     plan_ = aligned_bytes(ops_->plan_bytes(&view_));
     ops_->build_plan(&view_, plan_.get());
     ws_floats_ = ops_->workspace_floats(plan_.get());
@@ -303,40 +309,18 @@ class NativeModel {
     if (bad && raise_on_nonfinite_) report_nonfinite(x, n, out);
   }
 
-  // The first bad row: a NaN/Inf input cell, or else a row whose probabilities came out
-  // NaN from finite inputs (float32 overflow inside the network).
+  // The first bad row, named as every backend names it (pymicro._inputs.nonfinite_error):
+  // a NaN/Inf input cell, or a row of finite inputs whose probabilities came out NaN
+  // (float32 overflow inside the network). An error path: copies are fine here.
   [[noreturn]] void report_nonfinite(const float* x, uint64_t n, const float* out) const {
-    const uint32_t d = view_.input_size;
-    for (uint64_t r = 0; r < n; ++r)
-      for (uint32_t c = 0; c < d; ++c) {
-        float v = x[r * d + c];
-        if (v != v || v - v != 0.0f)
-          raise("InputError", "x[" + std::to_string(r) + ", " + std::to_string(c) + "] is " +
-                                  (v != v ? "nan" : v > 0 ? "inf" : "-inf") +
-                                  "; load the model with nan_policy='propagate' to get NaN "
-                                  "probabilities for such rows instead");
-      }
-    const uint32_t C = view_.n_classes;
-    for (uint64_t r = 0; r < n; ++r)
-      if (out[r * C] != out[r * C]) {
-        for (uint32_t c = 0; c < d; ++c) {
-          float z = (x[r * d + c] - (view_.has_norm ? view_.mean.at(c) : 0.0f)) *
-                    (view_.has_norm ? 1.0f / view_.std.at(c) : 1.0f);  // as the core does
-          if (z - z != 0.0f)
-            raise("InputError", "x[" + std::to_string(r) + ", " + std::to_string(c) +
-                                    "] overflows float32 after normalisation");
-        }
-        raise("NumericsError", overflow_message(r));
-      }
-    raise("NumericsError", "the network's float32 arithmetic overflowed");
-  }
-
-  static std::string overflow_message(uint64_t r) {
-    return "row " + std::to_string(r) +
-           ": the network's float32 arithmetic overflowed on this finite input (a value "
-           "inside it became Inf or NaN), so it has no probabilities: this input and the "
-           "blob's weights are too large for float32. Load the model with "
-           "nan_policy='propagate' to get NaN probabilities for such rows instead";
+    static py::object* fn =  // leaked on purpose, as coerce's
+        new py::object(py::module_::import("pymicro._inputs").attr("nonfinite_error"));
+    const auto rows = py::ssize_t(n);
+    py::array_t<float> xs({rows, py::ssize_t(view_.input_size)}, x);
+    py::array_t<float> outs({rows, py::ssize_t(view_.n_classes)}, out);
+    py::object err = (*fn)(xs, outs, blob());
+    PyErr_SetObject(err.get_type().ptr(), err.ptr());
+    throw py::error_already_set();
   }
 
   // Releasing and re-taking the GIL costs about as much as one small row's
@@ -459,13 +443,13 @@ py::tuple fast_calls(py::object self) {
   }
   auto cap = py::reinterpret_steal<py::object>(capsule);
   py::str mod("pymicro._core");
-  PyObject* p = PyCFunction_NewEx(&kFastDefs[0], cap.ptr(), mod.ptr());
-  if (!p) throw py::error_already_set();
-  auto pf = py::reinterpret_steal<py::object>(p);
-  PyObject* q = PyCFunction_NewEx(&kFastDefs[1], cap.ptr(), mod.ptr());
-  if (!q) throw py::error_already_set();
-  auto qf = py::reinterpret_steal<py::object>(q);
-  return py::make_tuple(pf, qf);
+  py::tuple calls(2);
+  for (size_t i = 0; i < 2; ++i) {
+    PyObject* f = PyCFunction_NewEx(&kFastDefs[i], cap.ptr(), mod.ptr());
+    if (!f) throw py::error_already_set();
+    calls[i] = py::reinterpret_steal<py::object>(f);
+  }
+  return calls;
 }
 
 }  // namespace
@@ -485,10 +469,9 @@ PYBIND11_MODULE(_core, m) {
     return names;
   }, "Instruction sets this CPU can run, best first.");
   m.def("fma_rate", [](const std::string& isa, double seconds) {
-    const ArchOps* ops = nullptr;
-    for (auto* o : available_isas())
-      if (isa.empty() || isa == "auto" ? !ops : isa == o->name) ops = o;
-    if (!ops) raise("InputError", "fma_rate: isa '" + isa + "' does not run on this CPU");
+    const ArchOps* ops = find_isa(isa);
+    if (!ops)
+      raise("InputError", "fma_rate: isa '" + isa + "' does not run on this CPU (" + isa_names() + ")");
     if (!(seconds > 0.0 && seconds <= 60.0))
       raise("InputError", "fma_rate: seconds must be in (0, 60]");
     py::gil_scoped_release release;
@@ -510,10 +493,8 @@ PYBIND11_MODULE(_core, m) {
      "the roofline for a batch, measured by timing independent vector FMA chains.");
   m.def("_exp", [](py::array_t<float, py::array::c_style | py::array::forcecast> x,
                    const std::string& isa) {
-    const ArchOps* ops = nullptr;
-    for (auto* o : available_isas())
-      if (isa == o->name) ops = o;
-    if (!ops) raise("InputError", "_exp: isa '" + isa + "' does not run on this CPU");
+    const ArchOps* ops = find_isa(isa);
+    if (!ops) raise("InputError", "_exp: isa '" + isa + "' does not run on this CPU (" + isa_names() + ")");
     py::array_t<float> y(x.size());
     ops->exp_into(x.data(), y.mutable_data(), uint64_t(x.size()));
     return y;
