@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import pymicro
-from pymicro import bench
+from pymicro.runtime import bench
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.md"

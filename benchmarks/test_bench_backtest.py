@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from pymicro.backtest import positions_from_probabilities, run_backtest
+from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
 
 # Median seconds of one run_backtest over 2520 bars (ten years of 252 trading days).
 TEN_YEAR_BACKTEST_MAX_S = 0.1

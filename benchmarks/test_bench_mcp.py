@@ -1,10 +1,10 @@
 """neural_predict and psycho_symbolic_reason over MCP (stdio, the SDK's ClientSession) beside
-the same work in-process (pymicro.predict, pymicro.reasoning.reason), and the cost of opening
-a reasoning session (pymicro.reasoning_client: spawn the server, initialize, list tools),
+the same work in-process (pymicro.predict, pymicro.agents.reasoning.reason), and the cost of opening
+a reasoning session (pymicro.market.reasoning_client: spawn the server, initialize, list tools),
 which the trainer pays once per run with reasoning_features=True.
 
 The same momentum blob, the same rows, the same run. The MCP figure is a full round trip:
-the client serialises the request, the server process (``python -m pymicro.mcp_server``)
+the client serialises the request, the server process (``python -m pymicro.agents.mcp_server``)
 parses and validates it, looks the model up in the registry (SQLite), predicts, and sends
 the structured result back, which the client parses and checks against the output schema.
 The client runs in an event loop on a helper thread (anyio's blocking portal), as a
@@ -27,8 +27,8 @@ import pytest
 from mcp import ClientSession, StdioServerParameters, stdio_client
 
 import pymicro
-from pymicro import bench
-from pymicro.registry import Registry
+from pymicro.runtime import bench
+from pymicro.store.registry import Registry
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mcp-latest.md"
 BATCH = 256
@@ -47,7 +47,7 @@ def served(tmp_path_factory):
     x, X = bench.inputs(model.input_size, BATCH, seed=0)
 
     async def session_cm():
-        params = StdioServerParameters(command=sys.executable, args=["-m", "pymicro.mcp_server"],
+        params = StdioServerParameters(command=sys.executable, args=["-m", "pymicro.agents.mcp_server"],
                                        env={"PYMICRO_HOME": str(home)}, cwd=str(home))
         async with stdio_client(params) as (read, write):
             async with ClientSession(read, write) as session:
@@ -118,18 +118,18 @@ REASON_ROUNDS = pytest.mark.benchmark(min_rounds=50, max_time=3.0, warmup=True, 
 
 @INPROC
 def test_inprocess_reason(benchmark):
-    from pymicro.reasoning import reason
+    from pymicro.agents.reasoning import reason
 
-    benchmark.group = "psycho_symbolic_reason vs pymicro.reasoning.reason, depth 3"
+    benchmark.group = "psycho_symbolic_reason vs pymicro.agents.reasoning.reason, depth 3"
     result = benchmark(reason, REASON_QUERY, depth=3)
-    _record(benchmark, "pymicro.reasoning.reason, depth 3")
+    _record(benchmark, "pymicro.agents.reasoning.reason, depth 3")
     assert result.status == "answered"
 
 
 @REASON_ROUNDS
 def test_mcp_stdio_reason(benchmark, served):
     call = served[0]
-    benchmark.group = "psycho_symbolic_reason vs pymicro.reasoning.reason, depth 3"
+    benchmark.group = "psycho_symbolic_reason vs pymicro.agents.reasoning.reason, depth 3"
     result = benchmark(call, "psycho_symbolic_reason", {"query": REASON_QUERY, "depth": 3})
     _record(benchmark, "MCP stdio psycho_symbolic_reason, depth 3")
     assert result.structured_content["status"] == "answered"
@@ -137,7 +137,7 @@ def test_mcp_stdio_reason(benchmark, served):
 
 def test_reasoning_session_startup(benchmark, tmp_path):
     """Spawn pymicro's server, initialize, list the tools, close: what a trainer run pays once."""
-    from pymicro.reasoning_client import ReasoningClient, ReasoningServer
+    from pymicro.market.reasoning_client import ReasoningClient, ReasoningServer
 
     async def open_close():
         async with ReasoningClient(ReasoningServer.pymicro(tmp_path / "store")) as client:
@@ -154,7 +154,7 @@ def test_report():
         pytest.skip("nothing was timed (benchmarks disabled or deselected)")
     pairs = [("MCP stdio neural_predict, 1 row", "pymicro.predict, 1 row"),
              (f"MCP stdio neural_predict, {BATCH} rows", f"pymicro.predict, {BATCH} rows"),
-             ("MCP stdio psycho_symbolic_reason, depth 3", "pymicro.reasoning.reason, depth 3"),
+             ("MCP stdio psycho_symbolic_reason, depth 3", "pymicro.agents.reasoning.reason, depth 3"),
              ("ReasoningClient open + close (stdio)", "ReasoningClient open + close (stdio)")]
     lines = ["# pymicro's tools over MCP stdio beside the same calls in-process", "",
              f"- When: {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M UTC}",

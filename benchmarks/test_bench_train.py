@@ -2,7 +2,7 @@
 
 Data: synthetic, 30,000 rows per preset (seeded normal features, labels from two of them),
 split 80/20 into 24,000 training and 6,000 validation rows. Batch sizes 32 (the trainer's
-default) and 256. An epoch is what ``pymicro.train.train`` does in one: a shuffled pass
+default) and 256. An epoch is what ``pymicro.training.train.train`` does in one: a shuffled pass
 over the training rows in mini-batches (Adam, class-weighted cross-entropy) and then an
 eval-mode pass over both splits for the history. The peer is the same network in PyTorch
 (CPU, same initial weights, normalisation, class weights, batch order, Adam settings and
@@ -36,8 +36,8 @@ import pytest
 pytest.importorskip("tinygrad")
 
 import pymicro
-from pymicro.spec import Attention, Dropout, Spec
-from pymicro.train import class_weights, normalization, train
+from pymicro.runtime.spec import Attention, Dropout, Spec
+from pymicro.training.train import class_weights, normalization, train
 
 ROWS, VAL_FRACTION = 30_000, 0.2
 BATCH_SIZES = (32, 256)
@@ -129,7 +129,7 @@ def report():
         torch_version = "not installed"
     from importlib.metadata import version
 
-    from pymicro import bench
+    from pymicro.runtime import bench
 
     lines = [
         "# pymicro training benchmark: latest run", "",

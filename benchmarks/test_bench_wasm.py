@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 
 import pymicro
-from pymicro import bench
+from pymicro.runtime import bench
 
 wasmtime = pytest.importorskip("wasmtime")
-from pymicro import sandbox  # noqa: E402
-from pymicro import wasm as pw  # noqa: E402
+from pymicro.runtime import sandbox  # noqa: E402
+from pymicro.runtime import wasm as pw  # noqa: E402
 
 SINGLE_CALL_MAX_US = 3.0        # the goal for one prediction through backend="wasm"
 BATCH_GOAL_VS_NATIVE = 0.5      # the goal: wasm batch throughput / native best

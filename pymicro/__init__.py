@@ -4,15 +4,31 @@
     blob = pymicro.freeze(spec.init(seed=0), "momentum.pmb")
     model = pymicro.load("momentum.pmb")
     probs = pymicro.predict(model, x)     # (3,) for one row of 24 features
+
+The package is layered; a layer imports only the layers below it (checked by import-linter
+in the test suite, see ``pyproject.toml``):
+
+    cli         the ``pymicro`` command, one module per subcommand
+    agents      the MCP server, the reasoning engine
+    evaluation  backtests, walk-forward validation, the benchmark report (retrains as it walks)
+    training    the tinygrad trainer, the seed's MicroNeuralTrainer, reasoning-aware loss
+    market | store   data, features, labels, news, macro  |  the model registry
+    runtime     spec, blob writer, load/Model/predict, backends, sandbox, ONNX export
+    (base)      errors, metrics, tables, plots, the compiled core
+
+``import pymicro`` loads the runtime only (numpy and the compiled core); everything else is
+imported when first used, so ``pymicro.validate`` or ``pymicro.sandbox`` cost nothing until
+they are touched.
 """
 
-from .errors import (
+from pymicro._version import __version__ as __version__
+from pymicro.errors import (
     BackendError, BlobError, DataError, EvaluationError, InputError, NumericsError, ParameterBudgetError,
     PymicroError, ReasoningError, RegistryError, SpecError, TrainingError,
 )
 
 try:
-    from . import _core  # noqa: F401
+    from pymicro import _core  # noqa: F401
 except ImportError as e:  # pragma: no cover - only in a source tree that was never built
     raise ImportError(
         f"pymicro's compiled core is missing ({e}). You are probably importing the source "
@@ -20,14 +36,39 @@ except ImportError as e:  # pragma: no cover - only in a source tree that was ne
         "`pytest` rather than `python -m pytest`."
     ) from e
 
-from .blob import freeze
-from .model import Model, ModelInfo, load, predict
-from .onnx_export import export_onnx
-from .spec import PRESETS, Attention, Dense, Dropout, Network, Spec, preset
-from .validation import ValidationReport, validate
+from pymicro.runtime.blob import freeze
+from pymicro.runtime.model import Model, ModelInfo, load, predict
+from pymicro.runtime.onnx_export import export_onnx
+from pymicro.runtime.spec import PRESETS, Attention, Dense, Dropout, Network, Spec, preset
+
+# Names and submodules resolved on first use (PEP 562): they pull in pandas, wasmtime, ...
+_LAZY = {
+    "validate": ("pymicro.evaluation.validation", "validate"),
+    "ValidationReport": ("pymicro.evaluation.validation", "ValidationReport"),
+    "sandbox": ("pymicro.runtime.sandbox", None),
+}
+_SUBPACKAGES = {"runtime", "market", "training", "evaluation", "store", "agents", "cli",
+                "errors", "metrics", "tables", "plots"}
 
 
-__version__ = "0.1.0"
+def __getattr__(name: str):
+    import importlib
+
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        mod = importlib.import_module(module)
+        value = mod if attr is None else getattr(mod, attr)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"pymicro.{name}")
+    else:
+        raise AttributeError(f"module 'pymicro' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | _SUBPACKAGES)
+
 
 __all__ = [
     "Attention", "BackendError", "BlobError", "DataError", "Dense", "EvaluationError", "Dropout", "InputError", "Model",

@@ -35,7 +35,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import EvaluationError
+from pymicro.errors import EvaluationError
 
 PERIODS_PER_YEAR = 252
 """Trading days in a year: the default annualisation of daily series."""

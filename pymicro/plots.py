@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import PymicroError
+from pymicro.errors import PymicroError
 
 
 def _pyplot():
@@ -23,7 +23,7 @@ def _pyplot():
 def plot_history(history, path: str | os.PathLike, *, title: str | None = None, best_epoch: int | None = None) -> Path:
     """Write a PNG of the loss and accuracy curves of a training run; return its path.
 
-    ``history`` is a :class:`pymicro.train.TrainResult` or its ``history`` dict
+    ``history`` is a :class:`pymicro.training.train.TrainResult` or its ``history`` dict
     (``train_loss``, ``val_loss``, ``train_acc``, ``val_acc``: one value per epoch).
     ``best_epoch`` (1-based; taken from a TrainResult) is marked on both panels.
     """

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 import pymicro
 from pymicro import Attention, Dense, Dropout, Spec
-from pymicro.spec import ACTIVATIONS
+from pymicro.runtime.spec import ACTIVATIONS
 
 
 def perturbed(spec: Spec, seed: int = 0, scale: float = 0.3, normalise: bool = True) -> pymicro.Network:

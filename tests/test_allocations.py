@@ -24,7 +24,7 @@ CHILD = r"""
 import ctypes, json, sys
 import numpy as np
 import pymicro
-from pymicro import bench
+from pymicro.runtime import bench
 
 count = ctypes.CDLL(None).pm_malloc_count
 count.restype = ctypes.c_ulonglong

@@ -1,4 +1,4 @@
-"""pymicro.backtest: signal timing, costs, baselines, walk-forward windows and embargo.
+"""pymicro.evaluation.backtest: signal timing, costs, baselines, walk-forward windows and embargo.
 
 The walk-forward tests use a stand-in model (nearest class mean, written below in
 numpy) so they run in milliseconds; one test runs the real tinygrad trainer.
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import pymicro
-from pymicro.backtest import (
+from pymicro.cli.backtest import add_parser
+from pymicro.evaluation.backtest import (
     LabelledSeries,
-    add_parser,
     momentum_positions,
     plot_equity,
     positions_from_probabilities,
@@ -364,8 +364,8 @@ def test_walk_forward_long_only_and_bad_windows():
 
 
 def test_walk_forward_on_embedded_bars_and_on_a_dataset():
-    from pymicro.data import load_embedded
-    from pymicro.dataset import make_dataset
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
 
     bars = load_embedded("SP500")
     bars = bars[(bars["date"] >= "2009-01-01") & (bars["date"] < "2013-01-01")].reset_index(drop=True)
@@ -388,7 +388,7 @@ def test_walk_forward_on_embedded_bars_and_on_a_dataset():
 def test_tinygrad_fit_predicts_through_the_frozen_blob():
     pytest.importorskip("tinygrad")
     from pymicro.errors import TrainingError
-    from pymicro.train import tinygrad_predict
+    from pymicro.training.train import tinygrad_predict
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 24)).astype(np.float32)
@@ -406,9 +406,9 @@ def test_tinygrad_fit_predicts_through_the_frozen_blob():
 
 
 def test_walk_forward_default_fit_trains_freezes_and_predicts_natively(monkeypatch):
-    """The default fit, with pymicro.train.train replaced by a recorder (no tinygrad): the
+    """The default fit, with pymicro.training.train.train replaced by a recorder (no tinygrad): the
     train/validation split and its purge, the train_kwargs, and predictions through the blob."""
-    import pymicro.train
+    import pymicro.training.train
 
     calls = []
 
@@ -416,7 +416,7 @@ def test_walk_forward_default_fit_trains_freezes_and_predicts_natively(monkeypat
         calls.append((X_train[:, 0].astype(int), X_val[:, 0].astype(int), kwargs))
         return type("R", (), {"network": spec.init(seed=len(calls))})()
 
-    monkeypatch.setattr(pymicro.train, "train", fake_train)
+    monkeypatch.setattr(pymicro.training.train, "train", fake_train)
     base = synthetic_series(n=300, h=3, seed=3)
     X = np.column_stack([base.X, np.random.default_rng(0).normal(size=(300, 21))])
     series = LabelledSeries(base.dates, base.close, X, base.y, base.horizon)

@@ -1,4 +1,4 @@
-"""pymicro.bench: peers compute the same function; timing helpers and the table behave.
+"""pymicro.runtime.bench: peers compute the same function; timing helpers and the table behave.
 
 No timing thresholds here: speed budgets live in benchmarks/ (run by path).
 """
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import pymicro
-from pymicro import bench
-from pymicro.spec import Attention, Dense, Dropout, Spec
+from pymicro.runtime import bench
+from pymicro.runtime.spec import Attention, Dense, Dropout, Spec
 
 TOL = 1e-5
 

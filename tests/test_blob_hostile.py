@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 import pymicro
 from pymicro import BlobError, PymicroError, _core
-from pymicro.spec import Dense, Spec
+from pymicro.runtime.spec import Dense, Spec
 
 
 def _normalised(name):

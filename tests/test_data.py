@@ -1,4 +1,4 @@
-"""Embedded market data and the OHLCV loaders (pymicro.data)."""
+"""Embedded market data and the OHLCV loaders (pymicro.market.data)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from pymicro import PymicroError
-from pymicro import datasets as embedded_files
-from pymicro.data import (
+from pymicro.market import datasets as embedded_files
+from pymicro.market.data import (
     COLUMNS,
     GapWarning,
     embedded_symbols,

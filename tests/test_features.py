@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pymicro
-from pymicro.data import load_embedded
-from pymicro.dataset import make_dataset, split_chronological
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset, split_chronological
 from pymicro.errors import DataError
-from pymicro.features import (
+from pymicro.market.features import (
     FEATURE_SETS,
     MOMENTUM_FEATURES,
     MOMENTUM_LOOKBACK,
@@ -24,7 +24,7 @@ from pymicro.features import (
     feature_set,
     momentum_features,
 )
-from pymicro.labels import direction_labels, label_details
+from pymicro.market.labels import direction_labels, label_details
 
 LOOKBACK = MOMENTUM_LOOKBACK
 

@@ -26,9 +26,10 @@ from mcp.shared.exceptions import MCPError
 from netgen import perturbed
 
 import pymicro
-from pymicro import mcp_server as S
+import pymicro.cli.models
+from pymicro.agents import mcp_server as S
 from pymicro.errors import PymicroError
-from pymicro.registry import Registry
+from pymicro.store.registry import Registry
 
 pytestmark = pytest.mark.anyio
 TRAIN_AVAILABLE = "neural_train" in [t.fn.__name__ for t in S.TOOLS] and importlib.util.find_spec("tinygrad")
@@ -56,7 +57,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained_store(tmp_path_factory):
     """(PYMICRO_HOME, model id, blob): a momentum model whose metadata says it was trained on
-    SP500 with a test period from 2011-01-03, as pymicro.trainer writes it."""
+    SP500 with a test period from 2011-01-03, as pymicro.training.trainer writes it."""
     home = tmp_path_factory.mktemp("pymicro-home-trained")
     blob = pymicro.freeze(perturbed(pymicro.preset("momentum"), seed=4), preset="momentum", horizon=5,
                           threshold=0.5, symbols="SP500", train_end="2009-06-01", test_start="2011-01-03")
@@ -72,7 +73,7 @@ def server_env(home) -> dict:
 
 @asynccontextmanager
 async def stdio_session(home):
-    params = StdioServerParameters(command=sys.executable, args=["-m", "pymicro.mcp_server"],
+    params = StdioServerParameters(command=sys.executable, args=["-m", "pymicro.agents.mcp_server"],
                                    env=server_env(home), cwd=str(home))
     with open(home / "stdio-stderr.log", "a") as errlog:
         async with stdio_client(params, errlog=errlog) as (read, write):
@@ -83,8 +84,8 @@ async def stdio_session(home):
 
 @contextmanager
 def http_server(home, *extra):
-    """`python -m pymicro.mcp_server --transport http --port 0`; yields its URL."""
-    proc = subprocess.Popen([sys.executable, "-m", "pymicro.mcp_server", "--transport", "http", "--port", "0",
+    """`python -m pymicro.agents.mcp_server --transport http --port 0`; yields its URL."""
+    proc = subprocess.Popen([sys.executable, "-m", "pymicro.agents.mcp_server", "--transport", "http", "--port", "0",
                              *extra], env={**os.environ, **server_env(home)}, cwd=str(home),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     lines: queue.Queue = queue.Queue()
@@ -126,7 +127,7 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
         limit = tools["list_models"].input_schema["properties"]["limit"]
         assert (limit["minimum"], limit["maximum"]) == (1, S.MAX_LIST)
         status_enum = tools["list_models"].input_schema["properties"]["status"]["anyOf"][0]["enum"]
-        assert status_enum == list(pymicro.registry.STATUSES)
+        assert status_enum == list(pymicro.store.registry.STATUSES)
         n_samples = tools["verify_model"].input_schema["properties"]["n_samples"]
         assert (n_samples["minimum"], n_samples["maximum"]) == (16, S.MAX_VERIFY_SAMPLES)
         if TRAIN_AVAILABLE:
@@ -318,7 +319,7 @@ async def test_stdio_abuse_every_request_gets_an_error_and_the_server_carries_on
 def test_stdio_malformed_messages_are_answered(store):
     """Lines no SDK client sends: not JSON, too deep, not JSON-RPC, too long, not UTF-8."""
     home, model_id, _ = store
-    proc = subprocess.Popen([sys.executable, "-m", "pymicro.mcp_server"], env={**os.environ, **server_env(home)},
+    proc = subprocess.Popen([sys.executable, "-m", "pymicro.agents.mcp_server"], env={**os.environ, **server_env(home)},
                             cwd=str(home), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def send(message):
@@ -362,7 +363,7 @@ def test_stdio_malformed_messages_are_answered(store):
     assert set(answers) == {0, 2, 3, 4, 5, 6, 7, 8, 9}
 
 
-@pytest.mark.skipif(not TRAIN_AVAILABLE, reason="neural_train needs pymicro.train, the datasets and tinygrad")
+@pytest.mark.skipif(not TRAIN_AVAILABLE, reason="neural_train needs pymicro.training.train, the datasets and tinygrad")
 async def test_stdio_neural_train_progress_one_job_at_a_time_and_registered(store):
     import anyio
 
@@ -412,10 +413,10 @@ async def test_stdio_neural_train_progress_one_job_at_a_time_and_registered(stor
 
 @pytest.mark.skipif(not TRAIN_AVAILABLE, reason="the data tools need the datasets and tinygrad")
 async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
-    from pymicro.data import load_embedded
-    from pymicro.dataset import make_dataset
-    from pymicro.news import analyze_news, validate_headlines
-    from pymicro.reasoning import reason, validate_on_embedded
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
+    from pymicro.market.news import analyze_news, validate_headlines
+    from pymicro.agents.reasoning import reason, validate_on_embedded
 
     home, model_id, blob = trained_store
     model = pymicro.load(blob)
@@ -477,7 +478,7 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert seen[1][2].startswith("block 1/2: trained on 2010-01-04..") and wf["classification"]["n"] > 0
         assert all(w["train_end"] < w["test_start"] for w in wf["windows"])
 
-        # analyze_news: the same as pymicro.news in-process, with the licence note
+        # analyze_news: the same as pymicro.market.news in-process, with the licence note
         news = (await s.call_tool("analyze_news", {"headlines": HEADLINES, "calendar": "embedded"})).structured_content
         local = analyze_news(validate_headlines(__import__("pandas").DataFrame(HEADLINES)),
                              calendar=bars["date"].to_numpy())
@@ -500,7 +501,7 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
                                                                "model_id": model_id})).structured_content
         assert judged["validation"]["symbols"] == ["SP500"] and judged["intent"] == ["validation"]
 
-        # validate_model: pymicro.validation on the embedded data of the model's symbols
+        # validate_model: pymicro.evaluation.validation on the embedded data of the model's symbols
         seen.clear()
         v = (await s.call_tool("validate_model", {"model_id": model_id}, progress_callback=on_progress))
         direct = validate_on_embedded(model)
@@ -613,12 +614,12 @@ def test_bounded_lines_skip_an_over_long_line_and_answer_its_id():
 def test_tool_list_and_cli_wiring():
     assert [t.fn.__name__ for t in S.TOOLS][:4] == ["neural_predict", "neural_model_status", "list_models",
                                                      "verify_model"]
-    from pymicro import mcp_cli
+    from pymicro.cli import mcp as mcp_cli
 
     parser = argparse.ArgumentParser(prog="pymicro")
     sub = parser.add_subparsers(dest="command")
     mcp_cli.add_parser(sub)
-    pymicro.registry.add_parser(sub)
+    pymicro.cli.models.add_parser(sub)
     args = parser.parse_args(["mcp", "--transport", "http", "--port", "0"])
     assert args.func is mcp_cli.run and (args.transport, args.host, args.port) == ("http", "127.0.0.1", 0)
     assert parser.parse_args(["models", "list"]).func.__name__ == "_cmd_models"

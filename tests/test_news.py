@@ -14,12 +14,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pymicro import news
-from pymicro.data import load_embedded
+from pymicro.market import news
+from pymicro.market.data import load_embedded
 from pymicro.errors import DataError
-from pymicro.features import NEWS_FEATURES, SENTIMENT_FEATURES, SENTIMENT_LOOKBACK, compute_features
-from pymicro.macro import MacroInputs
-from pymicro.news import (
+from pymicro.market.features import NEWS_FEATURES, SENTIMENT_FEATURES, SENTIMENT_LOOKBACK, compute_features
+from pymicro.market.macro import MacroInputs
+from pymicro.market.news import (
     analyze_news,
     load_headlines,
     load_lm_lexicon,
@@ -29,7 +29,7 @@ from pymicro.news import (
     session_dates,
     validate_headlines,
 )
-from pymicro.reasoning_features import sentiment_features
+from pymicro.market.reasoning_features import sentiment_features
 
 FIXTURE_LEXICON = """Word,Sequence Number,Negative,Positive,Uncertainty,Litigious,Source
 GAIN,1,0,2009,0,0,synthetic

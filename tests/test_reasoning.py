@@ -1,4 +1,4 @@
-"""pymicro.reasoning: the psycho_symbolic_reason engine, in-process.
+"""pymicro.agents.reasoning: the psycho_symbolic_reason engine, in-process.
 
 Deterministic answers; the features it reports are pymicro's own at that date; the whole
 answer is causal (bars after the date change nothing); honest 'cannot know' for symbols,
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import pymicro
-from pymicro.data import load_embedded
+from pymicro.market.data import load_embedded
 from pymicro.errors import PymicroError
-from pymicro.features import REASONING_FEATURES, momentum_features
-from pymicro.reasoning import (
+from pymicro.market.features import REASONING_FEATURES, momentum_features
+from pymicro.agents.reasoning import (
     DOMAINS,
     RULE_OF,
     RULES,
@@ -29,7 +29,7 @@ from pymicro.reasoning import (
     reason,
     symbol_table,
 )
-from pymicro.reasoning_features import reasoning_features
+from pymicro.market.reasoning_features import reasoning_features
 
 ALL = list(DOMAINS[:4])
 
@@ -203,7 +203,7 @@ def test_figures_in_the_query_are_judged_against_the_data():
 
 
 def test_a_model_is_validated_on_the_embedded_data():
-    from pymicro.reasoning import validate_on_embedded
+    from pymicro.agents.reasoning import validate_on_embedded
 
     model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(seed=3), preset="momentum",
                                         horizon=5, symbols="IBM"))

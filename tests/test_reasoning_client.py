@@ -1,4 +1,4 @@
-"""pymicro.reasoning_client: the trainer's reasoning and validation through a real MCP
+"""pymicro.market.reasoning_client: the trainer's reasoning and validation through a real MCP
 ClientSession. pymicro's own server over stdio (the default) and over HTTP; a missing
 command, a server that dies, one that hangs, one without the tool and one that answers
 nonsense each give a ReasoningError; the configuration sources; and the trainer with
@@ -21,10 +21,10 @@ import pytest
 
 import pymicro
 from pymicro.errors import ReasoningError, TrainingError
-from pymicro.reasoning import reason, validate_on_embedded
-from pymicro.reasoning_client import ENV_VAR, ReasoningClient, ReasoningServer, server_config
-from pymicro.registry import Registry
-from pymicro.trainer import MicroNeuralTrainer
+from pymicro.agents.reasoning import reason, validate_on_embedded
+from pymicro.market.reasoning_client import ENV_VAR, ReasoningClient, ReasoningServer, server_config
+from pymicro.store.registry import Registry
+from pymicro.training.trainer import MicroNeuralTrainer
 
 FAKE_SERVER = '''
 import anyio
@@ -62,7 +62,7 @@ def test_pymicros_own_server_over_stdio_is_the_default(store, monkeypatch):
     root, model_id, blob = store
     monkeypatch.delenv(ENV_VAR, raising=False)
     server = server_config(store=root)
-    assert server.command == sys.executable and server.args == ("-P", "-m", "pymicro.mcp_server", "--store", str(root))
+    assert server.command == sys.executable and server.args == ("-P", "-m", "pymicro.agents.mcp_server", "--store", str(root))
 
     async def main():
         async with ReasoningClient(server) as client:
@@ -148,7 +148,7 @@ def test_configuration_sources(tmp_path, monkeypatch):
 def test_an_http_reasoning_server_on_loopback(store):
     root, _, _ = store
     env = {**os.environ, "PYMICRO_HOME": str(root.parent)}
-    proc = subprocess.Popen([sys.executable, "-P", "-m", "pymicro.mcp_server", "--transport", "http", "--port", "0",
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "pymicro.agents.mcp_server", "--transport", "http", "--port", "0",
                              "--store", str(root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     lines: queue.Queue = queue.Queue()
@@ -177,9 +177,9 @@ def test_the_trainer_with_reasoning_features(tmp_path, monkeypatch):
     trainer = MicroNeuralTrainer(registry=Registry(tmp_path / "store"), out_dir=tmp_path / "out")
     model = asyncio.run(trainer.train_reasoning_enhanced_model("reasoned", TINY))
     assert model["architecture"].startswith("Input(48) -> Attention(8)")  # the sentiment preset's 48 features
-    assert model["data"]["features"][:12] == list(pymicro.features.REASONING_FEATURES)
+    assert model["data"]["features"][:12] == list(pymicro.market.features.REASONING_FEATURES)
     found = model["reasoning"]
-    assert found["preset"] == "sentiment" and "pymicro.mcp_server" in found["server"]
+    assert found["preset"] == "sentiment" and "pymicro.agents.mcp_server" in found["server"]
     sp = found["symbols"]["SP500"]
     assert sp["status"] == "answered" and sp["as_of"] == "2018-12-31" and 0 <= sp["confidence"] <= 1
     assert sp["feature_check"] == {"compared": 12, "max_abs_diff": 0.0}  # the server's features are pymicro's

@@ -15,10 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import pymicro
-from pymicro.data import load_embedded
-from pymicro.dataset import make_dataset
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset
 from pymicro.errors import DataError
-from pymicro.features import (
+from pymicro.market.features import (
     FEATURE_SETS,
     NEWS_FEATURES,
     REASONING_FEATURES,
@@ -30,7 +30,7 @@ from pymicro.features import (
     feature_set,
     reversal_features,
 )
-from pymicro.macro import (
+from pymicro.market.macro import (
     DAILY_MAX_STALE_DAYS,
     MONTHLY_MAX_STALE_DAYS,
     MacroInputs,
@@ -39,7 +39,7 @@ from pymicro.macro import (
     load_ecb_fx,
     take,
 )
-from pymicro.reasoning_features import reasoning_features, sentiment_features
+from pymicro.market.reasoning_features import reasoning_features, sentiment_features
 
 
 @pytest.fixture(scope="module")

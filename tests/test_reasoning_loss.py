@@ -3,8 +3,8 @@ import pytest
 
 import pymicro
 from pymicro import TrainingError
-from pymicro.reasoning_loss import ablation, contradiction_mask, rule_signal
-from pymicro.train import train
+from pymicro.training.reasoning_loss import ablation, contradiction_mask, rule_signal
+from pymicro.training.train import train
 
 
 def test_rule_signals_follow_the_stated_rules():

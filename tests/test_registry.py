@@ -14,7 +14,7 @@ from netgen import perturbed
 
 import pymicro
 from pymicro.errors import BlobError, PymicroError, RegistryError
-from pymicro.registry import ID_RE, Registry, default_root, slug
+from pymicro.store.registry import ID_RE, Registry, default_root, slug
 
 
 def blob_of(seed: int = 0, preset: str = "momentum") -> bytes:
@@ -82,12 +82,12 @@ def test_files_are_written_atomically(reg, monkeypatch):
     assert leftovers == []
 
     # A failure at the rename leaves no temp file, no blob and no row.
-    import pymicro.blob
+    import pymicro.runtime.blob
 
     def broken_replace(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pymicro.blob.os, "replace", broken_replace)
+    monkeypatch.setattr(pymicro.runtime.blob.os, "replace", broken_replace)
     with pytest.raises(RegistryError, match="No space left"):
         reg.add(blob_of(seed=5), "full")
     monkeypatch.undo()
@@ -191,12 +191,12 @@ def test_default_root_follows_pymicro_home(tmp_path, monkeypatch):
     assert default_root() == tmp_path / "home" / "models"
     assert Registry().root == (tmp_path / "home" / "models").resolve()
     monkeypatch.delenv("PYMICRO_HOME")
-    assert default_root() == pymicro.registry.Path.home() / ".pymicro" / "models"
+    assert default_root() == pymicro.store.registry.Path.home() / ".pymicro" / "models"
 
 
 WRITER = textwrap.dedent("""
     import sys, time, pymicro
-    from pymicro.registry import Registry
+    from pymicro.store.registry import Registry
     reg = Registry(sys.argv[1])
     k = int(sys.argv[2])
     blobs = [pymicro.freeze(pymicro.preset("momentum").init(seed=100 * k + i + 1)) for i in range(20)]

@@ -1,4 +1,4 @@
-"""pymicro.sandbox: nodes fenced by fuel, a wall-clock deadline, a memory cap and no imports.
+"""pymicro.runtime.sandbox: nodes fenced by fuel, a wall-clock deadline, a memory cap and no imports.
 
 Containment: a runaway computation stopped by fuel and, separately, by the deadline; a batch
 over the memory cap; truncated, bit-flipped and checksum-valid-but-malformed blobs; hand-written
@@ -17,13 +17,14 @@ import numpy as np
 import pytest
 
 import pymicro
+from pymicro.cli import sandbox as sandbox_cli
 from pymicro import BlobError, InputError, PymicroError
-from pymicro.bench import preset_blob
+from pymicro.runtime.bench import preset_blob
 
 wasmtime = pytest.importorskip("wasmtime")
-from pymicro import sandbox  # noqa: E402
-from pymicro import wasm as pw  # noqa: E402
-from pymicro.sandbox import (DeadlineExceeded, FuelExhausted, GuestTrap,  # noqa: E402
+from pymicro.runtime import sandbox  # noqa: E402
+from pymicro.runtime import wasm as pw  # noqa: E402
+from pymicro.runtime.sandbox import (DeadlineExceeded, FuelExhausted, GuestTrap,  # noqa: E402
                              MemoryLimitExceeded, ModuleRejected, NodeStateError,
                              ProtocolViolation, SandboxBlobError, SandboxError)
 
@@ -369,22 +370,22 @@ def test_cli_sandbox_run(tmp_path, blob, capsys):
     bpath.write_bytes(blob)
     x = rows(25)
     np.save(xpath, x)
-    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--output", str(opath)]) == 0
+    assert sandbox_cli.sandbox_run_main([str(bpath), str(xpath), "--output", str(opath)]) == 0
     out = capsys.readouterr().out
     assert "execute: fuel" in out and "25 rows" in out and "(10 of 25 rows shown" in out
     assert np.array_equal(np.load(opath), pymicro.load(blob, "wasm").predict(x))
 
-    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--json"]) == 0
+    assert sandbox_cli.sandbox_run_main([str(bpath), str(xpath), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["rows"] == 25 and doc["execute"]["fuel_used"] > 0 and len(doc["probabilities"]) == 25
 
-    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--fuel", "1000"]) == 1
+    assert sandbox_cli.sandbox_run_main([str(bpath), str(xpath), "--fuel", "1000"]) == 1
     assert "FuelExhausted" in capsys.readouterr().err
     np.save(xpath, np.zeros((200_000, 24), np.float32))
-    assert sandbox.sandbox_run_main([str(bpath), str(xpath), "--memory", "1"]) == 1
+    assert sandbox_cli.sandbox_run_main([str(bpath), str(xpath), "--memory", "1"]) == 1
     assert "MemoryLimitExceeded" in capsys.readouterr().err
     (tmp_path / "bad.pmb").write_bytes(blob[:-3])
-    assert sandbox.sandbox_run_main([str(tmp_path / "bad.pmb"), str(xpath)]) == 1
+    assert sandbox_cli.sandbox_run_main([str(tmp_path / "bad.pmb"), str(xpath)]) == 1
     assert "SandboxBlobError" in capsys.readouterr().err
 
 
@@ -392,7 +393,7 @@ def test_cli_add_parser_hook(tmp_path, blob, capsys):
     import argparse
 
     parser = argparse.ArgumentParser(prog="pymicro")
-    sandbox.add_parser(parser.add_subparsers(dest="command"))
+    sandbox_cli.add_parser(parser.add_subparsers(dest="command"))
     bpath, xpath = tmp_path / "m.pmb", tmp_path / "x.npy"
     bpath.write_bytes(blob)
     np.save(xpath, rows(3)[0])

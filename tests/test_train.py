@@ -22,7 +22,7 @@ pytest.importorskip("tinygrad")
 import pymicro
 from pymicro import Attention, Dense, Dropout, Spec
 from pymicro.errors import PymicroError, TrainingError
-from pymicro.train import TinyNet, class_weights, normalization, tinygrad_predict, train
+from pymicro.training.train import TinyNet, class_weights, normalization, tinygrad_predict, train
 
 N_TRAIN, N_VAL, BATCH = 320, 160, 32
 
@@ -253,8 +253,8 @@ def test_training_works_without_clang_through_the_ziglang_wrapper(tmp_path):
             return real(args, **kw)
         cc.subprocess.check_output = spy
         import pymicro
-        from pymicro import _toolchain
-        from pymicro.train import train, tinygrad_predict
+        from pymicro.training import toolchain as _toolchain
+        from pymicro.training.train import train, tinygrad_predict
         spec = pymicro.Spec(4, (pymicro.Dense(3),), 2)
         rng = np.random.default_rng(0)
         X = rng.normal(size=(64, 4)).astype(np.float32)
@@ -282,7 +282,7 @@ def test_no_compiler_at_all_is_a_clear_training_error(tmp_path):
         import sys
         sys.modules["ziglang"] = None  # hide the package: import ziglang now fails
         import numpy as np, pymicro
-        from pymicro.train import train
+        from pymicro.training.train import train
         spec = pymicro.Spec(4, (pymicro.Dense(3),), 2)
         X = np.zeros((8, 4), np.float32); y = np.arange(8) % 2
         try:
@@ -303,7 +303,7 @@ def test_a_cc_that_cannot_build_for_tinygrad_is_skipped(tmp_path):
         pytest.skip("no gcc to stand in as a wrong $CC")
     child = """
         import os
-        from pymicro import _toolchain
+        from pymicro.training import toolchain as _toolchain
         print(_toolchain.ensure_compiler(), _toolchain.compiler_kind())
     """
     out = _run_child(child, tmp_path, CC=gcc)

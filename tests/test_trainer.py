@@ -9,8 +9,8 @@ import pytest
 import pymicro
 from pymicro import TrainingError
 from pymicro.cli import main
-from pymicro.registry import Registry
-from pymicro.trainer import MicroNeuralTrainer, spec_for
+from pymicro.store.registry import Registry
+from pymicro.training.trainer import MicroNeuralTrainer, spec_for
 
 SMALL = {"symbols": ["SP500", "IBM"], "epochs": 2, "batch_size": 64, "learning_rate": 0.001,
          "hidden_sizes": [8, 8], "use_attention": True, "distributed": False}
@@ -61,10 +61,10 @@ def test_the_seed_config_keys_that_are_not_built_yet_fail_clearly(tmp_path):
 
 
 def test_googl_is_the_embedded_class_a_series(tmp_path):
-    from pymicro.trainer import SYMBOL_ALIASES
+    from pymicro.training.trainer import SYMBOL_ALIASES
 
     assert SYMBOL_ALIASES["GOOGL"] == "GOOG"
-    assert "GOOG" in pymicro.data.embedded_symbols() if hasattr(pymicro, "data") else True
+    assert "GOOG" in pymicro.market.data.embedded_symbols() if hasattr(pymicro, "data") else True
 
 
 def test_train_cli_writes_blob_report_and_curves(tmp_path, capsys):

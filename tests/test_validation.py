@@ -1,4 +1,4 @@
-"""pymicro.validation: planted leaks are flagged every time, clean models are not; the
+"""pymicro.evaluation.validation: planted leaks are flagged every time, clean models are not; the
 Sharpe statistics against the formulas computed by hand; the implausibility flags.
 
 The models under test are multinomial logistic regressions fitted in numpy and frozen into
@@ -20,15 +20,15 @@ import pandas as pd
 import pytest
 
 import pymicro
-from pymicro.data import load_embedded
-from pymicro.dataset import make_dataset
+from pymicro.cli.validate import add_parser
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset
 from pymicro.errors import EvaluationError
-from pymicro.train import normalization
-from pymicro.validation import (
+from pymicro.training.train import normalization
+from pymicro.evaluation.validation import (
     EULER_GAMMA,
     FREQUENCIES,
     _check_plausibility,
-    add_parser,
     deflated_sharpe_ratio,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
@@ -166,7 +166,7 @@ def test_shuffled_label_fits_do_not_collapse_when_the_label_is_an_input(market):
 
 
 def test_shuffled_label_rules():
-    from pymicro.validation import _check_shuffled
+    from pymicro.evaluation.validation import _check_shuffled
 
     exp = {"accuracies": [0.39, 0.40, 0.38], "ics": [0.02, -0.03, 0.01], "null_ic_se": 0.05,
            "true_label_accuracy": 0.42, "true_label_ic": 0.05}
@@ -244,7 +244,7 @@ def test_tinygrad_end_to_end():
     """The momentum preset trained by tinygrad, frozen, and validated with the default
     tinygrad fit: a clean model passes, the same trainer on leaked inputs is flagged."""
     pytest.importorskip("tinygrad")
-    from pymicro.validation import tinygrad_fit
+    from pymicro.evaluation.validation import tinygrad_fit
 
     bars = load_embedded("SP500")
     ds = make_dataset(bars, "momentum", horizon=5).take(slice(2000, None))  # 2007 on: fewer rows, faster

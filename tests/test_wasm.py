@@ -17,7 +17,7 @@ import pymicro
 from pymicro import BlobError, InputError, _core
 
 wasmtime = pytest.importorskip("wasmtime")
-from pymicro import wasm as pw  # noqa: E402
+from pymicro.runtime import wasm as pw  # noqa: E402
 
 ISAS = _core.isas()
 # The native builds that fuse a*b+c as pymicro.wasm does (relaxed_madd, deterministic: fused):

@@ -1,7 +1,7 @@
 // pymicro._core: the C++ core behind pymicro.load(..., backend="native").
 //
 // The fast path takes a float32, C-contiguous, aligned ndarray without any
-// conversion; anything else goes through pymicro._inputs.coerce (Python), which
+// conversion; anything else goes through pymicro.runtime.inputs.coerce (Python), which
 // applies the documented dtype/shape policy or raises InputError.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -282,7 +282,7 @@ class NativeModel {
 
   py::object coerce(py::handle x) const {
     // Leaked on purpose: a static py::object would be released after the interpreter.
-    static py::object* fn = new py::object(py::module_::import("pymicro._inputs").attr("coerce"));
+    static py::object* fn = new py::object(py::module_::import("pymicro.runtime.inputs").attr("coerce"));
     return (*fn)(x, view_.input_size);
   }
 
@@ -309,12 +309,12 @@ class NativeModel {
     if (bad && raise_on_nonfinite_) report_nonfinite(x, n, out);
   }
 
-  // The first bad row, named as every backend names it (pymicro._inputs.nonfinite_error):
+  // The first bad row, named as every backend names it (pymicro.runtime.inputs.nonfinite_error):
   // a NaN/Inf input cell, or a row of finite inputs whose probabilities came out NaN
   // (float32 overflow inside the network). An error path: copies are fine here.
   [[noreturn]] void report_nonfinite(const float* x, uint64_t n, const float* out) const {
     static py::object* fn =  // leaked on purpose, as coerce's
-        new py::object(py::module_::import("pymicro._inputs").attr("nonfinite_error"));
+        new py::object(py::module_::import("pymicro.runtime.inputs").attr("nonfinite_error"));
     const auto rows = py::ssize_t(n);
     py::array_t<float> xs({rows, py::ssize_t(view_.input_size)}, x);
     py::array_t<float> outs({rows, py::ssize_t(view_.n_classes)}, out);

@@ -1,0 +1,1 @@
+"""Agents: pymicro's tools served over MCP (``mcp_server``) and the reasoning engine (``reasoning``)."""

@@ -1,0 +1,43 @@
+"""The `pymicro` command: one module per subcommand, each with ``add_parser(subparsers)``.
+
+This package depends on every layer and nothing depends on it. Every subcommand has --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pymicro.errors import PymicroError
+
+SUBCOMMANDS = ("quickstart", "train", "info", "predict", "export_onnx", "bench", "backtest", "validate",
+               "sandbox", "report", "mcp", "models")
+"""The modules of :mod:`pymicro.cli`, in the order ``pymicro --help`` lists them."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="pymicro", description="Micro neural networks frozen into blobs and run by one C++ core.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in SUBCOMMANDS:
+        importlib.import_module(f"pymicro.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PymicroError as e:
+        print(f"pymicro {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

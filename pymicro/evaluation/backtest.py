@@ -1,0 +1,637 @@
+"""Backtests of class-probability signals: vectorised, costed, beside baselines, walk-forward.
+
+    from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest, walk_forward
+
+    pos = positions_from_probabilities(model.predict(X), threshold=0.5)
+    result = run_backtest(close, pos, cost_bps=1.0, slippage_bps=1.0, dates=dates)
+    print(result.summary())
+
+    wf = walk_forward(bars_of_one_symbol, "momentum", train_window=756, step=63)
+    plot_equity(wf, "equity.png")
+
+**Timing, stated once.** ``positions[t]`` is decided with information up to the close of
+bar ``t`` and is held from that close to the close of bar ``t + 1``, so it earns
+``r[t+1] = P[t+1] / P[t] - 1`` (simple returns). :func:`run_backtest` makes this one-bar
+shift itself, exactly once: callers pass positions and prices on the *same* dates. The
+return of bar ``t`` itself (``P[t-1] -> P[t]``) is never earned by ``positions[t]``. The
+first bar has no position in force before it and the last position has no bar after it,
+so ``n`` bars give ``n - 1`` periods, dated by the bar at their end.
+
+**Costs.** Changing the position at the close of bar ``t`` costs
+``|positions[t] - positions[t-1]| * (cost_bps + slippage_bps) / 10_000`` of capital
+(``positions[-1] = 0``: the first entry is charged; the position still open at the end
+is not closed), subtracted from the return of the period the new position earns.
+Summed over a backtest, costs take exactly ``turnover * (cost_bps + slippage_bps) / 1e4``.
+
+**Baselines**, on exactly the strategy's dates and net of the same costs:
+``buy_and_hold`` (always +1), ``majority_class`` (always the position of the training
+set's most frequent class) and ``momentum`` (the sign of the trailing ``lookback``-bar
+return, known at the close of ``t``). Metrics are in :mod:`pymicro.metrics`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pymicro import metrics as M
+from pymicro.errors import EvaluationError
+
+__all__ = [
+    "BacktestResult", "LabelledSeries", "Leg", "momentum_positions", "plot_equity",
+    "positions_from_probabilities", "run_backtest", "tinygrad_fit", "walk_forward",
+]
+
+DEFAULT_CLASS_POSITIONS = (-1.0, 0.0, 1.0)  # down, flat, up
+BASELINES = ("buy_and_hold", "majority_class", "momentum")
+
+
+# --------------------------------------------------------------------------- positions
+
+def _class_positions(n_classes: int, class_positions, long_only: bool) -> np.ndarray:
+    if class_positions is None:
+        if n_classes != 3:
+            raise EvaluationError(f"probabilities have {n_classes} classes; the default mapping is for 3 "
+                                  "(down, flat, up): pass class_positions, one position per class")
+        class_positions = DEFAULT_CLASS_POSITIONS
+    cp = np.asarray(class_positions, np.float64)
+    if cp.shape != (n_classes,) or not np.all(np.isfinite(cp)):
+        raise EvaluationError(f"class_positions must be {n_classes} finite numbers, got {class_positions!r}")
+    return np.maximum(cp, 0.0) if long_only else cp
+
+
+def positions_from_probabilities(probs, threshold: float = 0.5, long_only: bool = False,
+                                 class_positions: Sequence[float] | None = None) -> np.ndarray:
+    """Positions (float64, one per row) from class probabilities (rows: down, flat, up).
+
+    Long (+1) where P(up) is the largest probability of the row *and* at least
+    ``threshold``; short (-1) where P(down) is, likewise (flat instead when
+    ``long_only``); flat (0) otherwise, including a tie for the largest probability.
+    ``class_positions`` maps each class to a position for other class sets (e.g. five
+    sentiment classes: ``(-1, -0.5, 0, 0.5, 1)``).
+    """
+    p = np.asarray(probs, np.float64)
+    if p.ndim == 1:
+        p = p[None, :]
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise EvaluationError(f"probs must be (rows, classes), got shape {np.shape(probs)}")
+    bad = ~np.isfinite(p)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise EvaluationError(f"probs[{r}, {c}] is {p[r, c]}")
+    if not (isinstance(threshold, (int, float, np.floating)) and 0 <= threshold <= 1):
+        raise EvaluationError(f"threshold must be in [0, 1], got {threshold!r}")
+    cp = _class_positions(p.shape[1], class_positions, long_only)
+    top = p.max(axis=1)
+    unique_top = (p == top[:, None]).sum(axis=1) == 1
+    pos = cp[p.argmax(axis=1)]
+    return np.where(unique_top & (top >= threshold), pos, 0.0)
+
+
+def momentum_positions(close, lookback: int = 20, long_only: bool = False) -> np.ndarray:
+    """The plain momentum rule: ``sign(P[t] / P[t-lookback] - 1)``, 0 for ``t < lookback``.
+
+    Causal: the position at ``t`` reads closes ``t - lookback`` and ``t`` only.
+    """
+    c = _prices(close, "close")
+    if not (isinstance(lookback, (int, np.integer)) and lookback >= 1):
+        raise EvaluationError(f"lookback must be an int >= 1, got {lookback!r}")
+    pos = np.zeros(c.size)
+    if c.size > lookback:
+        pos[lookback:] = np.sign(c[lookback:] / c[:-lookback] - 1.0)
+    return np.maximum(pos, 0.0) if long_only else pos
+
+
+# --------------------------------------------------------------------------- the backtest
+
+@dataclass
+class Leg:
+    """One position series run through the backtest: the strategy or a baseline.
+
+    Arrays have one entry per period (``n - 1`` for ``n`` bars): ``positions[k]`` is the
+    position held over period ``k`` (decided at the close before it), ``gross_returns``
+    its return before costs, ``costs`` what trading into it cost, ``returns`` the net
+    return, ``equity`` the value of 1 invested after each period.
+    """
+
+    name: str
+    positions: np.ndarray
+    gross_returns: np.ndarray
+    costs: np.ndarray
+    returns: np.ndarray
+    equity: np.ndarray
+    metrics: dict
+
+
+@dataclass
+class BacktestResult:
+    """A strategy's backtest, its baselines on the same dates, and what produced them.
+
+    ``dates[k]`` is the bar at the end of period ``k``; ``start`` is the bar before the
+    first period (equity 1 there). ``classification`` holds accuracy and friends when the
+    run had labels (walk-forward); ``windows`` the walk-forward train/test windows.
+    """
+
+    strategy: Leg
+    baselines: dict[str, Leg]
+    dates: np.ndarray
+    start: object
+    settings: dict
+    classification: dict | None = None
+    windows: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def returns(self) -> np.ndarray:
+        return self.strategy.returns
+
+    @property
+    def equity(self) -> np.ndarray:
+        return self.strategy.equity
+
+    @property
+    def positions(self) -> np.ndarray:
+        return self.strategy.positions
+
+    @property
+    def metrics(self) -> dict:
+        return self.strategy.metrics
+
+    def legs(self) -> list[Leg]:
+        return [self.strategy, *self.baselines.values()]
+
+    def summary(self) -> str:
+        """A plain-text report: trading metrics beside the baselines, then classification."""
+        cols = [("total_return", "total", "%"), ("annualised_return", "annual", "%"),
+                ("sharpe", "Sharpe", "f"), ("sortino", "Sortino", "f"), ("max_drawdown", "max DD", "%"),
+                ("calmar", "Calmar", "f"), ("profit_factor", "PF", "f"), ("win_rate", "win", "%"),
+                ("turnover_per_year", "turnover/yr", "f"), ("exposure", "exposure", "%")]
+        rows = [["", *(c[1] for c in cols)]]
+        for leg in self.legs():
+            rows.append([leg.name, *(_fmt(leg.metrics.get(k), kind) for k, _, kind in cols)])
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        s = self.settings
+        lines = [(f"{_day(self.start)} .. {_day(self.dates[-1])}: {len(self.dates)} periods, costs "
+                  f"{s['cost_bps']:g} + slippage {s['slippage_bps']:g} bps per unit traded, "
+                  f"{s['periods_per_year']:g} periods/year, risk-free 0")]
+        for k, r in enumerate(rows):
+            lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+            if k == 0:
+                lines.append("  ".join("-" * w for w in widths))
+        c = self.classification
+        if c:
+            lo, hi = c["accuracy_ci"]
+            lines += ["", f"classification on {c['n']} out-of-sample rows with known labels:",
+                      (f"  accuracy {c['accuracy']:.2%} ({c['confidence']:.0%} CI {lo:.2%}..{hi:.2%}, "
+                       f"{c['ci_method']}), balanced accuracy {c['balanced_accuracy']:.2%}"),
+                      (f"  majority-class baseline {c['majority_accuracy']:.2%} (balanced "
+                       f"{c['majority_balanced_accuracy']:.2%}); one-sided binomial p = "
+                       f"{c['p_value_vs_majority']:.3g} that the model beats it by chance")]
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        """Settings, metrics of every leg, classification, windows and notes as strict JSON
+        values (``json.dumps(..., allow_nan=False)`` works): dates as ``YYYY-MM-DD``, an
+        infinite ratio as the string ``"inf"`` or ``"-inf"``."""
+        return _jsonable({"start": self.start, "end": self.dates[-1], "periods": len(self.dates),
+                          "settings": self.settings, "metrics": {leg.name: leg.metrics for leg in self.legs()},
+                          "classification": self.classification, "windows": self.windows,
+                          "notes": list(self.notes)})
+
+
+def _jsonable(v):
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, np.ndarray)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.datetime64) or type(v).__name__ == "Timestamp":
+        return _day(v)
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def _fmt(v, kind: str) -> str:
+    if v is None:
+        return "-"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v * 100:.1f}%" if kind == "%" else f"{v:.2f}"
+
+
+def _day(v) -> str:
+    if isinstance(v, np.datetime64) or type(v).__name__ == "Timestamp":
+        return str(np.datetime64(v, "D"))
+    return str(v)
+
+
+def _prices(x, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        raise EvaluationError(f"{name} must be a 1-D array of numbers, got {type(x).__name__}") from None
+    if a.ndim != 1:
+        raise EvaluationError(f"{name} must be 1-D, got shape {a.shape}")
+    bad = ~(np.isfinite(a) & (a > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise EvaluationError(f"{name}[{i}] is {a[i]}; prices must be finite and > 0")
+    return a
+
+
+def _bar_returns(data, kind: str) -> np.ndarray:
+    """``r[t]``: the simple return of bar t (close t-1 -> close t); ``r[0]`` is NaN (unused)."""
+    if kind == "prices":
+        p = _prices(data, "prices")
+        r = np.empty(p.size)
+        r[0] = np.nan
+        r[1:] = p[1:] / p[:-1] - 1.0
+        return r
+    if kind != "returns":
+        raise EvaluationError(f"kind must be 'prices' or 'returns', got {kind!r}")
+    try:
+        r = np.array(data, np.float64)
+    except (TypeError, ValueError):
+        raise EvaluationError(f"returns must be a 1-D array of numbers, got {type(data).__name__}") from None
+    if r.ndim != 1:
+        raise EvaluationError(f"returns must be 1-D, got shape {r.shape}")
+    bad = ~np.isfinite(r[1:]) | (r[1:] <= -1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0]) + 1
+        raise EvaluationError(f"returns[{i}] is {r[i]}; bar returns must be finite and > -1 "
+                              "(returns[0] is not used and may be NaN)")
+    return r
+
+
+def _positions(x, n: int, name: str) -> np.ndarray:
+    try:
+        a = np.asarray(x, np.float64)
+    except (TypeError, ValueError):
+        raise EvaluationError(f"{name} must be numbers, got {type(x).__name__}") from None
+    if a.ndim == 0:
+        a = np.full(n, float(a))
+    if a.shape != (n,):
+        raise EvaluationError(f"{name} has shape {a.shape}; it needs one position per bar ({n},)")
+    bad = ~np.isfinite(a)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise EvaluationError(f"{name}[{i}] is {a[i]}; use 0 for 'no position'")
+    return a
+
+
+def _leg(name: str, r_bar: np.ndarray, positions: np.ndarray, cost: float, P: float) -> Leg:
+    """The one-bar shift and the costs, for one position series on n bars -> n - 1 periods."""
+    held = positions[:-1]  # positions[t] earns r_bar[t + 1]
+    gross = held * r_bar[1:]
+    costs = np.abs(np.diff(held, prepend=0.0)) * cost
+    net = gross - costs
+    return Leg(name, held, gross, costs, net, np.cumprod(1.0 + net), M.trading_summary(net, held, P))
+
+
+def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind: str = "prices",
+                 dates=None, periods_per_year: float = M.PERIODS_PER_YEAR,
+                 majority_class: int | None = None, class_positions: Sequence[float] | None = None,
+                 long_only: bool = False, momentum_lookback: int = 20,
+                 baselines: dict | None = None) -> BacktestResult:
+    """Backtest ``positions`` on one instrument, vectorised, with costs, beside baselines.
+
+    ``data``: closes (``kind="prices"``) or bar returns (``kind="returns"``, ``data[t]`` the
+    simple return from close t-1 to close t; ``data[0]`` unused), one per bar.
+    ``positions``: one per bar, decided at that bar's close (see the module docstring for
+    the timing; do not shift them yourself). ``cost_bps``, ``slippage_bps``: charged per
+    unit of position traded. ``dates``: labels of the bars (default: a pandas index of
+    ``data`` if it has one, else 0..n-1).
+
+    Baselines: ``buy_and_hold`` and ``momentum`` (``momentum_lookback`` bars, from
+    ``data``) always; ``majority_class`` when ``majority_class`` (a class index, mapped
+    through ``class_positions``, default down/flat/up = -1/0/+1) is given. ``baselines``
+    adds or replaces baselines by name with position series of their own (one per bar),
+    e.g. a momentum rule computed on a longer history. ``long_only`` turns every
+    baseline's shorts into flat.
+    """
+    r_bar = _bar_returns(data, kind)
+    n = r_bar.size
+    if n < 2:
+        raise EvaluationError(f"a backtest needs at least 2 bars (1 period), got {n}")
+    pos = _positions(positions, n, "positions")
+    for name, v in (("cost_bps", cost_bps), ("slippage_bps", slippage_bps)):
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not math.isfinite(v) or v < 0:
+            raise EvaluationError(f"{name} must be a finite number >= 0, got {v!r}")
+    if dates is None:
+        index = getattr(data, "index", None)  # a pandas Series' dates (a list's .index is a method)
+        dates = np.arange(n) if index is None or callable(index) else np.asarray(index)
+    dates = np.asarray(dates)
+    if dates.shape != (n,):
+        raise EvaluationError(f"dates has shape {dates.shape}; it needs one date per bar ({n},)")
+    P = float(periods_per_year)
+    cost = (float(cost_bps) + float(slippage_bps)) / 1e4
+
+    base_pos: dict[str, np.ndarray] = {"buy_and_hold": np.ones(n)}
+    if majority_class is not None:
+        n_classes = len(DEFAULT_CLASS_POSITIONS if class_positions is None else class_positions)
+        cp = _class_positions(n_classes, class_positions, long_only)
+        base_pos["majority_class"] = np.full(n, cp[int(majority_class)])
+    if kind == "prices":
+        base_pos["momentum"] = momentum_positions(data, momentum_lookback, long_only)
+    else:
+        base_pos["momentum"] = momentum_positions(np.cumprod(np.r_[1.0, 1.0 + r_bar[1:]]), momentum_lookback,
+                                                  long_only)
+    for name, bp in (baselines or {}).items():
+        bp = _positions(bp, n, f"baselines[{name!r}]")
+        base_pos[name] = np.maximum(bp, 0.0) if long_only else bp
+    order = [b for b in BASELINES if b in base_pos] + [b for b in base_pos if b not in BASELINES]
+    base_pos = {name: base_pos[name] for name in order}
+
+    result = BacktestResult(
+        strategy=_leg("strategy", r_bar, pos, cost, P),
+        baselines={name: _leg(name, r_bar, bp, cost, P) for name, bp in base_pos.items()},
+        dates=dates[1:], start=dates[0],
+        settings={"cost_bps": float(cost_bps), "slippage_bps": float(slippage_bps), "periods_per_year": P,
+                  "long_only": bool(long_only), "momentum_lookback": int(momentum_lookback),
+                  "timing": "position at close t earns close t -> close t+1 (simple returns)"})
+    if majority_class is None and "majority_class" not in base_pos:
+        result.notes.append("majority-class baseline not computed: no training majority class was given")
+    return result
+
+
+# --------------------------------------------------------------------------- walk-forward
+
+@dataclass(frozen=True, eq=False)
+class LabelledSeries:
+    """One instrument, bar by bar: what a walk-forward needs.
+
+    ``close[t]`` and ``X[t]`` are known at the close of bar ``t`` (rows of ``X`` with a NaN
+    are warm-up and never used); ``y[t]`` is the class of the move over bars
+    ``t+1 .. t+horizon`` (``-1`` where it is not known). Build one from bars with
+    :meth:`from_bars`, from a one-symbol :class:`pymicro.market.dataset.Dataset` with
+    :meth:`from_dataset`, or directly from arrays.
+    """
+
+    dates: np.ndarray
+    close: np.ndarray
+    X: np.ndarray
+    y: np.ndarray
+    horizon: int
+    feature_names: tuple[str, ...] | None = None
+    label_names: tuple[str, ...] = ("down", "flat", "up")
+
+    def __post_init__(self):
+        n = len(self.close)
+        close = _prices(self.close, "close")
+        X = np.asarray(self.X, np.float64)
+        if X.ndim != 2 or X.shape[0] != n:
+            raise EvaluationError(f"X has shape {X.shape}; it needs one row per bar ({n}, features)")
+        y = np.asarray(self.y)
+        if y.shape != (n,):
+            raise EvaluationError(f"y has shape {y.shape}; it needs one label per bar ({n},)")
+        y = np.where(np.isfinite(y.astype(np.float64)), y, -1).astype(np.int64)
+        if np.asarray(self.dates).shape != (n,):
+            raise EvaluationError(f"dates has shape {np.shape(self.dates)}; it needs one per bar ({n},)")
+        if not (isinstance(self.horizon, (int, np.integer)) and self.horizon >= 1):
+            raise EvaluationError(f"horizon must be an int >= 1 (bars), got {self.horizon!r}")
+        object.__setattr__(self, "close", close)
+        object.__setattr__(self, "X", X)
+        object.__setattr__(self, "y", y)
+        object.__setattr__(self, "dates", np.asarray(self.dates))
+
+    @classmethod
+    def from_bars(cls, df, features: str = "momentum", horizon: int = 5, label_threshold: float = 0.5,
+                  vol_window: int = 20) -> LabelledSeries:
+        """Features (:mod:`pymicro.market.features`) and direction labels (:mod:`pymicro.market.labels`) of one
+        symbol's daily bars (a DataFrame with date, open, high, low, close, volume)."""
+        from pymicro.market.features import bars_of_one_symbol, compute_features
+        from pymicro.market.labels import LABEL_NAMES, label_details
+
+        dates, bars = bars_of_one_symbol(df)
+        feats = compute_features(df, features, dropna=False)
+        lab = label_details(df, horizon, label_threshold, vol_window)["label"]
+        return cls(np.asarray(dates, "datetime64[ns]"), bars["close"], feats.to_numpy(np.float64),
+                   lab.to_numpy(dtype=np.int64, na_value=-1), int(horizon), tuple(feats.columns), LABEL_NAMES)
+
+    @classmethod
+    def from_dataset(cls, ds, prices) -> LabelledSeries:
+        """A one-symbol :class:`~pymicro.market.dataset.Dataset` and its closes (a pandas Series indexed
+        by date covering the dataset's dates, or an array aligned with ``ds.dates``)."""
+        symbols = set(np.asarray(ds.symbols).tolist())
+        if len(symbols) != 1:
+            raise EvaluationError(f"a walk-forward runs on one symbol; the dataset holds {sorted(symbols)}")
+        dates = np.asarray(ds.dates)
+        if hasattr(prices, "reindex"):
+            close = np.asarray(prices.reindex(dates), np.float64)
+            if np.isnan(close).any():
+                i = int(np.flatnonzero(np.isnan(close))[0])
+                raise EvaluationError(f"prices has no close for {_day(dates[i])}")
+        else:
+            close = np.asarray(prices, np.float64)
+        return cls(dates, close, ds.X, ds.y, int(ds.horizon), tuple(ds.feature_names), tuple(ds.label_names))
+
+
+def tinygrad_fit(spec, *, horizon: int, val_fraction: float = 0.2, backend: str = "native",
+                 **train_kwargs) -> Callable:
+    """The default ``fit`` of :func:`walk_forward`: pymicro's tinygrad trainer, frozen, native runtime.
+
+    ``fit(X, y)`` trains ``spec`` with :func:`pymicro.training.train.train` on the rows it is given
+    (chronological), holding out the last ``val_fraction`` of them for early stopping with
+    ``horizon`` rows purged between the two (so no training label reads a validation
+    bar), freezes the best network into a blob and returns that blob's
+    ``predict(X)`` on ``backend`` (``pymicro.load(pymicro.freeze(net))``).
+    """
+    from pymicro.runtime.blob import freeze
+    from pymicro.runtime.model import load
+    from pymicro.training.train import train
+
+    def fit(X, y):
+        n = len(y)
+        n_val = max(1, round(n * val_fraction))
+        n_train = n - n_val - int(horizon)
+        if n_train < 1:
+            raise EvaluationError(f"training window too small: {n} rows leave none for training after "
+                                  f"{n_val} validation rows and a {horizon}-row purge")
+        res = train(spec, X[:n_train], y[:n_train], X[n - n_val:], y[n - n_val:], **train_kwargs)
+        model = load(freeze(res.network), backend)
+        fit.last = res
+
+        def predict_proba(Xt):
+            return model.predict(np.ascontiguousarray(Xt, np.float32))
+        return predict_proba
+
+    return fit
+
+
+def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 63,
+                 mode: str = "expanding", horizon: int | None = None, threshold: float = 0.5,
+                 cost_bps: float = 1.0, slippage_bps: float = 1.0, long_only: bool = False,
+                 fit: Callable | None = None, train_kwargs: dict | None = None, val_fraction: float = 0.2,
+                 label_threshold: float = 0.5, vol_window: int = 20, features: str | None = None,
+                 prices=None, periods_per_year: float = M.PERIODS_PER_YEAR, momentum_lookback: int = 20,
+                 backend: str = "native", progress: Callable[[int, int, dict], None] | None = None
+                 ) -> BacktestResult:
+    """Walk forward through one instrument, retraining before every test block.
+
+    ``data``: one symbol's daily bars (DataFrame), a one-symbol
+    :class:`~pymicro.market.dataset.Dataset` (with ``prices=``) or a :class:`LabelledSeries`.
+    ``spec``: a preset name or :class:`~pymicro.Spec` (used by the default ``fit``; a
+    preset name also picks the feature set unless ``features`` is given).
+
+    Windows, in bars. Test blocks are ``[s, s + step)`` for ``s = s0, s0 + step, ...``
+    up to the last bar. Before each block a model is fitted on the usable rows ``i``
+    (finite features, known label) with ``i < s - horizon`` (an embargo: the label of
+    row ``i`` reads the close of ``i + horizon``, which is before the block's first bar),
+    and ``i >= s - horizon - train_window`` in ``mode="rolling"`` (all earlier rows in
+    ``"expanding"``). ``s0`` leaves ``train_window`` bars of training before the first
+    block. Each fitted model predicts its block only; positions come from
+    :func:`positions_from_probabilities` (``threshold``, ``long_only``) and the stitched
+    out-of-sample positions are backtested by :func:`run_backtest` with the costs.
+
+    ``fit(X_train, y_train) -> predict_proba`` (a callable returning (rows, classes)
+    probabilities); default :func:`tinygrad_fit` (``train_kwargs`` go to
+    :func:`pymicro.training.train.train`). Baselines per block: the majority class of that block's
+    training rows; momentum computed on the whole history (causal). ``progress(k, steps,
+    info)`` is called after each block.
+    """
+    if mode not in ("expanding", "rolling"):
+        raise EvaluationError(f"mode must be 'expanding' or 'rolling', got {mode!r}")
+    for name, v in (("train_window", train_window), ("step", step)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise EvaluationError(f"{name} must be an int >= 1 (bars), got {v!r}")
+    series, spec_obj = _walk_forward_input(data, spec, horizon, label_threshold, vol_window, features, prices,
+                                           check_spec=fit is None)
+    h = series.horizon
+    n = len(series.close)
+    usable = np.isfinite(series.X).all(axis=1)
+    trainable = usable & (series.y >= 0)
+    if not trainable.any():
+        raise EvaluationError("no usable training row (finite features and a known label)")
+    first = int(np.flatnonzero(trainable)[0])
+    s0 = first + int(train_window) + h
+    if s0 >= n - 1:
+        raise EvaluationError(
+            f"{n} bars are too few: the first test block would start at bar {s0} (first usable row {first} "
+            f"+ train_window {train_window} + horizon {h}) and a backtest needs at least 2 bars after it")
+    fit_given = fit
+    if fit is None:
+        if spec_obj is None:
+            raise EvaluationError("walk_forward needs a spec (a preset name or pymicro.Spec) or a fit callable")
+        kw = {"epochs": 30, "batch_size": 64, "patience": 5, "seed": 0, **(train_kwargs or {})}
+        fit = tinygrad_fit(spec_obj, horizon=h, val_fraction=val_fraction, backend=backend, **kw)
+
+    n_classes = len(series.label_names)
+    cp = _class_positions(n_classes, None if n_classes == 3 else np.linspace(-1, 1, n_classes), long_only)
+    starts = list(range(s0, n, int(step)))
+    positions = np.zeros(n)
+    majority_pos = np.zeros(n)
+    y_pred = np.full(n, -1, np.int64)
+    majority = np.full(n, -1, np.int64)
+    windows: list[dict] = []
+    idx = np.arange(n)
+    for k, s in enumerate(starts):
+        e = min(s + int(step), n)
+        lo = 0 if mode == "expanding" else s - h - int(train_window)
+        rows = idx[max(lo, 0): s - h][trainable[max(lo, 0): s - h]]
+        if rows.size == 0:
+            raise EvaluationError(f"no usable training row before the block starting {_day(series.dates[s])}")
+        t0 = time.perf_counter()
+        predict_proba = fit(series.X[rows], series.y[rows])
+        test = idx[s:e][usable[s:e]]
+        maj = M.majority_class(series.y[rows], n_classes)
+        majority[s:e] = maj
+        majority_pos[s:e] = cp[maj]
+        if test.size:
+            probs = np.asarray(predict_proba(series.X[test]), np.float64)
+            if probs.shape != (test.size, n_classes):
+                raise EvaluationError(f"predict_proba returned shape {probs.shape} for {test.size} rows; "
+                                      f"expected ({test.size}, {n_classes})")
+            positions[test] = positions_from_probabilities(probs, threshold, long_only,
+                                                           None if n_classes == 3 else cp)
+            y_pred[test] = probs.argmax(axis=1)
+        info = {"block": k, "train_start": series.dates[rows[0]], "train_end": series.dates[rows[-1]],
+                "train_rows": int(rows.size), "test_start": series.dates[s], "test_end": series.dates[e - 1],
+                "test_rows": int(test.size), "majority_class": int(maj),
+                "seconds": round(time.perf_counter() - t0, 3)}
+        windows.append(info)
+        if progress is not None:
+            progress(k + 1, len(starts), info)
+
+    momentum = momentum_positions(series.close, momentum_lookback, long_only)
+    result = run_backtest(series.close[s0:], positions[s0:], cost_bps, slippage_bps, dates=series.dates[s0:],
+                          periods_per_year=periods_per_year, long_only=long_only,
+                          momentum_lookback=momentum_lookback,
+                          baselines={"majority_class": majority_pos[s0:], "momentum": momentum[s0:]})
+    scored = (y_pred >= 0) & (series.y >= 0)
+    if scored.any():
+        result.classification = M.classification_summary(series.y[scored], y_pred[scored], n_classes=n_classes,
+                                                         majority=majority[scored], block=h)
+    result.windows = windows
+    model = getattr(spec_obj, "name", None) if fit_given is None else getattr(fit_given, "__name__",
+                                                                              type(fit_given).__name__)
+    result.settings.update(model=model, mode=mode, train_window=int(train_window), step=int(step), horizon=h,
+                           threshold=float(threshold), blocks=len(starts),
+                           embargo=f"train rows i < block start - {h}")
+    return result
+
+
+def _walk_forward_input(data, spec, horizon, label_threshold, vol_window, features, prices, check_spec):
+    from pymicro.runtime.spec import Spec, preset
+
+    spec_obj = preset(spec) if isinstance(spec, str) else spec
+    if spec_obj is not None and not isinstance(spec_obj, Spec):
+        raise EvaluationError(f"spec must be a preset name or pymicro.Spec, got {type(spec).__name__}")
+    if isinstance(data, LabelledSeries):
+        series = data
+    elif hasattr(data, "label_end") and hasattr(data, "X"):  # a pymicro.market.dataset.Dataset
+        if prices is None:
+            raise EvaluationError("a Dataset carries no prices: pass prices= (closes indexed by date)")
+        series = LabelledSeries.from_dataset(data, prices)
+    elif hasattr(data, "columns"):  # bars of one symbol
+        name = features or (spec if isinstance(spec, str) else getattr(spec_obj, "name", None))
+        series = LabelledSeries.from_bars(data, name, 5 if horizon is None else horizon, label_threshold,
+                                          vol_window)
+    else:
+        raise EvaluationError(f"walk_forward takes one symbol's bars (DataFrame), a Dataset or a LabelledSeries; "
+                              f"got {type(data).__name__}")
+    if horizon is not None and horizon != series.horizon:
+        raise EvaluationError(f"horizon={horizon} but the data's labels use horizon {series.horizon}")
+    if check_spec and spec_obj is not None and spec_obj.input_size != series.X.shape[1]:
+        raise EvaluationError(f"the spec takes {spec_obj.input_size} inputs but the data has "
+                              f"{series.X.shape[1]} features")
+    return series, spec_obj
+
+
+# --------------------------------------------------------------------------- plot
+
+def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_scale: bool = False) -> None:
+    """Write a PNG of the equity curves (strategy and baselines, 1 at the start) above the
+    strategy's drawdown. Needs matplotlib; draws on a bare ``Figure`` (the Agg canvas), so
+    pyplot's global state and any interactive backend are left alone."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise EvaluationError("plot_equity needs matplotlib: pip install matplotlib") from None
+    x = np.concatenate([[result.start], result.dates])
+    fig = Figure(figsize=(10, 6), layout="tight")
+    ax, ax_dd = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    for leg in result.legs():
+        strategy = leg is result.strategy
+        ax.plot(x, np.concatenate([[1.0], leg.equity]), lw=1.6 if strategy else 1.0,
+                color="black" if strategy else None, alpha=1.0 if strategy else 0.8, zorder=3 if strategy else 2,
+                label=f"{leg.name} (Sharpe {_fmt(leg.metrics['sharpe'], 'f')})")
+    if log_scale:
+        ax.set_yscale("log")
+    ax.axhline(1.0, color="grey", lw=0.5)
+    ax.set_ylabel("equity (start = 1)")
+    s = result.settings
+    ax.set_title(title or f"net of {s['cost_bps']:g} + {s['slippage_bps']:g} bps per unit traded")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    dd = np.concatenate([[0.0], M.drawdown(result.returns)])
+    ax_dd.fill_between(x, -dd, 0.0, color="firebrick", alpha=0.5, lw=0)
+    ax_dd.set_ylabel("strategy drawdown")
+    ax_dd.grid(alpha=0.3)
+    fig.savefig(path, dpi=110, format="png")

@@ -1,0 +1,93 @@
+"""Export a blob to ONNX, so the same weights run in ONNX Runtime (interop, and the
+benchmarks' peer). The graph computes exactly what the core computes: normalisation,
+the layers, the softmax head; attention models also output their attention weights.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from pymicro.errors import BackendError
+
+OPSET = 17
+IR_VERSION = 8  # what opset 17 needs; readable by every ONNX Runtime since 1.11
+
+
+def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
+    """ONNX model bytes for a blob (path, bytes or a loaded Model); also written to ``path``.
+
+    Inputs: ``x`` (batch, input_size) float32. Outputs: ``probabilities``
+    (batch, n_classes) and, for attention models, ``attention`` (batch, width).
+    """
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise BackendError("export_onnx needs the onnx package: pip install 'pymicro[onnx]'") from None
+    from pymicro import _core
+    from pymicro.runtime.blob import write_atomic
+    from pymicro.runtime.model import Model, _read_source
+
+    blob = source.blob if isinstance(source, Model) else _read_source(source)
+    d = _core.parse(blob)
+    nodes, inits = [], []
+
+    def const(name: str, value) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], out: str, **attrs) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], **attrs))
+        return out
+
+    h = "x"
+    if d["mean"] is not None:
+        h = node("Sub", [h, const("norm_mean", d["mean"])], "centred")
+        h = node("Div", [h, const("norm_std", d["std"])], "normalised")
+    attention_out = None
+    for i, layer in enumerate(d["layers"]):
+        p = f"l{i}_"
+        if layer["kind"] == "attention":
+            logits = node("Gemm", [h, const(p + "W_a", layer["W_a"]), const(p + "b_a", layer["b_a"])],
+                          p + "logits", transB=1)
+            a = node("Softmax", [logits], "attention" if attention_out is None else p + "attention",
+                     axis=-1)
+            attention_out = attention_out or a
+            gated = node("Mul", [a, h], p + "gated")
+            h = node("Gemm", [gated, const(p + "W_v", layer["W_v"]), const(p + "b_v", layer["b_v"])],
+                     p + "values", transB=1)
+            continue
+        z = node("Gemm", [h, const(p + "W", layer["W"]), const(p + "b", layer["b"])], p + "z",
+                 transB=1)
+        act = layer["activation"]
+        if act in ("relu", "tanh", "sigmoid"):
+            z = node(act.capitalize(), [z], p + act)
+        elif act == "gelu":  # the tanh approximation, as the core computes it
+            z3 = node("Mul", [node("Mul", [z, z], p + "z2"), z], p + "z3")
+            inner = node("Add", [z, node("Mul", [z3, const(p + "k", 0.044715)], p + "kz3")], p + "inner")
+            t = node("Tanh", [node("Mul", [inner, const(p + "c", np.sqrt(2 / np.pi))], p + "scaled")],
+                     p + "t")
+            half = node("Mul", [z, const(p + "half", 0.5)], p + "halfz")
+            z = node("Mul", [half, node("Add", [t, const(p + "one", 1.0)], p + "1pt")], p + "gelu")
+        h = z
+    node("Softmax", [h], "probabilities", axis=-1)
+
+    n, c = d["input_size"], d["n_classes"]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", c])]
+    if attention_out:
+        width = next(l["in"] for l in d["layers"] if l["kind"] == "attention")
+        outputs.append(helper.make_tensor_value_info("attention", TensorProto.FLOAT, ["batch", width]))
+    graph = helper.make_graph(
+        nodes, d["metadata"].get("name", "pymicro"),
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", n])], outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              ir_version=IR_VERSION, producer_name="pymicro")
+    for key, value in d["metadata"].items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    data = model.SerializeToString()
+    if path is not None:
+        write_atomic(path, data)
+    return data

@@ -1,0 +1,1 @@
+"""The model store: a SQLite index beside blob files, written atomically (``registry``)."""

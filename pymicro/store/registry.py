@@ -1,0 +1,448 @@
+"""The model registry: a SQLite index plus blob files, in one directory.
+
+    reg = Registry()                                  # $PYMICRO_HOME/models, default ~/.pymicro/models
+    model_id = reg.add(blob, "momentum", metrics={"accuracy": 0.41})   # "momentum-1b925ee6"
+    reg.get(model_id)                                 # ModelRecord (name, params, hash, metrics, status, ...)
+    model = reg.load(model_id)                        # a pymicro.Model, bytes checked against the index
+    reg.list(); reg.set_status(model_id, "validated"); reg.remove(model_id)
+
+Layout of a store::
+
+    <root>/index.sqlite3        the index (WAL journal: readers never block the writer)
+    <root>/blobs/<id>.pmb       one blob per model, written atomically (temp file, fsync, rename)
+    <root>/reports/<id>.json    optional training report (.md when the report is text)
+
+Model ids are ``<name>-<first 8 hex digits of the blob's sha256>`` (more digits on the rare
+prefix collision) and must match :data:`ID_RE`, which admits ASCII letters, digits, ``_``
+and ``-`` only: no dots, slashes, NUL or other characters, so an id can never name a path
+outside the store. Every file path is built from a validated id, resolved, and checked to
+sit directly in its folder of the store; files are opened with ``O_NOFOLLOW`` and a blob or
+folder that is a symbolic link is refused. Anything refused raises :class:`RegistryError`.
+
+Several processes and threads may use one store at once: each thread keeps its own
+connection; writers take SQLite's write lock (``BEGIN IMMEDIATE``, 30 s busy timeout)
+around each change, and a blob file is complete before its row is committed, so a reader
+that finds a row finds its blob.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from pymicro.runtime.blob import write_atomic
+from pymicro.errors import RegistryError
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}", re.ASCII)
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}-[0-9a-f]{8,64}", re.ASCII)
+#: The same pattern as a JSON-schema / MCP ``pattern`` (anchored).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}-[0-9a-f]{8,64}$"
+ID_MAX_LEN = 48 + 1 + 64
+STATUSES = ("registered", "validated", "deployed", "deprecated", "failed")
+MAX_BLOB_BYTES = 64 << 20  # far above any micro network (10,000 params are ~40 kB)
+MAX_METRICS_BYTES = 64 << 10
+MAX_REPORT_BYTES = 4 << 20
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS models (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    created       TEXT NOT NULL,
+    params        INTEGER NOT NULL,
+    input_size    INTEGER NOT NULL,
+    n_classes     INTEGER NOT NULL,
+    content_hash  TEXT NOT NULL,
+    blob_file     TEXT NOT NULL,
+    blob_size     INTEGER NOT NULL,
+    metrics       TEXT NOT NULL DEFAULT '{}',
+    report_file   TEXT,
+    status        TEXT NOT NULL DEFAULT 'registered'
+);
+CREATE INDEX IF NOT EXISTS models_name ON models(name);
+"""
+_COLUMNS = ("id", "name", "created", "params", "input_size", "n_classes", "content_hash",
+            "blob_file", "blob_size", "metrics", "report_file", "status")
+
+
+def default_root() -> Path:
+    """``$PYMICRO_HOME/models``; ``PYMICRO_HOME`` defaults to ``~/.pymicro``."""
+    home = os.environ.get("PYMICRO_HOME")
+    return (Path(home) if home else Path.home() / ".pymicro") / "models"
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """Atomically (temp file, fsync, rename); an OSError becomes a RegistryError."""
+    try:
+        write_atomic(path, data)
+    except OSError as e:
+        raise RegistryError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _shown(value, limit: int = 60) -> str:
+    """repr() of a caller's value, cut short: error messages never echo a huge payload."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + f"...' ({len(text)} chars)"
+
+
+def check_id(model_id) -> str:
+    """Return ``model_id`` if it is a well-formed model id, else raise RegistryError."""
+    if not isinstance(model_id, str):
+        raise RegistryError(f"model id must be a string, got {type(model_id).__name__}")
+    if len(model_id) > ID_MAX_LEN or not ID_RE.fullmatch(model_id):
+        raise RegistryError(
+            f"model id {_shown(model_id)} is malformed: ids look like 'momentum-1b925ee6' "
+            "(a name of ASCII letters, digits, '_' or '-', then '-' and 8-64 hex digits)")
+    return model_id
+
+
+def check_name(name) -> str:
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
+        raise RegistryError(
+            f"model name {_shown(name)} is not allowed: 1-48 ASCII letters, digits, '_' or '-', "
+            "starting with a letter or digit")
+    return name
+
+
+def slug(text: str) -> str:
+    """A valid model name made from free text ('My trader v2' -> 'My-trader-v2')."""
+    out = re.sub(r"[^A-Za-z0-9_-]+", "-", str(text), flags=re.ASCII).strip("-_")[:48].strip("-_")
+    return out or "model"
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One row of the index. Paths are relative to the store (see Registry.blob_path)."""
+
+    id: str
+    name: str
+    created: str  # ISO 8601, UTC
+    params: int
+    input_size: int
+    n_classes: int
+    content_hash: str  # sha256 of the blob bytes
+    blob_file: str
+    blob_size: int
+    metrics: dict = field(default_factory=dict)
+    report_file: str | None = None
+    status: str = "registered"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Registry:
+    """A model store rooted at ``root`` (default :func:`default_root`); created on first use."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        root = Path(root) if root is not None else default_root()
+        try:
+            root.expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.root = root.expanduser().resolve(strict=True)
+        except OSError as e:
+            raise RegistryError(f"cannot create the model store at {os.fspath(root)!r}: {e.strerror}") from None
+        self.blobs_dir = self._subdir("blobs")
+        self.reports_dir = self._subdir("reports")
+        self.index_path = self.root / "index.sqlite3"
+        self._local = threading.local()
+        if self.index_path.is_symlink():
+            raise RegistryError(f"{self.index_path} is a symbolic link; refusing to use it as the index")
+        with self._connect() as con:
+            con.execute("PRAGMA journal_mode = WAL")  # persistent: set once per index file
+            con.executescript(_SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"<pymicro.Registry {str(self.root)!r}>"
+
+    # ------------------------------------------------------------------ paths
+
+    def _subdir(self, name: str) -> Path:
+        path = self.root / name
+        if path.is_symlink():
+            raise RegistryError(f"{path} is a symbolic link; the store's folders must be real folders")
+        try:
+            path.mkdir(exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise RegistryError(f"cannot create {path}: {e.strerror}") from None
+        if path.resolve() != path or not path.is_dir():
+            raise RegistryError(f"{path} is not a folder inside the store {self.root}")
+        return path
+
+    def _confined(self, folder: Path, file_name) -> Path:
+        """``folder / file_name``, refused unless it names a plain file directly in ``folder``."""
+        if (not isinstance(file_name, str) or "/" in file_name or "\\" in file_name or "\0" in file_name
+                or file_name in ("", ".", "..") or os.path.isabs(file_name)):
+            raise RegistryError(f"file name {_shown(file_name)} would leave the store")
+        stem, dot, ext = file_name.rpartition(".")
+        if not dot or ext not in ("pmb", "json", "md"):
+            raise RegistryError(f"file name {_shown(file_name)} is not a registry file")
+        check_id(stem)
+        path = folder / file_name
+        if path.is_symlink():
+            raise RegistryError(f"{path} is a symbolic link; refusing to follow it out of the store")
+        resolved = path.resolve()
+        if resolved.parent != folder or not resolved.is_relative_to(self.root):
+            raise RegistryError(f"{file_name!r} resolves to {resolved}, outside the store {self.root}")
+        return path
+
+    def _read(self, path: Path, limit: int) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            raise RegistryError(f"cannot open {path}: {e.strerror}") from None
+        with os.fdopen(fd, "rb") as f:
+            data = f.read(limit + 1)
+        if len(data) > limit:
+            raise RegistryError(f"{path} is larger than {limit} bytes")
+        return data
+
+    # ------------------------------------------------------------------ index
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection to the index (opened once per thread and process)."""
+        local = self._local
+        if getattr(local, "con", None) is None or local.pid != os.getpid():
+            con = sqlite3.connect(self.index_path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            con.execute("PRAGMA synchronous = FULL")
+            local.con, local.pid = con, os.getpid()
+        return local.con
+
+    @contextmanager
+    def _connect(self):
+        try:
+            con = self._connection()
+        except sqlite3.Error as e:
+            raise RegistryError(f"cannot open the registry index {self.index_path}: {e}") from None
+        try:
+            yield con
+        except sqlite3.Error as e:
+            raise RegistryError(f"registry index {self.index_path}: {e}") from None
+
+    @contextmanager
+    def _write(self):
+        """A write transaction holding SQLite's write lock (other writers wait, readers don't)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    @staticmethod
+    def _record(row) -> ModelRecord:
+        values = dict(zip(_COLUMNS, row))
+        values["metrics"] = json.loads(values["metrics"] or "{}")
+        return ModelRecord(**values)
+
+    def _row(self, con, model_id: str):
+        return con.execute(f"SELECT {', '.join(_COLUMNS)} FROM models WHERE id = ?", (model_id,)).fetchone()
+
+    # ------------------------------------------------------------------ API
+
+    def add(self, blob, name: str | None = None, metrics: dict | None = None,
+            report: str | dict | None = None, status: str = "registered") -> str:
+        """Store ``blob`` (bytes of a valid .pmb) and return its model id.
+
+        ``name`` defaults to the blob's own name (made id-safe); given explicitly it must be
+        1-48 ASCII letters, digits, ``_`` or ``-``. ``metrics`` is a JSON-able dict;
+        ``report`` is a training report (a dict is stored as JSON, text as Markdown).
+        The blob is validated by the core first. Adding the same bytes under the same name
+        again returns the same id, replacing metrics and report if they are given.
+        """
+        from pymicro import _core
+
+        if not isinstance(blob, (bytes, bytearray, memoryview)):
+            raise RegistryError(f"add() takes the blob's bytes, got {type(blob).__name__}")
+        blob = bytes(blob)
+        if len(blob) > MAX_BLOB_BYTES:
+            raise RegistryError(f"blob of {len(blob)} bytes is over the store's limit of {MAX_BLOB_BYTES}")
+        described = _core.parse(blob)  # BlobError if the bytes are not a valid blob
+        name = slug(described["metadata"].get("name", "model")) if name is None else check_name(name)
+        self._check_status(status)
+        metrics_json = self._metrics_json(metrics)
+        report_data, report_ext = self._report_bytes(report)
+        digest = hashlib.sha256(blob).hexdigest()
+
+        with self._write() as con:
+            for n in (8, 16, 64):  # a longer prefix only if another blob took this one
+                model_id = f"{name}-{digest[:n]}"
+                row = self._row(con, model_id)
+                if row is None or row[_COLUMNS.index("content_hash")] == digest:
+                    break
+            blob_file = f"{model_id}.pmb"
+            blob_path = self._confined(self.blobs_dir, blob_file)
+            report_file = None if report_data is None else f"{model_id}.{report_ext}"
+            if report_file is not None:
+                _write_file(self._confined(self.reports_dir, report_file), report_data)
+            if row is not None:  # the same bytes under the same name: keep the record
+                if metrics is not None:
+                    con.execute("UPDATE models SET metrics = ? WHERE id = ?", (metrics_json, model_id))
+                if report_file is not None:
+                    self._replace_report(con, model_id, row[_COLUMNS.index("report_file")], report_file)
+                if not blob_path.exists():  # heal a store whose blob file was deleted by hand
+                    _write_file(blob_path, blob)
+                return model_id
+            created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+            try:
+                _write_file(blob_path, blob)
+                con.execute(
+                    f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                    (model_id, name, created, int(described["params"]), int(described["input_size"]),
+                     int(described["n_classes"]), digest, blob_file, len(blob), metrics_json, report_file,
+                     status))
+            except BaseException:  # no row, so no files either
+                blob_path.unlink(missing_ok=True)
+                if report_file is not None:
+                    self._confined(self.reports_dir, report_file).unlink(missing_ok=True)
+                raise
+        return model_id
+
+    def get(self, model_id: str) -> ModelRecord:
+        """The record of ``model_id``; RegistryError if the id is malformed or unknown."""
+        check_id(model_id)
+        with self._connect() as con:
+            row = self._row(con, model_id)
+        if row is None:
+            raise RegistryError(f"unknown model id {model_id!r} in the store {self.root}")
+        return self._record(row)
+
+    def __contains__(self, model_id) -> bool:
+        try:
+            self.get(model_id)
+        except RegistryError:
+            return False
+        return True
+
+    def blob_path(self, model_id: str) -> Path:
+        """Absolute path of the model's blob file (checked to lie inside the store)."""
+        return self._confined(self.blobs_dir, self.get(model_id).blob_file)
+
+    def report_path(self, model_id: str) -> Path | None:
+        record = self.get(model_id)
+        return None if record.report_file is None else self._confined(self.reports_dir, record.report_file)
+
+    def read_blob(self, model_id: str) -> bytes:
+        """The blob's bytes, checked against the content hash in the index."""
+        record = self.get(model_id)
+        data = self._read(self._confined(self.blobs_dir, record.blob_file), MAX_BLOB_BYTES)
+        if hashlib.sha256(data).hexdigest() != record.content_hash:
+            raise RegistryError(f"blob file of {model_id!r} does not match its content hash in the index "
+                                "(modified outside the registry?)")
+        return data
+
+    def read_report(self, model_id: str) -> str | dict | None:
+        path = self.report_path(model_id)
+        if path is None:
+            return None
+        text = self._read(path, MAX_REPORT_BYTES).decode("utf-8")
+        return json.loads(text) if path.suffix == ".json" else text
+
+    def load(self, model_id: str, backend: str = "native", **kwargs):
+        """Load the model onto a backend (see :func:`pymicro.load`)."""
+        from pymicro.runtime.model import load
+
+        return load(self.read_blob(model_id), backend=backend, **kwargs)
+
+    def list(self, status: str | None = None, name: str | None = None) -> list[ModelRecord]:
+        """Every record, oldest first; optionally only one status and/or name."""
+        where, args = [], []
+        if status is not None:
+            where.append("status = ?")
+            args.append(self._check_status(status))
+        if name is not None:
+            where.append("name = ?")
+            args.append(check_name(name))
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM models"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._connect() as con:
+            rows = con.execute(sql + " ORDER BY created, id", args).fetchall()
+        return [self._record(r) for r in rows]
+
+    def remove(self, model_id: str) -> ModelRecord:
+        """Delete the model's row, blob and report; return the record it had."""
+        check_id(model_id)
+        with self._write() as con:
+            row = self._row(con, model_id)
+            if row is None:
+                raise RegistryError(f"unknown model id {model_id!r} in the store {self.root}")
+            record = self._record(row)
+            paths = [self._confined(self.blobs_dir, record.blob_file)]
+            if record.report_file:
+                paths.append(self._confined(self.reports_dir, record.report_file))
+            con.execute("DELETE FROM models WHERE id = ?", (model_id,))
+            for path in paths:
+                path.unlink(missing_ok=True)
+        return record
+
+    def set_status(self, model_id: str, status: str) -> ModelRecord:
+        self._check_status(status)
+        return self._update(model_id, "status", status)
+
+    def set_metrics(self, model_id: str, metrics: dict, merge: bool = True) -> ModelRecord:
+        """Replace the model's metrics (or merge them into the existing ones)."""
+        if merge:
+            metrics = {**self.get(model_id).metrics, **(metrics or {})}
+        return self._update(model_id, "metrics", self._metrics_json(metrics))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _update(self, model_id: str, column: str, value) -> ModelRecord:
+        check_id(model_id)
+        with self._write() as con:
+            if con.execute(f"UPDATE models SET {column} = ? WHERE id = ?", (value, model_id)).rowcount != 1:
+                raise RegistryError(f"unknown model id {model_id!r} in the store {self.root}")
+            return self._record(self._row(con, model_id))
+
+    def _replace_report(self, con, model_id: str, old: str | None, new: str) -> None:
+        con.execute("UPDATE models SET report_file = ? WHERE id = ?", (new, model_id))
+        if old and old != new:
+            self._confined(self.reports_dir, old).unlink(missing_ok=True)
+
+    @staticmethod
+    def _check_status(status) -> str:
+        if status not in STATUSES:
+            raise RegistryError(f"status {_shown(status)} is not one of {STATUSES}")
+        return status
+
+    @staticmethod
+    def _metrics_json(metrics) -> str:
+        if metrics is None:
+            return "{}"
+        if not isinstance(metrics, dict):
+            raise RegistryError(f"metrics must be a dict, got {type(metrics).__name__}")
+        try:
+            text = json.dumps(metrics, allow_nan=False, sort_keys=True)
+        except (TypeError, ValueError) as e:
+            raise RegistryError(f"metrics must be JSON (finite numbers, strings, lists, dicts): {e}") from None
+        if len(text) > MAX_METRICS_BYTES:
+            raise RegistryError(f"metrics take {len(text)} bytes as JSON; at most {MAX_METRICS_BYTES}")
+        return text
+
+    @staticmethod
+    def _report_bytes(report) -> tuple[bytes | None, str | None]:
+        if report is None:
+            return None, None
+        if isinstance(report, dict):
+            try:
+                data, ext = json.dumps(report, allow_nan=False, indent=1).encode(), "json"
+            except (TypeError, ValueError) as e:
+                raise RegistryError(f"report must be JSON: {e}") from None
+        elif isinstance(report, str):
+            data, ext = report.encode("utf-8"), "md"
+        else:
+            raise RegistryError(f"report must be a dict or text, got {type(report).__name__}")
+        if len(data) > MAX_REPORT_BYTES:
+            raise RegistryError(f"report of {len(data)} bytes; at most {MAX_REPORT_BYTES}")
+        return data, ext

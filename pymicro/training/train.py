@@ -1,0 +1,508 @@
+"""Training a :class:`~pymicro.Spec` in tinygrad, into a :class:`~pymicro.Network` that freezes.
+
+    result = pymicro.training.train.train(spec, X_train, y_train, X_val, y_val, epochs=50)
+    pymicro.freeze(result.network, "model.pmb")
+
+What the trainer does, exactly:
+
+* **The network** mirrors the spec layer for layer: ``Dense`` is ``act(x @ W.T + b)``
+  (gelu is the tanh approximation, as in :mod:`pymicro.runtime.reference`), ``Attention`` is
+  ``a = softmax(x @ W_a.T + b_a); h = (a * x) @ W_v.T + b_v``, ``Dropout`` is inverted
+  dropout in training and the identity otherwise, and the head's softmax is folded into
+  the cross-entropy on its logits. Weights start from ``spec.init(seed)``.
+* **Normalisation**: per-feature mean and standard deviation of the *training* split only
+  (a constant feature gets std 1). The network trains on ``(x - mean) / std`` and the
+  returned Network carries ``mean``/``std``, which the blob applies in the core.
+* **Batches**: every epoch visits each training row once, in an order shuffled *within the
+  training split* by a generator seeded from ``seed`` (``shuffle=False``: chronological).
+  Validation rows are never trained on. The last, short batch is padded with rows of
+  weight zero, so every row counts and the jitted step keeps one shape.
+* **Loss**: class-weighted cross-entropy, ``sum(w[y] * -log p[y]) / sum(w[y])`` per batch
+  (PyTorch's ``CrossEntropyLoss(weight=w)``). ``class_weight="balanced"`` gives
+  ``w[c] = n / (n_classes * count[c])`` from the training labels (a class absent from
+  training gets 1). Validation loss uses the same weights.
+* **Optimiser**: Adam (tinygrad's, b1=0.9, b2=0.999, eps=1e-8), the whole step jitted
+  with ``TinyJit`` and run inside ``Context(TRAINING=1)``.
+* **Early stopping**: after each epoch the loss and accuracy of both splits are measured
+  in eval mode (no dropout); when validation loss has not improved for ``patience``
+  epochs training stops, and the weights of the best epoch are returned.
+* **Repeatability**: the same seed, data and device give bit-identical weights
+  (numpy-seeded init and shuffling, ``Tensor.manual_seed(seed)`` for dropout; this
+  resets tinygrad's global random state).
+* **Device and compiler**: :mod:`pymicro.training.toolchain` runs first (a C compiler for
+  tinygrad's CPU device, falling back to a ziglang wrapper; ``DEV=CPU`` unless set). The
+  device is ``device=`` if given, else ``$DEV`` if the user set it, else the first GPU
+  backend tinygrad can open and run a kernel on (CUDA, NV, AMD, METAL), else CPU.
+* **Speed**: all weights are one flat tensor (see :class:`TinyNet`), each epoch's rows
+  are uploaded once and the jitted step slices its batch with a bound ``Variable``, so a
+  step costs about 1 ms at batch 32 on a 2-core Zen 4 (about 36 kernel launches; tinygrad's
+  CPU device spends ~20 µs of Python on each). ``JITBEAM=2`` in the environment makes
+  tinygrad search for faster kernels: minutes of compiling, cached on disk.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pymicro.training import toolchain as _toolchain
+from pymicro.errors import TrainingError
+from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec
+
+EVAL_CHUNK = 4096  # rows per evaluation call
+
+__all__ = ["TinyNet", "TrainResult", "class_weights", "normalization", "tinygrad_predict", "train"]
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def _tinygrad():
+    """Import tinygrad after the compiler and DEV are in place."""
+    _toolchain.prepare()
+    import tinygrad
+
+    return tinygrad
+
+
+def _tinygrad_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("tinygrad")
+    except Exception:  # noqa: BLE001 - a source checkout without metadata
+        return "unknown"
+
+
+def class_weights(y, n_classes: int, class_weight="balanced") -> np.ndarray:
+    """Per-class loss weights (float32, length ``n_classes``) from the *training* labels.
+
+    ``"balanced"``: ``n / (n_classes * count[c])`` (scikit-learn's rule; a class that does
+    not occur gets 1). ``None``: all ones. A sequence or ``{class: weight}`` dict: as given.
+    """
+    y = np.asarray(y)
+    if class_weight is None:
+        return np.ones(n_classes, np.float32)
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise TrainingError(f"class_weight must be 'balanced', None, a sequence or a dict; got {class_weight!r}")
+        counts = np.bincount(y.astype(np.int64), minlength=n_classes).astype(np.float64)
+        w = np.ones(n_classes, np.float64)
+        present = counts > 0
+        w[present] = len(y) / (n_classes * counts[present])
+        return w.astype(np.float32)
+    if isinstance(class_weight, dict):
+        w = np.ones(n_classes, np.float32)
+        for c, v in class_weight.items():
+            if not (isinstance(c, (int, np.integer)) and 0 <= c < n_classes):
+                raise TrainingError(f"class_weight has key {c!r}; classes are 0..{n_classes - 1}")
+            w[c] = v
+    else:
+        w = np.asarray(class_weight, np.float32)
+        if w.shape != (n_classes,):
+            raise TrainingError(f"class_weight has shape {w.shape}; it needs {n_classes} entries")
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
+        raise TrainingError(f"class weights must be finite, >= 0 and not all 0; got {w.tolist()}")
+    return w
+
+
+def normalization(X_train) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature mean and std (float32) of the training rows; a constant feature gets std 1."""
+    X = np.asarray(X_train, np.float64)
+    mean = X.mean(axis=0)
+    std = X.std(axis=0)
+    std = np.where(std > 1e-12 * np.maximum(1.0, np.abs(mean)), std, 1.0)
+    mean32, std32 = mean.astype(np.float32), std.astype(np.float32)
+    std32[~(std32 > 0)] = 1.0
+    return mean32, std32
+
+
+def _check_xy(X, y, spec: Spec, which: str) -> tuple[np.ndarray, np.ndarray]:
+    X = np.asarray(X)
+    if X.ndim != 2 or X.shape[1] != spec.input_size:
+        raise TrainingError(f"X_{which} has shape {X.shape}; the spec needs (rows, {spec.input_size})")
+    if X.shape[0] == 0:
+        raise TrainingError(f"X_{which} has no rows")
+    if not np.issubdtype(X.dtype, np.number) or np.issubdtype(X.dtype, np.complexfloating):
+        raise TrainingError(f"X_{which} must be real numbers, got dtype {X.dtype}")
+    X = X.astype(np.float32)
+    bad = ~np.isfinite(X)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        raise TrainingError(f"X_{which}[{r}, {c}] is {X[r, c]}; drop or fill non-finite rows before training")
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise TrainingError(f"y_{which} has shape {y.shape}; it needs one label per row of X_{which} ({len(X)},)")
+    if not np.issubdtype(y.dtype, np.number) or np.any(np.asarray(y, np.float64) != np.round(np.asarray(y, np.float64))):
+        raise TrainingError(f"y_{which} must hold integer class indices, got dtype {y.dtype}")
+    yi = y.astype(np.int64)
+    if yi.min() < 0 or yi.max() >= spec.n_classes:
+        i = int(np.argmax((yi < 0) | (yi >= spec.n_classes)))
+        raise TrainingError(f"y_{which}[{i}] is {yi[i]}; labels must be in 0..{spec.n_classes - 1}")
+    return np.ascontiguousarray(X), yi
+
+
+# ----------------------------------------------------------------------------- the net
+
+class TinyNet:
+    """The tinygrad mirror of a :class:`Network`: same tensors, same math.
+
+    All weights live in one flat float32 tensor (``flat``, blob order: layer by layer,
+    ``W`` then ``b``, or ``W_a, b_a, W_v, b_v``), and each layer's tensors are views into
+    it. One parameter tensor means one Adam update and far fewer kernels per step than one
+    tensor per weight (tinygrad's CPU device pays ~20 µs of Python per kernel launch).
+    Each view carries ``contiguous_backward`` so its gradient is reduced on its own
+    before being scattered into the flat gradient (without it tinygrad fuses all the
+    weight-gradient reductions into one slow kernel). ``__call__`` returns the head's
+    logits for normalised inputs; :meth:`probabilities` normalises and applies the softmax.
+    """
+
+    def __init__(self, network: Network, device: str | None = None):
+        tg = _tinygrad()
+        Tensor = tg.Tensor
+        self.spec = network.spec
+        self.device = _toolchain.select_device(device)
+        self.layout: list[list[tuple[str, tuple[int, ...], int]]] = []
+        chunks, offset = [], 0
+        for layer in network.params:
+            entries = []
+            for key, value in layer.items():
+                a = np.ascontiguousarray(value, np.float32)
+                entries.append((key, a.shape, offset))
+                chunks.append(a.ravel())
+                offset += a.size
+            self.layout.append(entries)
+        self.flat = Tensor(np.concatenate(chunks), device=self.device).realize()
+        self.mean = None if network.mean is None else Tensor(np.asarray(network.mean, np.float32), device=self.device)
+        self.std = None if network.std is None else Tensor(np.asarray(network.std, np.float32), device=self.device)
+        plan, i = [], 0
+        for layer in (*self.spec.layers, self.spec.head):
+            if isinstance(layer, Dropout):
+                plan.append(("dropout", float(layer.p), None))
+            elif isinstance(layer, Attention):
+                plan.append(("attention", None, i))
+                i += 1
+            else:
+                assert isinstance(layer, Dense)
+                plan.append(("dense", layer.activation, i))
+                i += 1
+        self.plan = plan
+
+    def parameters(self) -> list:
+        """The trainable tensors (one flat tensor holding every weight)."""
+        return [self.flat]
+
+    @property
+    def n_params(self) -> int:
+        return sum(int(t.numel()) for t in self.parameters())
+
+    def views(self) -> list[dict]:
+        """One dict per weighted layer of tinygrad views into ``flat``, shaped as in the Network."""
+        out = []
+        for entries in self.layout:
+            layer = {}
+            for key, shape, offset in entries:
+                n = int(np.prod(shape))
+                layer[key] = self.flat[offset:offset + n].reshape(shape).contiguous_backward()
+            out.append(layer)
+        return out
+
+    def __call__(self, x):
+        """Logits for already-normalised inputs ``x`` (batch, input_size)."""
+        params = self.views()
+        h = x
+        for kind, arg, i in self.plan:
+            if kind == "dropout":
+                h = h.dropout(arg)  # identity unless TRAINING
+            elif kind == "attention":
+                p = params[i]
+                a = (h @ p["W_a"].T + p["b_a"]).softmax(-1)
+                h = (a * h) @ p["W_v"].T + p["b_v"]
+            else:
+                p = params[i]
+                h = _activate(h @ p["W"].T + p["b"], arg)
+        return h
+
+    def normalize(self, x):
+        return x if self.mean is None else (x - self.mean) / self.std
+
+    def probabilities(self, x):
+        return self(self.normalize(x)).softmax(-1)
+
+    def numpy_params(self) -> list[dict[str, np.ndarray]]:
+        """The current weights as the Network's list of dicts of float32 arrays."""
+        flat = self.flat.numpy()
+        return [{key: flat[offset:offset + int(np.prod(shape))].reshape(shape).copy()
+                 for key, shape, offset in entries} for entries in self.layout]
+
+    def to_network(self, mean=None, std=None) -> Network:
+        return Network(self.spec, self.numpy_params(), mean, std)
+
+
+def _activate(z, activation: str):
+    if activation == "linear":
+        return z
+    if activation == "relu":
+        return z.relu()
+    if activation == "tanh":
+        return z.tanh()
+    if activation == "sigmoid":
+        return z.sigmoid()
+    if activation == "gelu":  # the tanh approximation, written out as reference.py has it
+        return 0.5 * z * (1.0 + (math.sqrt(2.0 / math.pi) * (z + 0.044715 * z * z * z)).tanh())
+    raise TrainingError(f"unknown activation {activation!r}")
+
+
+# ----------------------------------------------------------------------------- result
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``network`` is ready for :func:`pymicro.freeze` (best-epoch weights, training-split
+    normalisation). ``history`` has one entry per epoch run under ``train_loss``,
+    ``val_loss``, ``train_acc``, ``val_acc`` (eval mode, class-weighted losses, plain
+    accuracies) and ``seconds`` (wall time of that epoch, evaluation included).
+    ``best_epoch`` is 1-based. ``seconds_per_epoch`` is the median epoch time (the first
+    epoch, which compiles the kernels, counts only when fewer than 3 ran).
+    """
+
+    network: Network
+    history: dict[str, list[float]]
+    best_epoch: int
+    seconds: float
+    seconds_per_epoch: float
+    device: str
+    epochs_run: int = 0
+    stopped_early: bool = False
+    class_weights: np.ndarray | None = None
+    compiler: str | None = None
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The history's metrics at the best epoch."""
+        i = self.best_epoch - 1
+        return {k: v[i] for k, v in self.history.items()}
+
+
+# ----------------------------------------------------------------------------- training
+
+def _weighted_targets(y: np.ndarray, w: np.ndarray, n_classes: int) -> np.ndarray:
+    yw = np.zeros((len(y), n_classes), np.float32)
+    yw[np.arange(len(y)), y] = w[y]
+    return yw
+
+
+def _eval_metrics(logits: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    sw = w[y].astype(np.float64)
+    loss = float(-(sw * logp[np.arange(len(y)), y]).sum() / max(sw.sum(), 1e-30))
+    acc = float((logits.argmax(axis=1) == y).mean())
+    return loss, acc
+
+
+def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batch_size: int = 32,
+          learning_rate: float = 1e-3, seed: int = 0, patience: int | None = 10,
+          class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
+          shuffle: bool = True, device: str | None = None, rule_mask=None,
+          rule_weight: float = 0.0) -> TrainResult:
+    """Train ``spec`` on the given splits and return the best-validation-loss network.
+
+    ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
+    ``X_train``). ``y_*``: integer class indices. ``patience``: epochs without a better
+    validation loss before stopping (None: run every epoch). ``progress(epoch, total,
+    metrics)`` is called after each epoch (epoch is 1-based). ``device``: a tinygrad device
+    name, "auto" or None (``$DEV`` if set, else a GPU tinygrad can use, else CPU).
+    See the module docstring for the exact procedure.
+
+    ``rule_mask`` (train rows x classes, 0/1) and ``rule_weight``: the reasoning-aware loss
+    (see :mod:`pymicro.training.reasoning_loss`): each batch's loss gains ``rule_weight`` times the
+    mean probability the network puts on classes a domain rule says contradict it. Early
+    stopping still watches the plain validation cross-entropy.
+    """
+    if not isinstance(spec, Spec):
+        raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
+    for name, value, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
+            raise TrainingError(f"{name} must be an int >= {lo}, got {value!r}")
+    if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
+        raise TrainingError(f"patience must be an int >= 1 or None, got {patience!r}")
+    if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
+        raise TrainingError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+    if not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TrainingError(f"seed must be an int >= 0, got {seed!r}")
+    Xtr, ytr = _check_xy(X_train, y_train, spec, "train")
+    Xva, yva = _check_xy(X_val, y_val, spec, "val")
+    if not (isinstance(rule_weight, (int, float)) and math.isfinite(rule_weight) and rule_weight >= 0):
+        raise TrainingError(f"rule_weight must be a finite number >= 0, got {rule_weight!r}")
+    penalised = rule_weight > 0
+    if penalised:
+        mask = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
+        if mask is None or mask.shape != (len(Xtr), spec.n_classes) or not np.isin(mask, (0, 1)).all():
+            raise TrainingError(f"rule_weight > 0 needs rule_mask of 0/1 with shape ({len(Xtr)}, {spec.n_classes})")
+    weights = class_weights(ytr, spec.n_classes, class_weight)
+
+    t_start = time.perf_counter()
+    _tinygrad()
+    from tinygrad import Context, Tensor, TinyJit, Variable
+    from tinygrad.nn.optim import Adam
+
+    dev = _toolchain.select_device(device)
+    mean, std = normalization(Xtr)
+    Xtr_n = ((Xtr - mean) / std).astype(np.float32)
+    Xva_n = ((Xva - mean) / std).astype(np.float32)
+
+    Tensor.manual_seed(int(seed))
+    rng = np.random.default_rng(int(seed))
+    init = spec.init(seed=int(seed))
+    net = TinyNet(Network(spec, init.params), dev)
+    opt = Adam(net.parameters(), lr=float(learning_rate))
+
+    n, bs = len(Xtr_n), int(batch_size)
+    steps = -(-n // bs)
+    rows = max(steps, 2) * bs  # a Variable needs a range of at least two values
+    yw_train = _weighted_targets(ytr, weights, spec.n_classes)
+    step_var = Variable("pymicro_step", 0, max(steps, 2) - 1)
+
+    # One jitted step: slice batch `i` out of the epoch's arrays, forward, weighted
+    # cross-entropy (targets arrive pre-divided by their batch's weight sum), Adam.
+    @TinyJit
+    def train_step(x_epoch, yw_epoch, i):
+        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+        loss = -(net(x).log_softmax(-1) * yw).sum()
+        opt.zero_grad()
+        loss.backward()
+        Tensor.realize(loss, *opt.schedule_step())
+        return loss
+
+    # The same step with the rule penalty (rm rows arrive pre-divided by the batch's row count).
+    @TinyJit
+    def train_step_rules(x_epoch, yw_epoch, rm_epoch, i):
+        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+        rm = rm_epoch.shrink(((i * bs, i * bs + bs), None))
+        logits = net(x)
+        loss = -(logits.log_softmax(-1) * yw).sum() + float(rule_weight) * (logits.softmax(-1) * rm).sum()
+        opt.zero_grad()
+        loss.backward()
+        Tensor.realize(loss, *opt.schedule_step())
+        return loss
+
+    # Evaluation: both splits in chunks of one size, so one set of kernels serves both.
+    chunk = min(EVAL_CHUNK, -(-max(len(Xtr_n), len(Xva_n)) // 32) * 32)
+    n_chunks = max(-(-len(Xtr_n) // chunk), -(-len(Xva_n) // chunk), 2)
+    chunk_var = Variable("pymicro_chunk", 0, n_chunks - 1)
+
+    @TinyJit
+    def logits_chunk(x_all, j):
+        return net(x_all.shrink(((j * chunk, j * chunk + chunk), None))).realize()
+
+    def padded(a: np.ndarray):
+        out = np.zeros((n_chunks * chunk, a.shape[1]), np.float32)
+        out[:len(a)] = a
+        return Tensor(out, device=dev).realize()
+
+    def all_logits(x_all, rows: int) -> np.ndarray:
+        parts = [logits_chunk(x_all, chunk_var.bind(j)).numpy() for j in range(-(-rows // chunk))]
+        return np.concatenate(parts)[:rows]
+
+    xt_all, xv_all = padded(Xtr_n), padded(Xva_n)
+
+    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc", "seconds")}
+    best_loss, best_epoch, best_params, since_best = math.inf, 0, None, 0
+    stopped_early = False
+    epoch = 0
+    for epoch in range(1, int(epochs) + 1):
+        t_epoch = time.perf_counter()
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        x_epoch = np.zeros((rows, spec.input_size), np.float32)
+        yw_epoch = np.zeros((rows, spec.n_classes), np.float32)
+        x_epoch[:n] = Xtr_n[order]
+        yw_epoch[:n] = yw_train[order]
+        batch_weight = yw_epoch.reshape(-1, bs, spec.n_classes).sum(axis=(1, 2))
+        yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(bs)[:, None]
+        x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
+        if penalised:
+            rm_epoch = np.zeros((rows, spec.n_classes), np.float32)
+            rm_epoch[:n] = mask[order]
+            real = np.zeros(rows, np.float32)
+            real[:n] = 1.0
+            rm_epoch /= np.maximum(real.reshape(-1, bs).sum(axis=1), 1.0).repeat(bs)[:, None]
+            rm_dev = Tensor(rm_epoch, device=dev).realize()
+        with Context(TRAINING=1):
+            for s in range(steps):
+                if penalised:
+                    train_step_rules(x_dev, yw_dev, rm_dev, step_var.bind(s))
+                else:
+                    train_step(x_dev, yw_dev, step_var.bind(s))
+        with Context(TRAINING=0):
+            tr_logits = all_logits(xt_all, len(Xtr_n))
+            va_logits = all_logits(xv_all, len(Xva_n))
+        tr_loss, tr_acc = _eval_metrics(tr_logits, ytr, weights)
+        va_loss, va_acc = _eval_metrics(va_logits, yva, weights)
+        if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
+            raise TrainingError(f"training diverged at epoch {epoch} (loss {tr_loss}, val loss {va_loss}); "
+                                f"lower learning_rate (now {learning_rate})")
+        seconds = time.perf_counter() - t_epoch
+        for k, v in (("train_loss", tr_loss), ("val_loss", va_loss), ("train_acc", tr_acc),
+                     ("val_acc", va_acc), ("seconds", seconds)):
+            history[k].append(v)
+        if va_loss < best_loss:
+            best_loss, best_epoch, since_best = va_loss, epoch, 0
+            best_params = net.numpy_params()
+        else:
+            since_best += 1
+        if progress is not None:
+            progress(epoch, int(epochs), {"train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc,
+                                          "val_acc": va_acc, "seconds": seconds, "best_epoch": best_epoch})
+        if patience is not None and since_best >= patience:
+            stopped_early = epoch < epochs
+            break
+
+    network = Network(spec, best_params, mean, std)
+    total = time.perf_counter() - t_start
+    times = history["seconds"]
+    per_epoch = float(np.median(times[1:] if len(times) >= 3 else times))
+    return TrainResult(
+        network=network, history=history, best_epoch=best_epoch, seconds=total,
+        seconds_per_epoch=per_epoch, device=dev, epochs_run=epoch, stopped_early=stopped_early,
+        class_weights=weights, compiler=_toolchain.compiler_kind(),
+        settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
+                  "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
+                  "rule_weight": float(rule_weight),
+                  "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
+                  "tinygrad": _tinygrad_version()})
+
+
+def tinygrad_predict(result_or_model, X, *, device: str | None = None) -> np.ndarray:
+    """Class probabilities of raw rows ``X`` computed by tinygrad itself (float32).
+
+    Takes a :class:`TrainResult`, a :class:`Network` or a :class:`TinyNet`; applies the
+    network's normalisation and softmax as the blob does. For parity checks against the
+    frozen blob.
+    """
+    if isinstance(result_or_model, TrainResult):
+        result_or_model = result_or_model.network
+    if isinstance(result_or_model, Network):
+        model = TinyNet(result_or_model, device)
+    elif isinstance(result_or_model, TinyNet):
+        model = result_or_model
+    else:
+        raise TrainingError(f"tinygrad_predict takes a TrainResult, Network or TinyNet, got {type(result_or_model).__name__}")
+    X = np.asarray(X, np.float32)
+    single = X.ndim == 1
+    X2 = X.reshape(1, -1) if single else X
+    if X2.ndim != 2 or X2.shape[1] != model.spec.input_size:
+        raise TrainingError(f"X has shape {X.shape}; the network takes (rows, {model.spec.input_size})")
+    from tinygrad import Context, Tensor
+
+    with Context(TRAINING=0):
+        probs = model.probabilities(Tensor(np.ascontiguousarray(X2), device=model.device)).numpy()
+    return probs[0] if single else probs
