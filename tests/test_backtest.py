@@ -416,7 +416,7 @@ def test_walk_forward_default_fit_trains_freezes_and_predicts_natively(monkeypat
         calls.append((X_train[:, 0].astype(int), X_val[:, 0].astype(int), kwargs))
         return type("R", (), {"network": spec.init(seed=len(calls))})()
 
-    monkeypatch.setattr(pymicro.training.train, "train", fake_train)
+    monkeypatch.setattr(pymicro.evaluation.backtest, "train", fake_train)  # patched where walk_forward calls it
     base = synthetic_series(n=300, h=3, seed=3)
     X = np.column_stack([base.X, np.random.default_rng(0).normal(size=(300, 21))])
     series = LabelledSeries(base.dates, base.close, X, base.y, base.horizon)

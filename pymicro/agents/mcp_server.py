@@ -70,6 +70,21 @@ from pydantic import BaseModel, Field, ValidationError
 
 from pymicro.errors import PymicroError
 from pymicro.store.registry import ID_MAX_LEN, ID_PATTERN, STATUSES, ModelRecord, Registry
+from pymicro._version import __version__
+from pymicro.agents.options import DESCRIPTION, arguments
+from pymicro.agents.reasoning import model_settings
+from pymicro.agents.reasoning import validate_on_embedded
+from pymicro.errors import InputError
+from pymicro.evaluation.backtest import LabelledSeries, positions_from_probabilities, run_backtest, walk_forward
+from pymicro.market.data import embedded_symbols, load_embedded
+from pymicro.market.dataset import make_dataset
+from pymicro.market.news import analyze_news as score_headlines
+from pymicro.market.news import load_lm_lexicon, validate_headlines
+from pymicro.metrics import classification_summary
+from pymicro.metrics import majority_class
+from pymicro.runtime.model import load
+from pymicro.runtime.model import spec_of
+from pymicro.training.trainer import run_training
 
 logger = logging.getLogger("pymicro.mcp")
 
@@ -296,7 +311,6 @@ class PymicroServer(MCPServer):
     """An ``MCPServer`` holding a registry, a model cache and the one-training-job lock."""
 
     def __init__(self, registry: Registry, *, log_level: str = "WARNING"):
-        from pymicro._version import __version__
 
         super().__init__(
             name="pymicro", version=__version__, log_level=log_level,
@@ -445,7 +459,6 @@ async def list_models(status: Status | None = None, name: ModelName | None = Non
 def _verify(report: Callable, registry: Registry, model_id: str, n_samples: int, seed: int,
               tolerance: float) -> VerificationResult:
     """The checks of verify_model; ``report(done, message)`` after each step."""
-    from pymicro.errors import InputError
 
     t0 = time.perf_counter()
     checks: list[Check] = []
@@ -459,7 +472,6 @@ def _verify(report: Callable, registry: Registry, model_id: str, n_samples: int,
 
     n_done = 0
     blob = registry.read_blob(model_id)  # RegistryError if the file no longer matches the index
-    from pymicro.runtime.model import load
 
     native, reference = load(blob), load(blob, backend="reference")
     check("integrity", True, f"{len(blob)} bytes, sha256 matches the index, the core's parser accepts it")
@@ -534,7 +546,6 @@ def _train(report: Callable, registry: Registry, name: str, preset: str, epochs:
     """pymicro.training.trainer.run_training (what `pymicro train` runs), then register the model."""
     import tempfile
 
-    from pymicro.training.trainer import run_training
 
     report(0, f"building the {preset} dataset")
 
@@ -766,9 +777,6 @@ def _range_mask(dates: np.ndarray, start, end) -> np.ndarray:
 def _embedded_rows(model, symbol: str | None, start: str | None, end: str | None):
     """(settings, symbol, bars, dataset of the rows in [start, end], rows mask) for ``model``'s
     preset on one embedded symbol; features are computed on the whole history (causal) first."""
-    from pymicro.market.data import embedded_symbols, load_embedded
-    from pymicro.market.dataset import make_dataset
-    from pymicro.agents.reasoning import model_settings
 
     s = model_settings(model)
     if s["preset"] is None:
@@ -818,7 +826,6 @@ def _oos(settings: dict, dates: np.ndarray | None, symbol: str | None) -> tuple[
 
 def _majority(ds, first_date) -> tuple[int | None, str]:
     """The most frequent label among the rows whose label was known before ``first_date``."""
-    from pymicro.metrics import majority_class
 
     known = ds.label_end < first_date
     if known.sum() >= 20:
@@ -832,9 +839,6 @@ def _class_positions(n_classes: int):
 
 def _evaluate(model_id: str, model, symbol, start, end, rows, labels, confidence, cost_bps, slippage_bps,
               threshold) -> EvaluationOutcome:
-    from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
-    from pymicro.metrics import classification_summary
-    from pymicro.agents.reasoning import model_settings
 
     n_classes = model.n_classes
     names = list(model.labels)
@@ -907,14 +911,11 @@ class _BacktestPlan:
 
 def _backtest_plan(server: PymicroServer, model_id, preset, symbol, start, end, walk, train_window, step,
                    horizon) -> _BacktestPlan:
-    from pymicro.market.data import load_embedded
-    from pymicro.market.dataset import make_dataset
 
     model = spec = settings = None
     if model_id is not None:
         _, model = server.models.get(model_id)
         settings, sym, bars, ds, mask = _embedded_rows(model, symbol, start, end)
-        from pymicro.runtime.model import spec_of
 
         spec, name = spec_of(model.described), model_id
     else:
@@ -942,8 +943,6 @@ def _backtest_plan(server: PymicroServer, model_id, preset, symbol, start, end, 
 
 def _backtest(report: Callable, server: PymicroServer, plan: _BacktestPlan, cost_bps, slippage_bps, threshold,
               long_only, train_window, step, epochs, patience, batch_size, seed) -> BacktestOutcome:
-    from pymicro.evaluation.backtest import LabelledSeries, positions_from_probabilities, run_backtest, walk_forward
-    from pymicro.metrics import classification_summary
 
     part, notes = plan.part, []
     n_classes = len(part.label_names)
@@ -986,17 +985,15 @@ def _backtest(report: Callable, server: PymicroServer, plan: _BacktestPlan, cost
 def _news(headlines: list[Headline], calendar: str, close_time: str, tz: str) -> NewsAnalysis:
     import pandas as pd
 
-    from pymicro.market.news import analyze_news, load_lm_lexicon, validate_headlines
 
     frame = pd.DataFrame([h.model_dump() for h in headlines], columns=["timestamp", "symbol", "headline"])
     checked = validate_headlines(frame, tz=tz, source="headlines")
     cal = None
     if calendar == "embedded":
-        from pymicro.market.data import load_embedded
 
         cal = load_embedded(["SP500"])["date"].to_numpy("datetime64[ns]")
     lexicon = load_lm_lexicon()
-    daily = analyze_news(checked, calendar=cal, close_time=close_time, lexicon=lexicon, tz=tz)
+    daily = score_headlines(checked, calendar=cal, close_time=close_time, lexicon=lexicon, tz=tz)
     daily = daily[daily["has_news"] > 0]
     days = [NewsDay(date=_day(r.date), symbol=str(r.symbol), n_headlines=int(r.n_headlines), n_words=int(r.n_words),
                     n_positive=int(r.n_positive), n_negative=int(r.n_negative), n_uncertainty=int(r.n_uncertainty),
@@ -1146,7 +1143,6 @@ if _PRESETS_WITH_DATA:
         logger.info("validate_model unavailable: %s", _e)
     else:
         def _validate_model(report: Callable, server: PymicroServer, model_id, symbols, fit, **options):
-            from pymicro.agents.reasoning import validate_on_embedded
 
             _, model = server.models.get(model_id)
             report(0, "building the features and labels")
@@ -1385,7 +1381,6 @@ def serve(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m pymicro.agents.mcp_server [options]``: the same as ``pymicro mcp [options]``."""
-    from pymicro.agents.options import DESCRIPTION, arguments
 
     parser = argparse.ArgumentParser(prog="python -m pymicro.agents.mcp_server", description=DESCRIPTION)
     arguments(parser)

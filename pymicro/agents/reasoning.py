@@ -51,6 +51,18 @@ import pandas as pd
 
 from pymicro.errors import PymicroError
 from pymicro.market.features import REASONING_FEATURES
+from pymicro.evaluation.validation import FREQUENCIES
+from pymicro.evaluation.validation import validate
+from pymicro.market.bars import bars_of_one_symbol
+from pymicro.market.data import embedded_symbols as listed
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset
+from pymicro.market.features import FEATURE_SETS
+from pymicro.market.labels import label_details
+from pymicro.market.macro import MacroInputs
+from pymicro.market.reasoning_features import reasoning_arrays
+from pymicro.market.technical import momentum_arrays
+from pymicro.metrics import binomial_test
 
 DOMAINS = ("market_psychology", "quantitative_trading", "macro_economics", "synthesis", "model_validation")
 MARKET_DOMAINS = DOMAINS[:3]
@@ -195,11 +207,6 @@ class SymbolTable:
 def symbol_table(bars: pd.DataFrame, symbol: str, macro=None) -> SymbolTable:
     """The table of one symbol's bars, computed by the same calls as
     :func:`pymicro.market.reasoning_features.reasoning_features` (plus the inputs it reads)."""
-    from pymicro.market.bars import bars_of_one_symbol
-    from pymicro.market.technical import momentum_arrays
-    from pymicro.market.labels import label_details
-    from pymicro.market.macro import MacroInputs
-    from pymicro.market.reasoning_features import reasoning_arrays
 
     dates, b = bars_of_one_symbol(bars)
     d64 = np.asarray(dates, "datetime64[ns]")
@@ -215,13 +222,11 @@ def symbol_table(bars: pd.DataFrame, symbol: str, macro=None) -> SymbolTable:
 
 @functools.lru_cache(maxsize=8)
 def embedded_table(symbol: str) -> SymbolTable:
-    from pymicro.market.data import load_embedded
 
     return symbol_table(load_embedded([symbol]), symbol)
 
 
 def embedded_symbols() -> tuple[str, ...]:
-    from pymicro.market.data import embedded_symbols as listed
 
     return listed()
 
@@ -320,7 +325,6 @@ def judge_claims(claims: list[Claim], table: SymbolTable | None = None, t: int |
     """One finding per claim (domain model_validation; direction -1 implausible, +1 plausible)
     against the daily limits of :data:`pymicro.evaluation.validation.FREQUENCIES` and, for accuracy, the
     majority-class rate of ``table``'s labels known at bar ``t``."""
-    from pymicro.evaluation.validation import FREQUENCIES
 
     freq = FREQUENCIES["daily"]
     out = []
@@ -543,7 +547,6 @@ def reason(query: str, *, domains=None, depth: int = 3, symbol: str | None = Non
 def _analogues(table: SymbolTable, t: int, row: dict) -> dict:
     """How often the close was higher HORIZON bars later on past bars in the same regime
     (momentum_score > 0, volatility_regime > 0.5), on non-overlapping windows ending by t."""
-    from pymicro.metrics import binomial_test
 
     idx = np.arange(t - HORIZON, -1, -HORIZON)  # windows [i, i + H] end at t, t - H, ...
     if not (math.isfinite(row["momentum_score"]) and math.isfinite(row["volatility_regime"])):
@@ -646,7 +649,6 @@ def _answer(sym, as_of, intent, market, findings, synthesis, validation, confide
 def model_settings(model) -> dict:
     """What the blob's metadata says about its data: preset, horizon, threshold, symbols and
     training dates (``train_end``, ``test_start``), with sensible defaults when absent."""
-    from pymicro.market.features import FEATURE_SETS
 
     meta = dict(model.described.get("metadata", {}))
     preset = meta.get("preset")
@@ -678,9 +680,6 @@ def validate_on_embedded(model, symbols=None, *, lookback_days: int | None = Non
     its preset, split as the trainer splits. ``lookback_days``: the last bars of each symbol
     only, as the trainer's option of that name (give the value the model was trained with, or
     the split differs from its own). Returns ``report.to_dict()`` plus ``symbols``."""
-    from pymicro.market.data import load_embedded
-    from pymicro.market.dataset import make_dataset
-    from pymicro.evaluation.validation import validate
 
     s = model_settings(model)
     if s["preset"] is None:

@@ -40,6 +40,12 @@ import numpy as np
 
 from pymicro import metrics as M
 from pymicro.errors import EvaluationError
+from pymicro.market.features import bars_of_one_symbol, compute_features
+from pymicro.market.labels import LABEL_NAMES, label_details
+from pymicro.runtime.blob import freeze
+from pymicro.runtime.model import load
+from pymicro.runtime.spec import Spec, preset
+from pymicro.training.train import train
 
 __all__ = [
     "BacktestResult", "LabelledSeries", "Leg", "momentum_positions", "plot_equity",
@@ -406,8 +412,6 @@ class LabelledSeries:
                   vol_window: int = 20) -> LabelledSeries:
         """Features (:mod:`pymicro.market.features`) and direction labels (:mod:`pymicro.market.labels`) of one
         symbol's daily bars (a DataFrame with date, open, high, low, close, volume)."""
-        from pymicro.market.features import bars_of_one_symbol, compute_features
-        from pymicro.market.labels import LABEL_NAMES, label_details
 
         dates, bars = bars_of_one_symbol(df)
         feats = compute_features(df, features, dropna=False)
@@ -443,9 +447,6 @@ def tinygrad_fit(spec, *, horizon: int, val_fraction: float = 0.2, backend: str 
     bar), freezes the best network into a blob and returns that blob's
     ``predict(X)`` on ``backend`` (``pymicro.load(pymicro.freeze(net))``).
     """
-    from pymicro.runtime.blob import freeze
-    from pymicro.runtime.model import load
-    from pymicro.training.train import train
 
     def fit(X, y):
         n = len(y)
@@ -578,7 +579,6 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
 
 
 def _walk_forward_input(data, spec, horizon, label_threshold, vol_window, features, prices, check_spec):
-    from pymicro.runtime.spec import Spec, preset
 
     spec_obj = preset(spec) if isinstance(spec, str) else spec
     if spec_obj is not None and not isinstance(spec_obj, Spec):

@@ -16,6 +16,15 @@ from pathlib import Path
 import numpy as np
 
 from pymicro.runtime.spec import PRESETS
+from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset
+from pymicro.plots import _pyplot
+from pymicro.runtime.bench import machine_name
+from pymicro.runtime.bench import single_call_latency
+from pymicro.runtime.model import load
+from pymicro.training.reasoning_loss import ablation
+from pymicro.training.trainer import run_training
 
 CLASS_POSITIONS = {3: (-1.0, 0.0, 1.0), 5: (-1.0, -0.5, 0.0, 0.5, 1.0)}
 
@@ -34,17 +43,12 @@ def _portfolio(per_symbol: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np
 
 def evaluate_preset(name: str, frame, *, epochs: int, batch_size: int, patience: int, seed: int,
                     cost_bps: float, slippage_bps: float, threshold: float, out_dir: Path, progress=None) -> dict:
-    from pymicro.runtime.model import load
     from pymicro import metrics as M
-    from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
-    from pymicro.runtime.bench import single_call_latency
-    from pymicro.training.trainer import run_training
 
     run = run_training(name, data=frame, epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
                        name=f"{name}-report", out_dir=out_dir / "models", plot=False, progress=progress)
     model = load(run.blob)
     perf = run.performance
-    from pymicro.market.dataset import make_dataset
 
     test = make_dataset(frame, name).split().test
     closes = {s: g.set_index("date")["close"] for s, g in frame.groupby("symbol")}
@@ -85,7 +89,6 @@ def evaluate_preset(name: str, frame, *, epochs: int, batch_size: int, patience:
 
 
 def _plot(results: list[dict], path: Path) -> None:
-    from pymicro.plots import _pyplot
 
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(5.5 * len(results), 4), squeeze=False)
@@ -154,8 +157,6 @@ def build_report(presets=PRESETS, *, out_dir="docs", epochs: int = 40, batch_siz
     ``progress(description, total, unit="epoch")``, if given, returns a (bar, callback) pair
     like the CLI's tqdm bars: the callback goes to the trainer.
     """
-    from pymicro.runtime.bench import machine_name
-    from pymicro.market.data import load_embedded
 
     out_dir = Path(out_dir)
     (out_dir / "report").mkdir(parents=True, exist_ok=True)
@@ -170,7 +171,6 @@ def build_report(presets=PRESETS, *, out_dir="docs", epochs: int = 40, batch_siz
             bar.close()
     ab = None
     if ablation_seeds:
-        from pymicro.training.reasoning_loss import ablation
 
         runs = len(set((0.0, *ablation_weights))) * len(ablation_seeds)
         bar, update = progress("loss ablation (momentum)", runs, unit="run") if progress else (None, None)

@@ -53,6 +53,13 @@ import numpy as np
 
 from pymicro import metrics as M
 from pymicro.errors import EvaluationError, TrainingError
+from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
+from pymicro.evaluation.backtest import tinygrad_fit as _fit
+from pymicro.market.dataset import Dataset, Split
+from pymicro.runtime.blob import freeze
+from pymicro.runtime.model import Model, load
+from pymicro.runtime.model import spec_of
+from pymicro.runtime.spec import Network
 
 __all__ = [
     "EULER_GAMMA",
@@ -338,7 +345,6 @@ def tinygrad_fit(spec, *, horizon: int, epochs: int = 8, batch_size: int = 64, p
     (:func:`pymicro.evaluation.backtest.tinygrad_fit`: the last 20 % of the rows it is given hold out
     for early stopping after a ``horizon``-row purge; frozen; native runtime). Few epochs:
     the experiments compare fits with each other, not with the model's own training."""
-    from pymicro.evaluation.backtest import tinygrad_fit as _fit
 
     f = _fit(spec, horizon=horizon, epochs=epochs, batch_size=batch_size, patience=patience,
              learning_rate=learning_rate, seed=seed)
@@ -368,7 +374,6 @@ class _Rows:
 
 
 def _as_rows(data, horizon, train, validation, embargo) -> _Rows:
-    from pymicro.market.dataset import Dataset, Split
 
     if isinstance(data, Dataset):
         split = data.split(train=train, validation=validation, embargo=embargo)
@@ -1018,7 +1023,6 @@ def _trading(rows: _Rows, table, probs_all, majority, freq, cost_bps, slippage_b
              class_positions):
     import pandas as pd
 
-    from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
 
     te = rows.idx(2)
     cp = class_positions
@@ -1237,16 +1241,13 @@ def _experiments(rows, bars, fit, shuffles, seed, majority, n_classes) -> tuple[
 # =========================================================================== validate
 
 def _as_model(model):
-    from pymicro.runtime.model import Model, load
 
     if isinstance(model, Model):
         return model
     if hasattr(model, "network") and not hasattr(model, "blob"):  # a TrainResult
         model = model.network
-    from pymicro.runtime.spec import Network
 
     if isinstance(model, Network):
-        from pymicro.runtime.blob import freeze
 
         return load(freeze(model))
     if hasattr(model, "blob") and isinstance(model.blob, (bytes, bytearray)):  # a TrainingRun
@@ -1338,7 +1339,6 @@ def validate(model, data, *, prices=None, n_trials: int = 1, frequency: str = "d
     # retraining experiments
     if isinstance(fit, str):
         if fit == "tinygrad":
-            from pymicro.runtime.model import spec_of
 
             fit_fn = tinygrad_fit(spec_of(m.described), horizon=h, seed=seed, **(fit_kwargs or {}))
         elif fit == "ridge":

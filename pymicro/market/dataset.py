@@ -25,6 +25,7 @@ from pymicro.market.data import validate_ohlcv
 from pymicro.errors import DataError
 from pymicro.market.features import feature_set
 from pymicro.market.labels import LABEL_NAMES, _check, label_details, label_names
+from pymicro.runtime.spec import preset as preset_spec
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,7 +130,6 @@ def make_dataset(
     """
     _check(horizon, threshold, vol_window)
     fs = feature_set(preset)
-    from pymicro.runtime.spec import preset as preset_spec
 
     classes = preset_spec(preset).n_classes
     bars = validate_ohlcv(df_long, symbol=symbol, max_gap_days=None, source="make_dataset input")

@@ -42,6 +42,8 @@ import pandas as pd
 
 from pymicro.errors import DataError
 from pymicro.market.bars import bars_of_one_symbol, lag, log_returns, rolling, safe_ratio, window_mean, window_std
+from pymicro.market.data import _embedded_bytes
+from pymicro.market.data import load_embedded
 
 DAILY_MAX_STALE_DAYS = 7
 """A daily input older than this many calendar days (since it became usable) is missing."""
@@ -113,7 +115,6 @@ def _first_of_month_plus(months: np.ndarray, k: int) -> np.ndarray:
 
 
 def _read_shipped(filename: str) -> pd.DataFrame:
-    from pymicro.market.data import _embedded_bytes  # the checksum-verified reader
 
     return pd.read_csv(io.BytesIO(_embedded_bytes(filename)), compression="gzip")
 
@@ -256,7 +257,6 @@ class MacroInputs:
     @functools.cache
     def embedded() -> MacroInputs:
         """The inputs that ship with pymicro (one shared, cached instance)."""
-        from pymicro.market.data import load_embedded
 
         bars = load_embedded(["SP500", "NASDAQ"])
         return MacroInputs(

@@ -34,6 +34,13 @@ from functools import lru_cache, partial
 import numpy as np
 
 from pymicro.errors import BackendError, InputError
+from pymicro.runtime.blob import freeze
+from pymicro.runtime.model import Model, _read_source
+from pymicro.runtime.model import load
+from pymicro.runtime.model import predict
+from pymicro.runtime.onnx_export import export_onnx
+from pymicro.runtime.spec import PRESETS
+from pymicro.runtime.spec import preset
 
 BATCH = 65536
 RUNTIMES = ("pymicro", "numpy", "onnxruntime")
@@ -201,7 +208,6 @@ def perturbed_network(name: str, seed: int = 0, bias_scale: float = 0.5):
     Glorot init leaves every bias at zero; benchmarks and parity checks want
     probabilities that differ between classes and rows.
     """
-    from pymicro.runtime.spec import preset
 
     network = preset(name).init(seed=seed)
     rng = np.random.default_rng(seed + 1)
@@ -214,7 +220,6 @@ def perturbed_network(name: str, seed: int = 0, bias_scale: float = 0.5):
 
 def preset_blob(name: str, seed: int = 0) -> bytes:
     """The blob the benchmarks run for a preset: seeded weights, perturbed biases."""
-    from pymicro.runtime.blob import freeze
 
     return freeze(perturbed_network(name, seed))
 
@@ -227,7 +232,6 @@ def inputs(input_size: int, batch: int = BATCH, seed: int = 0) -> tuple[np.ndarr
 
 
 def _blob_of(source) -> bytes:
-    from pymicro.runtime.model import Model, _read_source
 
     return source.blob if isinstance(source, Model) else _read_source(source)
 
@@ -334,7 +338,6 @@ class OnnxRuntimePeer:
                 f"onnxruntime is not installed ({e}); the ONNX Runtime peer cannot be measured. "
                 "Install it with: pip install onnxruntime") from None
         from pymicro import _core
-        from pymicro.runtime.onnx_export import export_onnx
 
         blob = _blob_of(source)
         described = _core.parse(blob)
@@ -392,7 +395,6 @@ def onnxruntime_peer(blob, *, reuse_output: bool = True) -> OnnxRuntimePeer:
 
 def pymicro_runner(model):
     """The call the benchmarks time for pymicro: ``pymicro.predict(model, x)``."""
-    from pymicro.runtime.model import predict
 
     return partial(predict, model)
 
@@ -474,7 +476,6 @@ class Row:
 
 
 def _make_runner(runtime: str, blob: bytes):
-    from pymicro.runtime.model import load
 
     if runtime == "pymicro":
         return pymicro_runner(load(blob))
@@ -495,7 +496,6 @@ def compare(presets=None, batch: int = BATCH, *, runtimes=RUNTIMES, seed: int = 
     (e.g. onnxruntime not installed) gets a row with ``note="not measured: ..."``.
     ``batch=0`` skips the batch measurement.
     """
-    from pymicro.runtime.spec import PRESETS
 
     presets = list(PRESETS if presets is None else ([presets] if isinstance(presets, str) else presets))
     runtimes = list(runtimes)

@@ -10,6 +10,8 @@ import os
 import numpy as np
 
 from pymicro.errors import BackendError
+from pymicro.runtime.blob import write_atomic
+from pymicro.runtime.model import Model, _read_source
 
 OPSET = 17
 IR_VERSION = 8  # what opset 17 needs; readable by every ONNX Runtime since 1.11
@@ -27,8 +29,6 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
     except ImportError:
         raise BackendError("export_onnx needs the onnx package: pip install 'pymicro[onnx]'") from None
     from pymicro import _core
-    from pymicro.runtime.blob import write_atomic
-    from pymicro.runtime.model import Model, _read_source
 
     blob = source.blob if isinstance(source, Model) else _read_source(source)
     d = _core.parse(blob)

@@ -46,6 +46,7 @@ from pymicro.runtime.inputs import coerce, nonfinite_error
 from pymicro.errors import BlobError, InputError, PymicroError
 from pymicro.runtime.wasm import (F32, Guest, GuestMemoryError, GuestProtocolError, _wasmtime, check_module,
                    close_at_exit, deterministic_config, wasm_bytes)
+from pymicro.runtime.model import _read_source
 
 DEFAULT_FUEL = 10_000_000_000  # about ten seconds of pymicro.wasm on a 3-4 GHz core
 DEFAULT_TIMEOUT = 10.0         # seconds per request
@@ -301,7 +302,6 @@ class Node:
     def upload(self, blob) -> Upload:
         """Load a blob (bytes or a path) into the node: the node's own parser validates it."""
         if isinstance(blob, (str, os.PathLike)):
-            from pymicro.runtime.model import _read_source
 
             blob = _read_source(blob)
         try:

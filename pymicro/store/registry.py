@@ -40,6 +40,7 @@ from pathlib import Path
 
 from pymicro.runtime.blob import write_atomic
 from pymicro.errors import RegistryError
+from pymicro.runtime.model import load
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}", re.ASCII)
 ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,47}-[0-9a-f]{8,64}", re.ASCII)
@@ -350,7 +351,6 @@ class Registry:
 
     def load(self, model_id: str, backend: str = "native", **kwargs):
         """Load the model onto a backend (see :func:`pymicro.load`)."""
-        from pymicro.runtime.model import load
 
         return load(self.read_blob(model_id), backend=backend, **kwargs)
 

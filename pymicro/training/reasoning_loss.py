@@ -23,6 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from pymicro.errors import TrainingError
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset
+from pymicro.metrics import balanced_accuracy, majority_class
+from pymicro.runtime.blob import freeze
+from pymicro.runtime.model import load
+from pymicro.training.train import train
+from pymicro.training.trainer import spec_for
 
 RULES = {
     "momentum": ("ret_20", "sma_dist_50", "trend following: 20-day return and distance from the 50-day mean agree"),
@@ -64,13 +71,6 @@ def ablation(preset: str = "momentum", weights=(0.0, 0.1, 0.5), seeds=(0, 1, 2),
              progress=None) -> dict:
     """Train each (weight, seed) on the same chronological split; report test figures per weight,
     the paired difference to weight 0 across seeds, and a plain verdict."""
-    from pymicro.runtime.blob import freeze
-    from pymicro.runtime.model import load
-    from pymicro.market.data import load_embedded
-    from pymicro.market.dataset import make_dataset
-    from pymicro.metrics import balanced_accuracy, majority_class
-    from pymicro.training.train import train
-    from pymicro.training.trainer import spec_for
 
     if 0.0 not in weights:
         weights = (0.0, *weights)

@@ -25,6 +25,20 @@ import numpy as np
 
 from pymicro.errors import DataError, TrainingError
 from pymicro.runtime.spec import Attention, Dense, Network, Spec, preset
+from pymicro.errors import ReasoningError
+from pymicro.market.data import embedded_symbols, load_embedded
+from pymicro.market.dataset import make_dataset
+from pymicro.market.features import REASONING_FEATURES
+from pymicro.market.reasoning_client import ReasoningClient, server_config
+from pymicro.market.reasoning_features import reasoning_features
+from pymicro.metrics import classification_summary
+from pymicro.metrics import majority_class
+from pymicro.plots import plot_history
+from pymicro.runtime.blob import freeze
+from pymicro.runtime.model import load
+from pymicro.store.registry import Registry
+from pymicro.store.registry import check_name
+from pymicro.training.train import tinygrad_predict, train
 
 # Pre-2014 GOOG, the embedded series, is the class A share that trades as GOOGL since 2014.
 SYMBOL_ALIASES = {"GOOGL": "GOOG"}
@@ -105,7 +119,6 @@ class TrainingRun:
 
 
 def _evaluate(model, split_part, majority: int, n_classes: int) -> dict:
-    from pymicro.metrics import classification_summary
 
     pred = model.predict(split_part.X).argmax(axis=1)
     out = classification_summary(split_part.y, pred, n_classes=n_classes, majority=majority)
@@ -131,11 +144,6 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
     ``feature_options``: passed to the preset's feature set (e.g. ``{"news": daily}`` from
     :func:`pymicro.market.news.analyze_news` for the sentiment preset).
     """
-    from pymicro.runtime.model import load
-    from pymicro.runtime.blob import freeze
-    from pymicro.market.data import load_embedded
-    from pymicro.market.dataset import make_dataset
-    from pymicro.training.train import tinygrad_predict, train
 
     if symbols is not None:
         symbols = [SYMBOL_ALIASES.get(s, s) for s in ([symbols] if isinstance(symbols, str) else symbols)]
@@ -180,7 +188,6 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
               "max_abs_diff": float(np.abs(native_val - tiny_val).max()),
               "classes_agree": bool((native_val.argmax(1) == tiny_val.argmax(1)).all())}
 
-    from pymicro.metrics import majority_class
 
     majority = majority_class(split.train.y, spec.n_classes)
     performance = _evaluate(model, split.test, majority, spec.n_classes)
@@ -202,7 +209,6 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
                 "stopped_early": result.stopped_early}
     plot_path = None
     if plot:
-        from pymicro.plots import plot_history
 
         plot_path = plot_history(result.history, out_dir / f"{name}.training.png",
                                  title=f"{name}: {spec.describe()}", best_epoch=result.best_epoch)
@@ -226,7 +232,6 @@ class MicroNeuralTrainer:
     @property
     def registry(self):
         if self._registry is None or isinstance(self._registry, (str, Path)):
-            from pymicro.store.registry import Registry
 
             self._registry = Registry(self._registry)
         return self._registry
@@ -258,13 +263,11 @@ class MicroNeuralTrainer:
         if reasoning and preset_name != "sentiment":
             raise TrainingError(f"reasoning_features=True trains on the sentiment preset's features (the twelve "
                                 f"reasoning features are among its 48 inputs); preset={preset_name!r} has none")
-        from pymicro.store.registry import check_name
 
         check_name(model_name)
         if not (reasoning or validate):
             return (await self._train(model_name, preset_name, progress, kwargs)).summary()
 
-        from pymicro.market.reasoning_client import ReasoningClient, server_config
 
         server = server_config(config.get("reasoning_server"), store=self.registry.root)
         async with ReasoningClient(server) as client:
@@ -276,7 +279,6 @@ class MicroNeuralTrainer:
                                        "use": "reported beside the model; the network reads the same twelve "
                                               "features per bar, computed locally by pymicro's feature code"}
             if validate:
-                from pymicro.errors import ReasoningError
 
                 try:
                     options = {"symbols": run.data["symbols"], "fit": "ridge"}
@@ -303,9 +305,6 @@ REASONING_QUERY = "What are the market psychology, the quantitative picture and 
 async def _consult(client, symbols) -> dict:
     """The reasoning server's answer for each symbol, with its twelve features checked against
     pymicro's own feature code at the same date (``feature_check``)."""
-    from pymicro.market.data import embedded_symbols, load_embedded
-    from pymicro.market.features import REASONING_FEATURES
-    from pymicro.market.reasoning_features import reasoning_features
 
     names = list(dict.fromkeys(SYMBOL_ALIASES.get(s, s) for s in ([symbols] if isinstance(symbols, str) else
                                                                    symbols or embedded_symbols())))
