@@ -6,9 +6,13 @@
     probs = pymicro.predict(model, x)     # (3,) for one row of 24 features
 """
 
-from .errors import (
-    BackendError, BlobError, DataError, EvaluationError, InputError, NumericsError, ParameterBudgetError,
-    PymicroError, ReasoningError, RegistryError, SpecError, TrainingError,
+from . import errors as _errors
+from .errors import (  # every error class (the sandbox's family too), exported here
+    BackendError, BlobError, CompileLimitExceeded, DataError, DeadlineExceeded, EvaluationError,
+    FuelExhausted, GuestMemoryError, GuestProtocolError, GuestTrap, InputError, InputTypeError,
+    MemoryLimitExceeded, MissingDependencyError, ModuleRejected, ModuleTooLarge, NodeStateError,
+    NumericsError, ParameterBudgetError, ProtocolViolation, PymicroError, ReasoningError,
+    RegistryError, SandboxBlobError, SandboxError, SandboxLimitError, SpecError, TrainingError,
 )
 
 try:
@@ -29,9 +33,29 @@ from .validation import ValidationReport, validate
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Attention", "BackendError", "BlobError", "DataError", "Dense", "EvaluationError", "Dropout", "InputError", "Model",
-    "ModelInfo", "NumericsError", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "ReasoningError", "RegistryError", "Spec",
-    "SpecError", "TrainingError", "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset",
-    "validate",
-]
+_ERRORS = tuple(name for name in _errors.__all__ if name != "require")
+
+__all__ = sorted([
+    "Attention", "Dense", "Dropout", "Model", "ModelInfo", "Network", "PRESETS", "Spec",
+    "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset", "validate",
+    *_ERRORS,
+])
+
+# Submodules reachable as attributes without importing them up front (``import pymicro``
+# stays light and never imports wasmtime): ``pymicro.sandbox.create(...)`` after a plain
+# ``import pymicro`` imports pymicro.sandbox on first use.
+_LAZY_SUBMODULES = frozenset({"sandbox", "wasm"})
+
+
+def __getattr__(name: str):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        module = importlib.import_module(f"{__name__}.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _LAZY_SUBMODULES)

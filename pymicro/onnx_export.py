@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .errors import BackendError
+from .errors import require
 
 OPSET = 17
 IR_VERSION = 8  # what opset 17 needs; readable by every ONNX Runtime since 1.11
@@ -21,11 +21,8 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
     Inputs: ``x`` (batch, input_size) float32. Outputs: ``probabilities``
     (batch, n_classes) and, for attention models, ``attention`` (batch, width).
     """
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        raise BackendError("export_onnx needs the onnx package: pip install 'pymicro[onnx]'") from None
+    onnx = require("onnx", "onnx", purpose="export_onnx")  # MissingDependencyError without it
+    from onnx import TensorProto, helper, numpy_helper
     from . import _core
     from .blob import write_atomic
     from .model import Model, _read_source
