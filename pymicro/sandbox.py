@@ -44,7 +44,7 @@ import numpy as np
 
 from ._inputs import coerce, nonfinite_error
 from .errors import (BlobError, CompileLimitExceeded, DeadlineExceeded,  # noqa: F401
-                     FuelExhausted, GuestTrap, InputError, MemoryLimitExceeded, ModuleRejected,
+                     FuelExhausted, GuestTrap, InputError, InputTypeError, MemoryLimitExceeded, ModuleRejected,
                      ModuleTooLarge, NodeStateError, ProtocolViolation, PymicroError,
                      SandboxBlobError, SandboxError, SandboxLimitError)
 from .wasm import (F32, Guest, GuestMemoryError, GuestProtocolError, _wasmtime, check_module,
@@ -168,7 +168,7 @@ def compile_module(source) -> object:
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
     if not isinstance(source, (bytes, str)):
-        raise InputError(f"module must be wasm bytes, WAT text or a path, got {type(source).__name__}")
+        raise InputTypeError(f"module must be wasm bytes, WAT text or a path, got {type(source).__name__}")
     try:
         module = wasmtime.Module(_engine()[0], source)
     except wasmtime.WasmtimeError as e:
@@ -240,7 +240,7 @@ class Node:
         try:
             data = bytes(memoryview(blob).cast("B"))
         except TypeError:
-            raise InputError("a blob must be a contiguous bytes-like object or a path") from None
+            raise InputTypeError("a blob must be a contiguous bytes-like object or a path") from None
         with self._lock:
             self._usable("upload", need_model=False)
             self._io = None

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._inputs import coerce, nonfinite_error
 from .errors import (BackendError, BlobError, GuestMemoryError, GuestProtocolError,  # noqa: F401
-                     InputError, require)
+                     InputError, InputTypeError, require)
 
 ABI_VERSION = 1
 FAST_CALL_SERIES = 50  # the wasmtime-py major version the unchecked call path is tested on
@@ -491,7 +491,7 @@ class WasmModel:
         try:
             blob = bytes(memoryview(data).cast("B"))
         except TypeError:
-            raise InputError("a blob must be a contiguous bytes-like object "
+            raise InputTypeError("a blob must be a contiguous bytes-like object "
                              "(bytes, bytearray, memoryview)") from None
         if nan_policy not in ("raise", "propagate"):
             raise InputError(f"nan_policy must be 'raise' or 'propagate', got '{nan_policy}'")

@@ -451,3 +451,68 @@ def test_the_core_type_stubs_name_exactly_what_the_module_has():
     assert functions == public
     assert methods == {name for name in dir(_core.NativeModel) if not name.startswith("_")}
     assert (Path(pymicro.__file__).parent / "py.typed").exists()
+
+
+def _hostile(kind, exc):
+    """An object whose own conversion to an array raises ``exc``: from __array__, from
+    __getitem__ (a sequence of the right length) or from __len__."""
+    if kind == "__array__":
+        class Obj:
+            def __array__(self, *args, **kwargs):
+                raise exc("broken __array__")
+    elif kind == "__getitem__":
+        class Obj:
+            def __len__(self):
+                return 24
+
+            def __getitem__(self, i):
+                raise exc("broken __getitem__")
+    else:
+        class Obj:
+            def __len__(self):
+                raise exc("broken __len__")
+
+            def __getitem__(self, i):
+                return 1.0
+    return Obj()
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyError, ZeroDivisionError, AttributeError])
+@pytest.mark.parametrize("kind", ["__array__", "__getitem__", "__len__"])
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_an_input_whose_conversion_raises_is_an_input_error_chained_to_it(backend, kind, exc):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(0)), backend)
+    x = _hostile(kind, exc)
+    for call in (model.predict, model.explain):
+        with pytest.raises(InputError) as e:
+            call(x)
+        if kind == "__array__":  # numpy calls it and lets its exception through: chained
+            assert type(e.value.__cause__) is exc and "broken __array__" in str(e.value)
+    with pytest.raises(InputError, match="predict_into needs x as a float32"):
+        model.predict_into(x, np.empty(3, np.float32))  # never converts: refused untouched
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_a_memory_error_while_converting_an_input_is_not_wrapped(backend):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(0)), backend)
+    for kind in ("__array__", "__getitem__"):
+        for call in (model.predict, model.explain):
+            with pytest.raises(MemoryError) as e:
+                call(_hostile(kind, MemoryError))
+            assert not isinstance(e.value, pymicro.PymicroError)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_non_numeric_inputs_are_input_type_errors_so_also_type_errors(backend):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(0)), backend)
+    for bad in (np.array(["a"] * 24), np.zeros(24, np.complex64), np.zeros(24, bool),
+                np.array([object()] * 24), [[1.0] * 24, [1.0]], "not an array", None):
+        with pytest.raises(pymicro.InputTypeError) as e:
+            model.predict(bad)
+        assert isinstance(e.value, TypeError) and isinstance(e.value, InputError)
