@@ -21,10 +21,14 @@ imported when first used, so ``pymicro.validate`` or ``pymicro.sandbox`` cost no
 they are touched.
 """
 
+from pymicro import errors as _errors
 from pymicro._version import __version__ as __version__
-from pymicro.errors import (
-    BackendError, BlobError, DataError, EvaluationError, InputError, NumericsError, ParameterBudgetError,
-    PymicroError, ReasoningError, RegistryError, SpecError, TrainingError,
+from pymicro.errors import (  # every error class (the sandbox's family too), exported here
+    BackendError, BlobError, CompileLimitExceeded, DataError, DeadlineExceeded, EvaluationError,
+    FuelExhausted, GuestMemoryError, GuestProtocolError, GuestTrap, InputError, InputTypeError,
+    MemoryLimitExceeded, MissingDependencyError, ModuleRejected, ModuleTooLarge, NodeStateError,
+    NumericsError, ParameterBudgetError, ProtocolViolation, PymicroError, ReasoningError,
+    RegistryError, SandboxBlobError, SandboxError, SandboxLimitError, SpecError, TrainingError,
 )
 
 try:
@@ -46,6 +50,7 @@ _LAZY = {
     "validate": ("pymicro.evaluation.validation", "validate"),
     "ValidationReport": ("pymicro.evaluation.validation", "ValidationReport"),
     "sandbox": ("pymicro.runtime.sandbox", None),
+    "wasm": ("pymicro.runtime.wasm", None),
 }
 _SUBPACKAGES = {"runtime", "market", "training", "evaluation", "store", "agents", "cli",
                 "errors", "metrics", "tables", "plots"}
@@ -70,9 +75,10 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY) | _SUBPACKAGES)
 
 
-__all__ = [
-    "Attention", "BackendError", "BlobError", "DataError", "Dense", "EvaluationError", "Dropout", "InputError", "Model",
-    "ModelInfo", "NumericsError", "Network", "PRESETS", "ParameterBudgetError", "PymicroError", "ReasoningError", "RegistryError", "Spec",
-    "SpecError", "TrainingError", "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset",
-    "validate",
-]
+_ERRORS = tuple(name for name in _errors.__all__ if name != "require")
+
+__all__ = sorted([
+    "Attention", "Dense", "Dropout", "Model", "ModelInfo", "Network", "PRESETS", "Spec",
+    "ValidationReport", "export_onnx", "freeze", "load", "predict", "preset", "validate",
+    *_ERRORS,
+])

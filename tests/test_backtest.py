@@ -433,7 +433,8 @@ def test_walk_forward_default_fit_trains_freezes_and_predicts_natively(monkeypat
     s0 = res.windows[0]["test_start"]
     for k, w in enumerate(res.windows):
         rows = np.arange(w["test_start"], min(w["test_end"] + 1, 299))  # bar 299's position earns nothing
-        ref = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(seed=k + 1)), "reference")
+        ref = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(seed=k + 1)), "reference",
+                           dtype=np.float64)
         expected = positions_from_probabilities(ref.predict(X[rows].astype(np.float32)), 0.0)
         assert (res.positions[rows - s0] == expected).all()
 

@@ -19,7 +19,7 @@ TOL = 1e-5
 
 
 def _reference(blob):
-    return pymicro.load(blob, backend="reference").predict
+    return pymicro.load(blob, backend="reference", dtype=np.float64).predict
 
 
 def _all_activations_blob() -> bytes:

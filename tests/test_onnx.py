@@ -18,7 +18,7 @@ def test_onnx_runtime_matches_the_reference_within_1e5(net):
     blob = pymicro.freeze(net)
     x = np.random.default_rng(0).normal(0, 2, (33, net.spec.input_size)).astype(np.float32)
     got = session(blob).run(["probabilities"], {"x": x})[0]
-    np.testing.assert_allclose(got, pymicro.load(blob, "reference").predict(x), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(got, pymicro.load(blob, "reference", dtype=np.float64).predict(x), atol=1e-5, rtol=0)
 
 
 def test_presets_export_with_attention_output_and_metadata(tmp_path, preset_blob):

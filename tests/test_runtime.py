@@ -25,7 +25,7 @@ def rows(n, width, seed=0, scale=2.0):
 def test_native_matches_reference_within_1e5_on_every_isa(net, n, seed):
     blob = pymicro.freeze(net)
     x = rows(n, net.spec.input_size, seed)
-    want = pymicro.load(blob, "reference").predict(x)
+    want = pymicro.load(blob, "reference", dtype=np.float64).predict(x)
     for isa in ISAS:
         got = pymicro.load(blob, isa=isa).predict(x)
         assert got.dtype == np.float32 and got.shape == (n, net.spec.n_classes)
@@ -158,7 +158,7 @@ def test_an_overflow_a_saturating_activation_absorbs_gives_the_float64_answer(ba
     x[OVERFLOW_ROWS] *= np.float32(1e6)
     got = pymicro.load(blob, backend).predict(x)
     assert np.isfinite(got).all()
-    np.testing.assert_allclose(got, pymicro.load(blob, "reference").predict(x), atol=1e-5)
+    np.testing.assert_allclose(got, pymicro.load(blob, "reference", dtype=np.float64).predict(x), atol=1e-5)
 
 
 def test_overflow_is_reported_alike_by_native_and_wasm_bit_for_bit():
@@ -233,7 +233,7 @@ def test_explain_returns_the_attention_weights():
         a = pymicro.load(blob, isa=isa).explain(x)
         assert a.shape == (50, 24)
         np.testing.assert_allclose(a.sum(axis=1), 1.0, atol=1e-5)
-        np.testing.assert_allclose(a, pymicro.load(blob, "reference").explain(x), atol=1e-5)
+        np.testing.assert_allclose(a, pymicro.load(blob, "reference", dtype=np.float64).explain(x), atol=1e-5)
         assert np.array_equal(pymicro.load(blob, isa=isa).explain(x[7]), a[7])
     no_attention = pymicro.load(pymicro.freeze(pymicro.preset("reversal").init()))
     with pytest.raises(InputError, match="no attention"):
@@ -451,3 +451,133 @@ def test_the_core_type_stubs_name_exactly_what_the_module_has():
     assert functions == public
     assert methods == {name for name in dir(_core.NativeModel) if not name.startswith("_")}
     assert (Path(pymicro.__file__).parent / "py.typed").exists()
+
+
+def _hostile(kind, exc):
+    """An object whose own conversion to an array raises ``exc``: from __array__, from
+    __getitem__ (a sequence of the right length) or from __len__."""
+    if kind == "__array__":
+        class Obj:
+            def __array__(self, *args, **kwargs):
+                raise exc("broken __array__")
+    elif kind == "__getitem__":
+        class Obj:
+            def __len__(self):
+                return 24
+
+            def __getitem__(self, i):
+                raise exc("broken __getitem__")
+    else:
+        class Obj:
+            def __len__(self):
+                raise exc("broken __len__")
+
+            def __getitem__(self, i):
+                return 1.0
+    return Obj()
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyError, ZeroDivisionError, AttributeError])
+@pytest.mark.parametrize("kind", ["__array__", "__getitem__", "__len__"])
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_an_input_whose_conversion_raises_is_an_input_error_chained_to_it(backend, kind, exc):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(0)), backend)
+    x = _hostile(kind, exc)
+    for call in (model.predict, model.explain):
+        with pytest.raises(InputError) as e:
+            call(x)
+        if kind == "__array__":  # numpy calls it and lets its exception through: chained
+            assert type(e.value.__cause__) is exc and "broken __array__" in str(e.value)
+    with pytest.raises(InputError, match="predict_into needs x as a float32"):
+        model.predict_into(x, np.empty(3, np.float32))  # never converts: refused untouched
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_a_memory_error_while_converting_an_input_is_not_wrapped(backend):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(0)), backend)
+    for kind in ("__array__", "__getitem__"):
+        for call in (model.predict, model.explain):
+            with pytest.raises(MemoryError) as e:
+                call(_hostile(kind, MemoryError))
+            assert not isinstance(e.value, pymicro.PymicroError)
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_non_numeric_inputs_are_input_type_errors_so_also_type_errors(backend):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(pymicro.freeze(pymicro.preset("momentum").init(0)), backend)
+    for bad in (np.array(["a"] * 24), np.zeros(24, np.complex64), np.zeros(24, bool),
+                np.array([object()] * 24), [[1.0] * 24, [1.0]], "not an array", None):
+        with pytest.raises(pymicro.InputTypeError) as e:
+            model.predict(bad)
+        assert isinstance(e.value, TypeError) and isinstance(e.value, InputError)
+
+
+def test_the_model_methods_are_documented_on_the_class_and_the_instances_keep_the_fast_calls(preset_blob):
+    import inspect
+    import pydoc
+
+    for name, params in (("predict", ["self", "x"]), ("predict_into", ["self", "x", "out"]),
+                         ("explain", ["self", "x"])):
+        method = getattr(pymicro.Model, name)
+        assert inspect.isfunction(method) and len(method.__doc__) > 100
+        assert list(inspect.signature(method).parameters) == params
+        assert "Returns" in method.__doc__ or "returns" in method.__doc__
+    assert "Class probabilities" in pydoc.render_doc(pymicro.Model.predict)
+    model = pymicro.load(preset_blob)
+    # the instance's own attribute is the core's vectorcall function, not the Python method
+    assert type(model.predict).__name__ == "builtin_function_or_method"
+    x = rows(7, model.input_size)
+    want = model.predict(x)
+    assert np.array_equal(pymicro.Model.predict(model, x), want)
+    out = np.empty_like(want)
+    assert pymicro.Model.predict_into(model, x, out) is None and np.array_equal(out, want)
+    if model._impl.attn_width:
+        assert np.array_equal(pymicro.Model.explain(model, x), model.explain(x))
+
+
+@pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
+def test_every_backend_returns_float32_by_default(preset_blob, backend):
+    if backend == "wasm":
+        pytest.importorskip("wasmtime")
+    model = pymicro.load(preset_blob, backend)
+    x = rows(5, model.input_size)
+    assert model.dtype == np.float32 and model.info.dtype == "float32"
+    assert model.predict(x).dtype == np.float32 and model.predict(x[0]).dtype == np.float32
+    if model._impl.attn_width:
+        assert model.explain(x).dtype == np.float32
+    out = np.empty((5, model.n_classes), np.float32)
+    model.predict_into(x, out)
+    np.testing.assert_allclose(out, model.predict(x), atol=1e-5)
+
+
+def test_the_reference_gives_float64_on_request_and_only_the_reference(preset_blob):
+    from pymicro.runtime.reference import forward
+
+    r32 = pymicro.load(preset_blob, "reference")
+    r64 = pymicro.load(preset_blob, "reference", dtype=np.float64)
+    x = rows(9, r64.input_size)
+    p64 = r64.predict(x)
+    assert p64.dtype == np.float64 and r64.dtype == np.float64 and r64.info.dtype == "float64"
+    assert np.array_equal(p64, forward(r64.described, x)[0])  # the float64 values themselves
+    assert np.array_equal(r32.predict(x), p64.astype(np.float32))
+    assert r64.predict(x[0]).dtype == np.float64
+    out = np.empty((9, r64.n_classes), np.float64)
+    r64.predict_into(x, out)
+    assert np.array_equal(out, p64)
+    with pytest.raises(InputError, match="out must be a float64"):
+        r64.predict_into(x, out.astype(np.float32))
+    assert pymicro.load(preset_blob, "reference", dtype="float64").dtype == np.float64
+    assert pymicro.load(preset_blob, dtype=np.float32).dtype == np.float32
+    for backend in ("native", "wasm"):
+        with pytest.raises(InputError, match="backend='reference' only"):
+            pymicro.load(preset_blob, backend, dtype=np.float64)
+    with pytest.raises(InputError, match="np.float32 or np.float64"):
+        pymicro.load(preset_blob, "reference", dtype=np.int32)
+    with pytest.raises(pymicro.InputTypeError, match="np.float32 or np.float64"):
+        pymicro.load(preset_blob, "reference", dtype=object())

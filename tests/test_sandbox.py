@@ -117,6 +117,21 @@ def test_inputs_follow_the_model_policy(blob):
         sandbox.create().execute(x)
 
 
+@pytest.mark.parametrize("exc", [RuntimeError, KeyError, ZeroDivisionError, AttributeError])
+def test_an_input_whose_conversion_raises_is_an_input_error_in_a_node(blob, exc):
+    class Obj:
+        def __array__(self, *args, **kwargs):
+            raise exc("broken __array__")
+
+    node = sandbox.create(memory_mb=16)
+    node.upload(blob)
+    for explain in (False, True):
+        with pytest.raises(InputError) as e:
+            node.execute(Obj(), explain=explain)
+        assert type(e.value.__cause__) is exc
+    assert node.state == "ready"
+
+
 def test_bad_limits_are_refused():
     for kw in ({"fuel": 0}, {"fuel": 1.5}, {"timeout": -1}, {"memory_mb": 0}, {"memory_mb": 1e6},
                {"nan_policy": "ignore"}):

@@ -98,7 +98,7 @@ def test_frozen_blob_reproduces_tinygrad(trained):
     assert native.shape == ours.shape == (len(Xva), spec.n_classes)
     np.testing.assert_allclose(native, ours, atol=1e-5, rtol=0)
     assert np.array_equal(native.argmax(axis=1), ours.argmax(axis=1))
-    reference = pymicro.load(pymicro.freeze(result.network), backend="reference").predict(Xva)
+    reference = pymicro.load(pymicro.freeze(result.network), backend="reference", dtype=np.float64).predict(Xva)
     np.testing.assert_allclose(reference, ours, atol=1e-5, rtol=0)
     # one row in, one row of probabilities out
     np.testing.assert_allclose(tinygrad_predict(result, Xva[0]), native[0], atol=1e-5)
@@ -137,7 +137,7 @@ def test_early_stopping_restores_the_best_epoch():
     assert result.best_epoch < result.epochs_run
     assert result.best_epoch == int(np.argmin(h["val_loss"])) + 1
     # the returned weights are the best epoch's: their validation loss is the best one
-    probs = pymicro.load(pymicro.freeze(result.network), backend="reference").predict(Xva)
+    probs = pymicro.load(pymicro.freeze(result.network), backend="reference", dtype=np.float64).predict(Xva)
     w = result.class_weights
     loss = -(w[yva] * np.log(probs[np.arange(len(yva)), yva])).sum() / w[yva].sum()
     assert loss == pytest.approx(h["val_loss"][result.best_epoch - 1], abs=1e-5)

@@ -57,7 +57,7 @@ def test_presets_match_native_bit_for_bit_where_it_fuses(preset_blob):
         assert np.array_equal(model.predict(x[17]), native.predict(x[17]))
         if model._impl.attn_width:
             assert np.array_equal(model.explain(x), native.explain(x))
-    np.testing.assert_allclose(got, pymicro.load(preset_blob, "reference").predict(x), atol=1e-5)
+    np.testing.assert_allclose(got, pymicro.load(preset_blob, "reference", dtype=np.float64).predict(x), atol=1e-5)
 
 
 @settings(max_examples=60, deadline=None)
@@ -68,7 +68,7 @@ def test_hypothesis_architectures_match_native(net, n, seed):
     got = pymicro.load(blob, "wasm").predict(x)
     assert got.dtype == np.float32 and got.shape == (n, net.spec.n_classes)
     _check_against_native(blob, x, got)
-    np.testing.assert_allclose(got, pymicro.load(blob, "reference").predict(x), atol=1e-5)
+    np.testing.assert_allclose(got, pymicro.load(blob, "reference", dtype=np.float64).predict(x), atol=1e-5)
 
 
 @settings(max_examples=20, deadline=None)

@@ -3,7 +3,12 @@
 * float32, C-contiguous, aligned ndarray: used in place (the fast path, in C++).
 * any other real numeric array or nested sequence (float16/64, ints): converted to
   float32 C-contiguous once (one copy), then run.
-* bool, complex, object, string dtypes: refused with InputError.
+* bool, complex, object, string dtypes, and things that are not array-like at all: refused
+  with InputTypeError (an InputError and a TypeError).
+* an object whose own conversion fails (its ``__array__``, ``__len__`` or ``__getitem__``
+  raises RuntimeError, KeyError, ZeroDivisionError, AttributeError, ...): InputError,
+  chained to the original (``__cause__``); a TypeError there gives InputTypeError.
+  ``MemoryError`` is never wrapped: it propagates unchanged.
 * shape (input_size,) -> (n_classes,); (batch, input_size) -> (batch, n_classes);
   anything else: InputError naming the shape (checked by the backend).
 * NaN/Inf: per the model's nan_policy ("raise" by default, or "propagate").
@@ -16,16 +21,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from pymicro.errors import InputError, NumericsError, PymicroError
+from pymicro.errors import InputError, InputTypeError, NumericsError, PymicroError
 
 
 def coerce(x, input_size: int) -> np.ndarray:
+    """x as a float32, C-contiguous array of shape (input_size,) or (n, input_size), per the
+    policy above; every failure is an InputError (MemoryError excepted)."""
     try:
         a = np.asarray(x)
-    except (ValueError, TypeError) as e:
-        raise InputError(f"x is not array-like: {e}") from None
+    except MemoryError:
+        raise
+    except (ValueError, TypeError) as e:  # ragged nesting, unconvertible elements
+        raise InputTypeError(f"x is not array-like: {e}") from e
+    except Exception as e:  # the object's own __array__/__len__/__getitem__ failed
+        raise InputError(f"x is not array-like: converting it raised {type(e).__name__}: {e}") from e
     if a.dtype.kind not in "fiu":
-        raise InputError(
+        raise InputTypeError(
             f"x has dtype {a.dtype}; pymicro takes real numbers (float32 is the zero-copy path)"
         )
     if a.ndim not in (1, 2) or a.shape[-1] != input_size:

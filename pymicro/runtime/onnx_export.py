@@ -9,9 +9,7 @@ import os
 
 import numpy as np
 
-from pymicro.errors import BackendError
-from pymicro.runtime.blob import write_atomic
-from pymicro.runtime.model import Model, _read_source
+from pymicro.errors import require
 
 OPSET = 17
 IR_VERSION = 8  # what opset 17 needs; readable by every ONNX Runtime since 1.11
@@ -23,12 +21,11 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
     Inputs: ``x`` (batch, input_size) float32. Outputs: ``probabilities``
     (batch, n_classes) and, for attention models, ``attention`` (batch, width).
     """
-    try:
-        import onnx
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        raise BackendError("export_onnx needs the onnx package: pip install 'pymicro[onnx]'") from None
+    onnx = require("onnx", "onnx", purpose="export_onnx")  # MissingDependencyError without it
+    from onnx import TensorProto, helper, numpy_helper
     from pymicro import _core
+    from pymicro.runtime.blob import write_atomic
+    from pymicro.runtime.model import Model, _read_source
 
     blob = source.blob if isinstance(source, Model) else _read_source(source)
     d = _core.parse(blob)

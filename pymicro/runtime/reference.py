@@ -1,7 +1,10 @@
 """The numpy reference backend: float64 accumulation, written for clarity, not speed.
 
 It reads the same blob through the same C++ parser as every other backend and is
-the yardstick the compiled backends are tested against.
+the yardstick the compiled backends are tested against. It computes in float64 and,
+like every backend, returns float32 unless loaded with ``dtype=np.float64``
+(``pymicro.load(blob, backend="reference", dtype=np.float64)``), which returns the
+float64 values themselves: what the parity tests compare against.
 """
 
 from __future__ import annotations
@@ -44,13 +47,16 @@ def forward(described: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | No
 
 
 class ReferenceModel:
-    """Same interface as the native model; numpy float64 inside."""
+    """Same interface as the native model; numpy float64 inside, ``dtype`` results out."""
 
     isa = "numpy-float64"
 
-    def __init__(self, described: dict, nan_policy: str = "raise"):
+    def __init__(self, described: dict, nan_policy: str = "raise", dtype=np.float32):
         if nan_policy not in ("raise", "propagate"):
             raise InputError(f"nan_policy must be 'raise' or 'propagate', got {nan_policy!r}")
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+            raise InputError(f"dtype must be np.float32 or np.float64, got {self.dtype}")
         self._d = described
         self.input_size = described["input_size"]
         self.n_classes = described["n_classes"]
@@ -73,11 +79,13 @@ class ReferenceModel:
 
     def predict(self, x) -> np.ndarray:
         probs, _, single = self._run(x)
+        probs = probs.astype(self.dtype, copy=False)
         return probs[0] if single else probs
 
     def predict64(self, x) -> np.ndarray:
-        """float64 probabilities (what the parity tests compare against)."""
-        return self.predict(x)
+        """float64 probabilities, whatever ``dtype`` (what the parity tests compare against)."""
+        probs, _, single = self._run(x)
+        return probs[0] if single else probs
 
     def predict_into(self, x, out) -> None:
         # The native core's rules, word for word: predict_into never converts.
@@ -85,9 +93,9 @@ class ReferenceModel:
                 and x.flags.aligned):
             raise InputError("predict_into needs x as a float32, C-contiguous, aligned ndarray "
                              "(it never copies); use predict() for other inputs")
-        if not (isinstance(out, np.ndarray) and out.dtype == np.float32 and out.flags.c_contiguous
+        if not (isinstance(out, np.ndarray) and out.dtype == self.dtype and out.flags.c_contiguous
                 and out.flags.aligned):
-            raise InputError("out must be a float32, C-contiguous, aligned ndarray")
+            raise InputError(f"out must be a {self.dtype}, C-contiguous, aligned ndarray")
         if not out.flags.writeable:
             raise InputError("out is read-only")
         probs = self.predict(x)
@@ -99,4 +107,5 @@ class ReferenceModel:
         if not self.attn_width:
             raise InputError("this model has no attention layer to explain")
         _, attn, single = self._run(x)
+        attn = attn.astype(self.dtype, copy=False)
         return attn[0] if single else attn

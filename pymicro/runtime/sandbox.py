@@ -43,7 +43,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from pymicro.runtime.inputs import coerce, nonfinite_error
-from pymicro.errors import BlobError, InputError, PymicroError
+from pymicro.errors import (BlobError, CompileLimitExceeded, DeadlineExceeded,  # noqa: F401
+                     FuelExhausted, GuestTrap, InputError, InputTypeError, MemoryLimitExceeded, ModuleRejected,
+                     ModuleTooLarge, NodeStateError, ProtocolViolation, PymicroError,
+                     SandboxBlobError, SandboxError, SandboxLimitError)
 from pymicro.runtime.wasm import (F32, Guest, GuestMemoryError, GuestProtocolError, _wasmtime, check_module,
                    close_at_exit, deterministic_config, wasm_bytes)
 from pymicro.runtime.model import _read_source
@@ -56,78 +59,8 @@ UNLIMITED_FUEL = (1 << 63) - 1
 
 
 # --------------------------------------------------------------------------- errors
-
-
-class SandboxError(PymicroError):
-    """A sandbox node refused or stopped a request. ``cause`` names why, in one word.
-
-    ``node`` is the node's id, ``phase`` what it was doing ("create", "upload", "execute"),
-    ``fuel_used`` and ``seconds`` what the failed request consumed (None where unknown).
-    """
-
-    cause = "sandbox"
-
-    def __init__(self, message: str, *, node: int | None = None, phase: str | None = None,
-                 fuel_used: int | None = None, seconds: float | None = None):
-        where = f"sandbox node {node}" if node is not None else "sandbox"
-        if phase:
-            where += f" ({phase})"
-        super().__init__(f"{where}: {message}")
-        self.node, self.phase, self.fuel_used, self.seconds = node, phase, fuel_used, seconds
-
-
-class FuelExhausted(SandboxError):
-    """The request used up its fuel budget (a runaway or too-large computation)."""
-
-    cause = "fuel"
-
-
-class DeadlineExceeded(SandboxError):
-    """The request ran past its wall-clock deadline (epoch interruption)."""
-
-    cause = "deadline"
-
-
-class MemoryLimitExceeded(SandboxError):
-    """The node's memory cap refused what the request needed (a blob, a model, a batch)."""
-
-    cause = "memory"
-
-
-class GuestTrap(SandboxError):
-    """The guest trapped for another reason: unreachable, out-of-bounds access, stack overflow, ..."""
-
-    cause = "trap"
-
-
-class ModuleRejected(SandboxError):
-    """The module was refused before it ran: not wasm, imports something, lacks the ABI, ..."""
-
-    cause = "module"
-
-
-class ProtocolViolation(SandboxError):
-    """The guest returned something impossible (an address outside its memory, a bad count)."""
-
-    cause = "protocol"
-
-
-class NodeStateError(SandboxError):
-    """The node cannot take this request now (closed, trapped earlier, nothing uploaded)."""
-
-    cause = "state"
-
-
-class SandboxBlobError(BlobError, SandboxError):
-    """The node's parser refused the blob (``offset``: the byte at fault). Also a BlobError."""
-
-    cause = "blob"
-
-    def __init__(self, message: str, offset: int | None = None, *, node: int | None = None,
-                 fuel_used: int | None = None, seconds: float | None = None):
-        text = message if offset is None else f"{message} (at byte {offset})"
-        SandboxError.__init__(self, text, node=node, phase="upload", fuel_used=fuel_used, seconds=seconds)
-        self.offset = offset
+# The family's classes live in pymicro.errors (and are exported from pymicro); imported
+# above so ``from pymicro.runtime.sandbox import SandboxError`` keeps working.
 
 
 # --------------------------------------------------------------------------- results
@@ -236,7 +169,7 @@ def compile_module(source) -> object:
     if isinstance(source, (bytearray, memoryview)):
         source = bytes(source)
     if not isinstance(source, (bytes, str)):
-        raise InputError(f"module must be wasm bytes, WAT text or a path, got {type(source).__name__}")
+        raise InputTypeError(f"module must be wasm bytes, WAT text or a path, got {type(source).__name__}")
     try:
         module = wasmtime.Module(_engine()[0], source)
     except wasmtime.WasmtimeError as e:
@@ -307,7 +240,7 @@ class Node:
         try:
             data = bytes(memoryview(blob).cast("B"))
         except TypeError:
-            raise InputError("a blob must be a contiguous bytes-like object or a path") from None
+            raise InputTypeError("a blob must be a contiguous bytes-like object or a path") from None
         with self._lock:
             self._usable("upload", need_model=False)
             self._io = None

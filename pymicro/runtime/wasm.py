@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from pymicro.runtime.inputs import coerce, nonfinite_error
-from pymicro.errors import BackendError, BlobError, InputError
+from pymicro.errors import (BackendError, BlobError, GuestMemoryError, GuestProtocolError,  # noqa: F401
+                     InputError, InputTypeError, require)
 
 ABI_VERSION = 1
 FAST_CALL_SERIES = 50  # the wasmtime-py major version the unchecked call path is tested on
@@ -70,13 +71,8 @@ LOAD_OK, LOAD_BLOB_INVALID, LOAD_OUT_OF_MEMORY, LOAD_NO_BUFFER = 0, 1, 2, 3
 
 
 def _wasmtime():
-    try:
-        import wasmtime
-    except ImportError as e:
-        raise BackendError(
-            f"backend 'wasm' needs the wasmtime package ({e}); install it with "
-            "pip install 'pymicro[wasm]'") from None
-    return wasmtime
+    """The wasmtime module, or MissingDependencyError (a BackendError) naming ``pymicro[wasm]``."""
+    return require("wasmtime", "wasm", purpose="backend 'wasm'")
 
 
 def wasm_path() -> Path:
@@ -332,12 +328,8 @@ class Guest:
         return xv, ov, av
 
 
-class GuestMemoryError(BackendError):
-    """The guest could not grow its memory (a sandbox node maps this to MemoryLimitExceeded)."""
-
-
-class GuestProtocolError(BackendError):
-    """The guest broke the ABI: an address outside its memory, an impossible count, ..."""
+# GuestMemoryError and GuestProtocolError live in pymicro.errors (imported above, so
+# ``from pymicro.runtime.wasm import GuestProtocolError`` keeps working).
 
 
 # --------------------------------------------------------------------------- engines
@@ -499,7 +491,7 @@ class WasmModel:
         try:
             blob = bytes(memoryview(data).cast("B"))
         except TypeError:
-            raise InputError("a blob must be a contiguous bytes-like object "
+            raise InputTypeError("a blob must be a contiguous bytes-like object "
                              "(bytes, bytearray, memoryview)") from None
         if nan_policy not in ("raise", "propagate"):
             raise InputError(f"nan_policy must be 'raise' or 'propagate', got '{nan_policy}'")
