@@ -5,15 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pymicro.errors import PymicroError
+from pymicro.errors import PymicroError, require
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise PymicroError("plotting needs matplotlib, which is not installed: pip install matplotlib "
-                           "(or pip install 'pymicro[train]')") from None
+    matplotlib = require("matplotlib", "plots", purpose="plotting")
     matplotlib.use("Agg", force=True)  # files only: never a window, works without a display
     import matplotlib.pyplot as plt
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pymicro.errors import PymicroError
+from pymicro.errors import MissingDependencyError, PymicroError
 
 SUBCOMMANDS = ("quickstart", "train", "info", "predict", "export_onnx", "bench", "backtest", "validate",
                "sandbox", "report", "mcp", "models")
@@ -22,8 +22,23 @@ def build_parser() -> argparse.ArgumentParser:
         prog="pymicro", description="Micro neural networks frozen into blobs and run by one C++ core.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in SUBCOMMANDS:
-        importlib.import_module(f"pymicro.cli.{name}").add_parser(sub)
+        try:
+            module = importlib.import_module(f"pymicro.cli.{name}")
+        except MissingDependencyError as e:  # listed anyway; running it says which extra to install
+            _unavailable(sub, name.replace("_", "-"), e)
+            continue
+        module.add_parser(sub)
     return parser
+
+
+def _unavailable(sub, command: str, error: MissingDependencyError) -> None:
+    p = sub.add_parser(command, help=f"(needs pip install 'pymicro[{error.extra}]')", description=str(error))
+    p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def refuse(args) -> int:
+        raise error
+
+    p.set_defaults(func=refuse)
 
 
 def main(argv: list[str] | None = None) -> int:

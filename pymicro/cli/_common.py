@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pymicro.errors import require
+
 from pymicro.tables import table
 
 def _short(spec) -> str:
@@ -19,7 +21,7 @@ def _short(spec) -> str:
 
 def _progress_bar(total: int, desc: str):
     """A tqdm bar and a trainer callback that advances it."""
-    from tqdm import tqdm
+    tqdm = require("tqdm", "train", purpose="progress bars").tqdm
 
     bar = tqdm(total=total, desc=desc, unit="epoch", leave=True)
 

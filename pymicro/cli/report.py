@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pymicro.errors import require
+
 
 from pymicro.evaluation.report import build_report
 from pymicro.runtime.spec import PRESETS
@@ -29,7 +31,7 @@ def add_parser(sub) -> None:
 
 
 def _bar(desc: str, total: int, unit: str = "epoch"):
-    from tqdm import tqdm
+    tqdm = require("tqdm", "train", purpose="progress bars").tqdm
 
     bar = tqdm(total=total, desc=desc, unit=unit)
 

@@ -9,3 +9,7 @@ outside reasoning server (over MCP) for feature columns.
 
 A feature at bar t reads bars up to t only; a label reads later bars.
 """
+
+from pymicro.errors import require as _require
+
+_require("pandas", "train", purpose="pymicro.market (data, features, labels)")

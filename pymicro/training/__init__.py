@@ -5,3 +5,7 @@
 freeze -> out-of-sample figures -> store), ``reasoning_loss`` (the reasoning-aware loss and its
 ablation) and ``toolchain`` (a C compiler for tinygrad's CPU device where clang is missing).
 """
+
+from pymicro.errors import require as _require
+
+_require("pandas", "train", purpose="pymicro.training")

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pymicro.training import toolchain as _toolchain
-from pymicro.errors import TrainingError
+from pymicro.errors import TrainingError, require
 from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec
 
 EVAL_CHUNK = 4096  # rows per evaluation call
@@ -63,9 +63,7 @@ __all__ = ["TinyNet", "TrainResult", "class_weights", "normalization", "tinygrad
 def _tinygrad():
     """Import tinygrad after the compiler and DEV are in place."""
     _toolchain.prepare()
-    import tinygrad
-
-    return tinygrad
+    return require("tinygrad", "train", purpose="training")
 
 
 def _tinygrad_version() -> str:
