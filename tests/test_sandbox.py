@@ -436,3 +436,85 @@ def test_a_row_that_overflows_float32_is_reported_by_a_node_as_natively():
     got = propagating.execute(x).probabilities
     assert list(np.flatnonzero(np.isnan(got).any(axis=1))) == [4]
     good_request_succeeds(preset_blob("momentum"), propagating)
+
+
+# ------------------------------------------------------------------ limits: values and compiling
+
+
+@pytest.mark.parametrize("kw, name", [
+    ({"timeout": float("inf")}, "timeout"), ({"timeout": 1e300}, "timeout"),
+    ({"timeout": float("nan")}, "timeout"), ({"timeout": 0}, "timeout"),
+    ({"timeout": -1.0}, "timeout"), ({"timeout": True}, "timeout"), ({"timeout": "1"}, "timeout"),
+    ({"timeout": sandbox.MAX_TIMEOUT * 2}, "timeout"),
+    ({"fuel": 2**64 + 5000}, "fuel"), ({"fuel": 2**63}, "fuel"), ({"fuel": 0}, "fuel"),
+    ({"fuel": -5}, "fuel"), ({"fuel": 1.5}, "fuel"), ({"fuel": float("inf")}, "fuel"),
+    ({"fuel": True}, "fuel"),
+    ({"memory_mb": float("inf")}, "memory_mb"), ({"memory_mb": float("nan")}, "memory_mb"),
+    ({"memory_mb": 0}, "memory_mb"), ({"memory_mb": 1e-9}, "memory_mb"),
+    ({"memory_mb": 1e6}, "memory_mb"), ({"memory_mb": True}, "memory_mb"),
+    ({"compile_timeout": float("inf")}, "compile_timeout"), ({"compile_timeout": 0}, "compile_timeout"),
+    ({"compile_memory_mb": 1}, "compile_memory_mb"),
+    ({"compile_memory_mb": float("nan")}, "compile_memory_mb"),
+])
+def test_every_limit_out_of_its_range_is_a_typed_error_naming_the_argument_and_range(kw, name):
+    with pytest.raises(pymicro.SandboxLimitError) as e:
+        sandbox.create(**kw)
+    err = e.value
+    assert isinstance(err, InputError) and isinstance(err, ValueError) and isinstance(err, SandboxError)
+    assert f"{name} must be" in str(err) and ("[" in str(err) or "(" in str(err))
+
+
+def test_limits_at_the_edges_of_their_ranges_are_accepted(blob):
+    node = sandbox.create(fuel=sandbox.MAX_FUEL, timeout=sandbox.MAX_TIMEOUT,
+                          memory_mb=sandbox.MAX_MEMORY_MB)
+    node.upload(blob)
+    assert node.execute(rows(3)).probabilities.shape == (3, 3)
+    tiny = sandbox.create(fuel=None, timeout=None, memory_mb=sandbox.MIN_MEMORY_MB, module=abi_wat())
+    assert tiny.fuel is None and tiny.state == "empty"  # one 64 KiB page fits the smallest cap
+    assert sandbox.create(fuel=np.int64(10**9), timeout=np.float32(2.0)).fuel == 10**9
+
+
+def big_module(n_funcs: int) -> bytes:
+    """A valid wasm binary of many long functions (about 7 KB each): seconds to compile."""
+    body = "(local.get 0)" + " (i32.const 7) (i32.mul) (local.get 0) (i32.add) (i32.const 3) (i32.xor)" * 800
+    funcs = " ".join(f"(func (param i32) (result i32) {body})" for _ in range(n_funcs))
+    return wasmtime.wat2wasm(f'(module (memory (export "memory") 1) {funcs})')
+
+
+def test_a_module_over_the_size_limit_is_refused_before_compiling(tmp_path):
+    data = b"\x00asm\x01\x00\x00\x00" + b"\x00" * sandbox.MAX_MODULE_BYTES
+    for source in (data, tmp_path / "big.wasm"):
+        if not isinstance(source, bytes):
+            source.write_bytes(data)
+        start = time.perf_counter()
+        with pytest.raises(pymicro.ModuleTooLarge) as e:
+            sandbox.create(module=source, timeout=0.2, fuel=1000, memory_mb=1)
+        assert time.perf_counter() - start < 5  # refused, not compiled
+        assert f"{len(data):,} bytes" in str(e.value) and f"{sandbox.MAX_MODULE_BYTES:,}" in str(e.value)
+        assert isinstance(e.value, sandbox.ModuleRejected)
+
+
+def test_compiling_a_large_module_stops_at_the_compile_deadline():
+    module = big_module(500)  # about 3.6 MB: under the size limit, about a second to compile
+    assert len(module) <= sandbox.MAX_MODULE_BYTES
+    deadline = 0.25
+    start = time.perf_counter()
+    with pytest.raises(pymicro.CompileLimitExceeded, match="deadline of 0.25 s"):
+        sandbox.create(module=module, timeout=0.2, fuel=1000, memory_mb=1, compile_timeout=deadline)
+    # generous: 10x the deadline plus a process start, not a benchmark
+    assert time.perf_counter() - start < 10 * deadline + 5
+
+
+def test_compiling_under_a_tiny_memory_cap_is_a_typed_error():
+    with pytest.raises(pymicro.CompileLimitExceeded, match="memory cap of 16 MiB"):
+        sandbox.create(module=big_module(200), compile_memory_mb=16, compile_timeout=60)
+
+
+def test_a_custom_module_compiled_in_the_child_runs_as_before(blob):
+    # the same WAT twice: compiled once (the child), then taken from the cache
+    node = sandbox.create(module=abi_wat(pm_run=LOOP_FOREVER_I64), fuel=10**6, timeout=5)
+    again = sandbox.create(module=abi_wat(pm_run=LOOP_FOREVER_I64), fuel=10**6, timeout=5)
+    assert node._module is again._module
+    node.upload(blob)
+    with pytest.raises(FuelExhausted):
+        node.execute(rows(1))

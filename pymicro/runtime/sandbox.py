@@ -15,11 +15,24 @@ A node is one wasmtime store and one instance with
   running, so a request is stopped no earlier than ``timeout`` and at most one tick later);
 * a memory cap (``memory_mb``: ``memory.grow`` beyond it fails; the guest reports it);
 * no imports at all: no WASI, no files, no network, no clock, no environment. A module that
-  imports anything is refused before it is instantiated.
+  imports anything is refused before it is instantiated;
+* a custom module (``module=``) of at most :data:`MAX_MODULE_BYTES` (4 MiB; else
+  :class:`ModuleTooLarge`, before anything is compiled), compiled in a child process under
+  ``compile_timeout`` seconds (default 10, its start included) and ``compile_memory_mb`` MiB
+  of address space (default 1024; an rlimit, where the OS has one), else
+  :class:`CompileLimitExceeded`. The parent deserialises the compiled code; the last 16
+  custom modules are cached by content.
+
+The limits' ranges (anything else, infinities and NaN included, is a
+:class:`SandboxLimitError` naming the argument and the range; it is also an InputError, so a
+ValueError): ``fuel`` an int in [1, 2**63 - 1] or None; ``timeout`` seconds in (0, 86400] or
+None; ``memory_mb`` in [1/16, 4096]; ``compile_timeout`` in (0, 600]; ``compile_memory_mb``
+in [16, 16384].
 
 Everything that stops a request becomes a :class:`SandboxError` subclass naming the cause
 (:class:`FuelExhausted`, :class:`DeadlineExceeded`, :class:`MemoryLimitExceeded`,
-:class:`GuestTrap`, :class:`ModuleRejected`, :class:`ProtocolViolation`,
+:class:`GuestTrap`, :class:`ModuleRejected` (:class:`ModuleTooLarge`,
+:class:`CompileLimitExceeded`), :class:`ProtocolViolation`,
 :class:`SandboxBlobError`), with ``fuel_used`` and ``seconds`` of the failed request. The host
 process and every other node carry on. A node that trapped refuses further requests
 (:class:`NodeStateError`) until :meth:`Node.reset` or :meth:`Node.recycle`; a refused blob
@@ -35,6 +48,7 @@ import atexit
 import functools
 import itertools
 import math
+import numbers
 import os
 import threading
 import time
@@ -56,6 +70,20 @@ DEFAULT_TIMEOUT = 10.0         # seconds per request
 DEFAULT_MEMORY_MB = 128        # linear memory cap per node
 TICK_S = 0.005                 # the epoch ticker's period: the deadline's resolution
 UNLIMITED_FUEL = (1 << 63) - 1
+
+# The documented ranges of the limits (anything else is a SandboxLimitError naming the range).
+MAX_FUEL = UNLIMITED_FUEL      # fuel: an int in [1, 2**63 - 1] (wasmtime's fuel is a u64), or None
+MAX_TIMEOUT = 86_400.0         # timeout: seconds, finite, in (0, one day], or None (no deadline)
+MIN_MEMORY_MB, MAX_MEMORY_MB = 1 / 16, 4096  # memory_mb: one 64 KiB page to a wasm32's 4 GiB
+
+# Custom modules (``module=``) are refused above MAX_MODULE_BYTES (ModuleTooLarge) and compiled
+# in a child process under a wall-clock deadline and a memory cap (CompileLimitExceeded); the
+# parent deserialises what the child compiled. pymicro.wasm itself is trusted and compiled here.
+MAX_MODULE_BYTES = 4 << 20         # 4 MiB of wasm bytes or WAT text
+DEFAULT_COMPILE_TIMEOUT = 10.0     # seconds, including the child's start (about 0.2 s)
+MAX_COMPILE_TIMEOUT = 600.0
+DEFAULT_COMPILE_MEMORY_MB = 1024   # address space the compiler may add to the child's own
+MIN_COMPILE_MEMORY_MB, MAX_COMPILE_MEMORY_MB = 16, 16384
 
 
 # --------------------------------------------------------------------------- errors
@@ -130,15 +158,20 @@ class _Ticker:
         return math.ceil(seconds / self.tick) + 1
 
 
-@functools.lru_cache(maxsize=None)
-def _engine():
-    """The sandbox engine: fuel metering and epoch interruption compiled in; the ticker."""
-    wasmtime = _wasmtime()
+def _config():
+    """The sandbox engine's config (the compile child builds the same one: deserialising needs it)."""
     config = deterministic_config()  # the same bits on every host, as backend="wasm"
     config.consume_fuel = True
     config.epoch_interruption = True
     config.max_wasm_stack = 512 * 1024
-    engine = wasmtime.Engine(config)
+    return config
+
+
+@functools.lru_cache(maxsize=None)
+def _engine():
+    """The sandbox engine: fuel metering and epoch interruption compiled in; the ticker."""
+    wasmtime = _wasmtime()
+    engine = wasmtime.Engine(_config())
     atexit.register(close_at_exit, engine)
     return engine, _Ticker(engine, TICK_S)
 
@@ -152,17 +185,143 @@ def _pymicro_module():
     return module
 
 
-def compile_module(source) -> object:
+def _check_limit(name: str, value, low: float, high: float, *, integer: bool = False,
+                 allow_none: bool = False, low_open: bool = False, phase: str = "create"):
+    """``value`` if it is a finite number in its documented range, else SandboxLimitError."""
+    if value is None and allow_none:
+        return None
+    closed = "(" if low_open else "["
+    if integer:
+        what = f"an integer in [{low:,}, {high:,}]"
+    else:
+        what = f"a finite number of {'seconds' if 'timeout' in name else 'MiB'} in {closed}{low:g}, {high:g}]"
+    if allow_none:
+        what += " or None"
+    ok_type = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
+    if not ok_type or isinstance(value, bool):
+        raise SandboxLimitError(f"{name} must be {what}, got {value!r}", phase=phase)
+    if integer:
+        value = int(value)
+        ok = low <= value <= high
+    else:
+        value = float(value)
+        ok = math.isfinite(value) and (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        raise SandboxLimitError(f"{name} must be {what}, got {value!r}", phase=phase)
+    return value
+
+
+_COMPILE_CHILD = """
+from pymicro.runtime.sandbox import _compile_child
+_compile_child()
+"""
+
+
+def _compile_child() -> None:
+    """The compile child: wasm bytes or WAT on stdin -> the serialised module on stdout.
+
+    argv: [is_text, extra_address_space_bytes, cpu_seconds]. Exit 0 (compiled), 2 (the
+    module does not compile: the message on stderr) or 3 (out of memory in Python).
+    """
+    import sys
+
+    wasmtime = _wasmtime()
+    is_text, extra, cpu = sys.argv[1] == "1", int(sys.argv[2]), int(sys.argv[3])
+    data = sys.stdin.buffer.read()
+    engine = wasmtime.Engine(_config())
+    try:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+        with open("/proc/self/statm") as f:  # address space mapped so far, in pages
+            mapped = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+        resource.setrlimit(resource.RLIMIT_AS, (mapped + extra, mapped + extra))
+    except (ImportError, OSError, ValueError):  # no rlimits here: the deadline still holds
+        pass
+    try:
+        module = wasmtime.Module(engine, data.decode("utf-8") if is_text else data)
+        out = module.serialize()
+    except wasmtime.WasmtimeError as e:
+        sys.stderr.write(str(e))
+        sys.exit(2)
+    except MemoryError:
+        sys.exit(3)
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+
+
+_compiled: dict = {}  # sha256 of (kind, source) -> Module, the last few custom modules
+
+
+def _compile_fenced(data: bytes, is_text: bool, timeout: float, memory_mb: float):
+    import hashlib
+    import signal
+    import subprocess
+    import sys
+
+    wasmtime = _wasmtime()
+    key = hashlib.sha256(b"wat:" + data if is_text else b"wasm:" + data).hexdigest()
+    if key in _compiled:
+        return _compiled[key]
+    limits = f"(compile limits: {timeout:g} s, {memory_mb:g} MiB)"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-P", "-c", _COMPILE_CHILD, "1" if is_text else "0",
+             str(int(memory_mb * (1 << 20))), str(math.ceil(timeout) + 1)],
+            input=data, capture_output=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise CompileLimitExceeded(f"compiling the module ran past its deadline of {timeout:g} s "
+                                   f"(a {len(data):,}-byte module) {limits}", phase="create") from None
+    if done.returncode == 2:
+        text = done.stderr.decode("utf-8", "replace").strip()
+        first = text.splitlines()[0] if text else "invalid module"
+        raise ModuleRejected(f"the module does not compile: {first}", phase="create")
+    if done.returncode == -getattr(signal, "SIGXCPU", -1000):
+        raise CompileLimitExceeded(f"compiling the module ran past its CPU time of "
+                                   f"{math.ceil(timeout) + 1} s {limits}", phase="create")
+    if done.returncode != 0:
+        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+        raise CompileLimitExceeded(
+            f"compiling the module ran out of its memory cap of {memory_mb:g} MiB or crashed "
+            f"(exit status {done.returncode}{': ' + tail[0][:200] if tail[0] else ''}) {limits}",
+            phase="create")
+    try:
+        module = wasmtime.Module.deserialize(_engine()[0], done.stdout)
+    except wasmtime.WasmtimeError as e:  # pragma: no cover - the child's engine is this one's
+        raise ModuleRejected(f"the compiled module does not load: {str(e).strip()[:200]}",
+                             phase="create") from None
+    if len(_compiled) >= 16:
+        _compiled.pop(next(iter(_compiled)))
+    _compiled[key] = module
+    return module
+
+
+def _too_large(size: int) -> str:
+    return (f"the module is {size:,} bytes; a custom module may have at most "
+            f"{MAX_MODULE_BYTES:,} bytes (MAX_MODULE_BYTES, {MAX_MODULE_BYTES >> 20} MiB)")
+
+
+def compile_module(source, *, timeout: float = DEFAULT_COMPILE_TIMEOUT,
+                   memory_mb: float = DEFAULT_COMPILE_MEMORY_MB) -> object:
     """A wasmtime Module for nodes from wasm bytes, WAT text (str or bytes) or a path.
 
+    A source over :data:`MAX_MODULE_BYTES` is refused with :class:`ModuleTooLarge` before
+    anything is compiled. The rest is compiled in a child process, stopped after ``timeout``
+    seconds (its start included) or when the compiler asks for more than ``memory_mb`` MiB
+    of address space (:class:`CompileLimitExceeded`); the parent deserialises the result.
     Refused with :class:`ModuleRejected` if it does not compile, imports anything, or does
     not export the pymicro ABI (wasm/README.md) with exactly the right types.
     """
-    wasmtime = _wasmtime()
+    timeout = _check_limit("compile_timeout", timeout, 0, MAX_COMPILE_TIMEOUT, low_open=True)
+    memory_mb = _check_limit("compile_memory_mb", memory_mb, MIN_COMPILE_MEMORY_MB,
+                             MAX_COMPILE_MEMORY_MB)
     if isinstance(source, os.PathLike):
         try:
             with open(source, "rb") as f:
-                source = f.read()
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_MODULE_BYTES:
+                    raise ModuleTooLarge(_too_large(size), phase="create")
+                source = f.read(MAX_MODULE_BYTES + 1)
         except OSError as e:
             raise ModuleRejected(f"cannot read module file {os.fspath(source)!r}: {e.strerror}",
                                  phase="create") from None
@@ -170,11 +329,11 @@ def compile_module(source) -> object:
         source = bytes(source)
     if not isinstance(source, (bytes, str)):
         raise InputTypeError(f"module must be wasm bytes, WAT text or a path, got {type(source).__name__}")
-    try:
-        module = wasmtime.Module(_engine()[0], source)
-    except wasmtime.WasmtimeError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else "invalid module"
-        raise ModuleRejected(f"the module does not compile: {first}", phase="create") from None
+    is_text = isinstance(source, str)
+    data = source.encode("utf-8") if is_text else source
+    if len(data) > MAX_MODULE_BYTES:
+        raise ModuleTooLarge(_too_large(len(data)), phase="create")
+    module = _compile_fenced(data, is_text, timeout, memory_mb)
     try:
         check_module(module)
     except GuestProtocolError as e:
@@ -200,13 +359,19 @@ class Node:
     (a lock serialises callers). ``state``: "empty", "ready", "failed" or "closed"."""
 
     def __init__(self, *, fuel: int | None = DEFAULT_FUEL, timeout: float | None = DEFAULT_TIMEOUT,
-                 memory_mb: float = DEFAULT_MEMORY_MB, module=None, nan_policy: str = "raise"):
-        if fuel is not None and (not isinstance(fuel, int) or isinstance(fuel, bool) or fuel < 1):
-            raise InputError(f"fuel must be a positive integer or None, got {fuel!r}")
-        if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
-            raise InputError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-        if not (isinstance(memory_mb, (int, float)) and 0 < memory_mb <= 4096):
-            raise InputError(f"memory_mb must be in (0, 4096], got {memory_mb!r}")
+                 memory_mb: float = DEFAULT_MEMORY_MB, module=None, nan_policy: str = "raise",
+                 compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
+                 compile_memory_mb: float = DEFAULT_COMPILE_MEMORY_MB):
+        # Every limit is checked against its documented range (module docstring): a value
+        # outside it would wrap or overflow inside wasmtime (fuel is a u64, the deadline a
+        # count of epoch ticks), so it is refused with SandboxLimitError naming the range.
+        fuel = _check_limit("fuel", fuel, 1, MAX_FUEL, integer=True, allow_none=True)
+        timeout = _check_limit("timeout", timeout, 0, MAX_TIMEOUT, allow_none=True, low_open=True)
+        memory_mb = _check_limit("memory_mb", memory_mb, MIN_MEMORY_MB, MAX_MEMORY_MB)
+        compile_timeout = _check_limit("compile_timeout", compile_timeout, 0, MAX_COMPILE_TIMEOUT,
+                                       low_open=True)
+        compile_memory_mb = _check_limit("compile_memory_mb", compile_memory_mb,
+                                         MIN_COMPILE_MEMORY_MB, MAX_COMPILE_MEMORY_MB)
         if nan_policy not in ("raise", "propagate"):
             raise InputError(f"nan_policy must be 'raise' or 'propagate', got '{nan_policy}'")
         self.id = next(_ids)
@@ -214,7 +379,8 @@ class Node:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.raises_on_nonfinite = nan_policy == "raise"
-        self._module = _pymicro_module() if module is None else compile_module(module)
+        self._module = _pymicro_module() if module is None else compile_module(
+            module, timeout=compile_timeout, memory_mb=compile_memory_mb)
         self._custom = module is not None
         self._lock = threading.Lock()
         self._guest: Guest | None = None
@@ -483,7 +649,12 @@ class Node:
 
 
 def create(*, fuel: int | None = DEFAULT_FUEL, timeout: float | None = DEFAULT_TIMEOUT,
-           memory_mb: float = DEFAULT_MEMORY_MB, module=None, nan_policy: str = "raise") -> Node:
+           memory_mb: float = DEFAULT_MEMORY_MB, module=None, nan_policy: str = "raise",
+           compile_timeout: float = DEFAULT_COMPILE_TIMEOUT,
+           compile_memory_mb: float = DEFAULT_COMPILE_MEMORY_MB) -> Node:
     """A new sandbox node (the seed's sandbox_create). ``module``: None for pymicro.wasm, or
-    wasm bytes / WAT text / a path to any module implementing the ABI (hostile ones included)."""
-    return Node(fuel=fuel, timeout=timeout, memory_mb=memory_mb, module=module, nan_policy=nan_policy)
+    wasm bytes / WAT text / a path to any module implementing the ABI (hostile ones included),
+    at most :data:`MAX_MODULE_BYTES`, compiled under ``compile_timeout`` seconds and
+    ``compile_memory_mb`` MiB. The limits' ranges are in the module docstring."""
+    return Node(fuel=fuel, timeout=timeout, memory_mb=memory_mb, module=module, nan_policy=nan_policy,
+                compile_timeout=compile_timeout, compile_memory_mb=compile_memory_mb)
