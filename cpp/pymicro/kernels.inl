@@ -62,15 +62,21 @@ static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 static inline float smax(float a, float b) { return a > b ? a : b; }
 
 // exp with Cody-Waite reduction and a degree-6 polynomial (at most 1.01 ulp measured
-// on [-80, 88], tests/test_runtime.py). Inputs are clamped to [-80, 88]: exp(-80) is still a normal float,
-// so no denormal ever leaves this function. v_exp_le0 is the same function for
-// arguments known to be <= 0 or NaN (softmax's y - max), minus the upper clamp.
+// on [kExpMin, 88], tests/test_runtime.py). Below kExpMin = ln(FLT_MIN) the true value is
+// subnormal or 0 in float32: the result is exactly 0 (a compare and a mask after the
+// polynomial), so an argument such as -100 gives 0, as float64's 3.7e-44 is to float32
+// precision, never a normal number such as e^-80 that a large input could multiply back
+// into view. No subnormal ever leaves this function (no slow subnormal arithmetic after
+// it). Inputs above 88 are clamped to 88 (exp(88) is finite). v_exp_le0 is the same
+// function for arguments known to be <= 0 or NaN (softmax's y - max), minus the upper clamp.
+constexpr float kExpMin = -87.33654f;  // ln(FLT_MIN) rounded up: every x >= it gives a normal
 template <bool kUpperClamp>
-static inline vf v_exp_impl(vf x) {
+static inline vf v_exp_impl(vf x0) {
   // The constant first: vmax(c, x) is c > x ? c : x, which lets a NaN through (and
   // so does every clamp and the relu below). NaN inside the network means float32
   // overflowed; it must reach the output, where it is reported, not become a number.
-  x = vmax(vset(-80.0f), x);
+  // The lower clamp only keeps 2^n a normal float (n >= -126) in lanes masked to 0 below.
+  vf x = vmax(vset(-87.5f), x0);
   if constexpr (kUpperClamp) x = vmin(vset(88.0f), x);
   const vf magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   vf t = x * 1.44269504088896341f + magic;
@@ -83,14 +89,16 @@ static inline vf v_exp_impl(vf x) {
   p = p * r + 0x1.555492p-3f;
   p = p * r + 0x1.fffffcp-2f;
   vf y = p * (r * r) + r + 1.0f;
-  // y * 2^n, n in [-116, 127]: 2^n and the product are normal floats, so scaling
-  // is exact and both forms below give the same bits.
+  // y * 2^n, n in [-126, 127]: 2^n and, for x0 >= kExpMin, the product are normal floats,
+  // so scaling is exact and both forms below give the same bits.
 #if defined(PM_X86_MINMAX) && PM_LANES == 16
-  return (vf)_mm512_scalef_ps((__m512)y, (__m512)n);  // one instruction for the three below
+  y = (vf)_mm512_scalef_ps((__m512)y, (__m512)n);  // one instruction for the three below
 #else
   vi e = ((vi)t - (vi)magic + 127) << 23;  // 2^n built in the exponent bits
-  return y * (vf)e;
+  y = y * (vf)e;
 #endif
+  // x0 < kExpMin (-Inf included) -> +0; a NaN compares false and stays NaN.
+  return (vf)((vi)y & ~(vi)(x0 < vset(kExpMin)));
 }
 static inline vf v_exp(vf x) { return v_exp_impl<true>(x); }
 static inline vf v_exp_le0(vf x) { return v_exp_impl<false>(x); }
@@ -103,9 +111,13 @@ static inline vf v_tanh(vf x) {
   return (vf)((vi)y | ((vi)x & sign));
 }
 
+// 1 / (1 + e^-x), and exactly 0 below kExpMin, as exp is: the true value is subnormal
+// there (e^-x, clamped at e^88, alone would leave 6e-39), and float64's sigmoid(-100) is
+// 3.7e-44, not the 1.8e-35 a clamp at -80 used to give. NaN passes through.
 static inline vf v_sigmoid(vf x) {
-  x = vmin(vset(80.0f), vmax(vset(-80.0f), x));
-  return 1.0f / (1.0f + v_exp(-x));
+  const vi under = (vi)(x < vset(kExpMin));
+  const vf s = 1.0f / (1.0f + v_exp(-vmin(vset(80.0f), x)));
+  return (vf)((vi)s & ~under);
 }
 
 template <uint32_t ACT>
