@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._inputs import coerce, nonfinite_cell
+from ._inputs import check_no_overlap, coerce, nonfinite_cell
 from .errors import InputError
 
 
@@ -93,6 +93,7 @@ class ReferenceModel:
         probs = self.predict(x)
         if out.shape != probs.shape:
             raise InputError(f"out has shape {out.shape}; for this x it must be {probs.shape}")
+        check_no_overlap(x, out)
         out[...] = probs
 
     def explain(self, x) -> np.ndarray:

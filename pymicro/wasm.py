@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._inputs import coerce, nonfinite_error
+from ._inputs import check_no_overlap, coerce, nonfinite_error
 from .errors import BackendError, BlobError, InputError
 
 ABI_VERSION = 1
@@ -553,6 +553,7 @@ class WasmModel:
             raise InputError(f"out has the wrong shape; for this x it must be {want}")
         if not out.flags.writeable:
             raise InputError("out is read-only")
+        check_no_overlap(x, out)
         try:
             r = self._local.r
         except AttributeError:

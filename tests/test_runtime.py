@@ -370,6 +370,57 @@ def test_a_float64_value_beyond_float32_range_is_named_not_turned_into_inf(prese
             model.predict(x[1])
 
 
+def _outs_inside(x, n, c):
+    """out arrays (n, c) sharing bytes with x: inside its second half, at its start (exact
+    aliasing), and one float past its start."""
+    flat = x.reshape(-1)
+    half = flat.size // 2
+    return {"second half": flat[half:half + n * c].reshape(n, c),
+            "exact alias": flat[:n * c].reshape(n, c),
+            "one float in": flat[1:1 + n * c].reshape(n, c)}
+
+
+@pytest.mark.parametrize("backend", ["native", "wasm", "reference"] + [f"native-{isa}" for isa in ISAS])
+def test_predict_into_refuses_an_out_that_overlaps_x(preset_blob, backend):
+    # 9,000 rows with out inside the second half of x's buffer once gave wrong rows with no
+    # error (the kernels overwrite rows of x they have not read yet).
+    name, _, isa = backend.partition("-")
+    model = pymicro.load(preset_blob, name, **({"isa": isa} if isa else {}))
+    n, d, c = 9000, model.input_size, model.n_classes
+    x = rows(n, d)
+    want = model.predict(x)
+    for what in ("second half", "exact alias", "one float in"):
+        buf = x.copy()
+        out = _outs_inside(buf, n, c)[what]
+        with pytest.raises(InputError, match=r"^predict_into: out overlaps x in memory"):
+            model.predict_into(buf, out)
+        assert np.array_equal(buf, x), what  # refused before anything was written
+    one = x[0].copy()
+    with pytest.raises(InputError, match="overlaps"):  # one row: out inside the row itself
+        model.predict_into(one, one[4:4 + c])
+    # Buffers side by side in one allocation share no byte: accepted, the right answer.
+    big = np.empty(n * (d + c), np.float32)
+    xa, oa = big[:n * d].reshape(n, d), big[n * d:].reshape(n, c)
+    xa[...] = x
+    model.predict_into(xa, oa)
+    assert np.array_equal(oa, want.astype(np.float32))
+    empty = np.empty(0, np.float32)  # no rows: no byte shared, though both start at one address
+    model.predict_into(empty.reshape(0, d), empty.reshape(0, c))
+
+
+def test_predict_into_overlap_message_is_the_same_on_every_backend(preset_blob):
+    from pymicro._inputs import OVERLAP_MESSAGE
+
+    said = set()
+    for backend in ("native", "wasm", "reference"):
+        model = pymicro.load(preset_blob, backend)
+        x = rows(64, model.input_size)
+        with pytest.raises(InputError) as e:
+            model.predict_into(x, x.reshape(-1)[:64 * model.n_classes].reshape(64, -1))
+        said.add(str(e.value))
+    assert said == {OVERLAP_MESSAGE}
+
+
 @pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
 def test_predict_into_never_converts_on_any_backend(preset_blob, backend):
     model = pymicro.load(preset_blob, backend)

@@ -247,6 +247,14 @@ class NativeModel {
       raise("InputError", "out has the wrong shape; for this x it must be " + want);
     }
     if (!o.writeable()) raise("InputError", "out is read-only");
+    // The kernels read x a tile at a time while they write out: any shared byte (exact
+    // aliasing included: wrong for n_classes > input_size, and the error path re-reads x)
+    // would feed them rows they already overwrote. Message: pymicro._inputs.OVERLAP_MESSAGE.
+    const auto xb = reinterpret_cast<uintptr_t>(a.data()), ob = reinterpret_cast<uintptr_t>(o.data());
+    const uintptr_t xe = xb + uintptr_t(n) * view_.input_size * 4, oe = ob + uintptr_t(n) * view_.n_classes * 4;
+    if (n && xb < oe && ob < xe)
+      raise("InputError", "predict_into: out overlaps x in memory; the core reads x while it writes "
+                          "out, so rows would be overwritten before they are read. Pass separate buffers");
     execute(static_cast<const float*>(a.data()), n, static_cast<float*>(o.mutable_data()), nullptr);
   }
 
