@@ -33,6 +33,7 @@ from functools import lru_cache, partial
 
 import numpy as np
 
+from .activations import BY_NAME as ACTIVATIONS_BY_NAME
 from .errors import BackendError, InputError
 
 BATCH = 65536
@@ -254,7 +255,8 @@ class NumpyPeer:
                 steps.append(("attention", f32(layer["W_a"].T), f32(layer["b_a"]),
                               f32(layer["W_v"].T), f32(layer["b_v"])))
             else:
-                steps.append((layer["activation"], f32(layer["W"].T), f32(layer["b"])))
+                steps.append((ACTIVATIONS_BY_NAME[layer["activation"]].numpy32, f32(layer["W"].T),
+                              f32(layer["b"])))
         self._steps = steps
 
     @staticmethod
@@ -285,26 +287,7 @@ class NumpyPeer:
             act, w, b = step
             z = h @ w
             z += b
-            if act == "relu":
-                np.maximum(z, 0.0, out=z)
-            elif act == "tanh":
-                np.tanh(z, out=z)
-            elif act == "sigmoid":  # 1/(1+e^-z) written without overflow
-                z *= 0.5
-                np.tanh(z, out=z)
-                z *= 0.5
-                z += 0.5
-            elif act == "gelu":  # tanh approximation, as the core computes it
-                inner = z * z
-                inner *= 0.044715
-                inner += 1.0
-                inner *= z
-                inner *= np.float32(math.sqrt(2.0 / math.pi))
-                np.tanh(inner, out=inner)
-                inner += 1.0
-                z *= 0.5
-                z *= inner
-            h = z
+            h = act(z)  # float32, in place where it can be (pymicro/activations.py)
         return softmax(h)
 
 

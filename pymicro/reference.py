@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .activations import TABLE
 from ._inputs import check_no_overlap, coerce, nonfinite_cell
 from .errors import InputError
 
@@ -17,13 +18,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-_ACTIVATIONS = {
-    "linear": lambda z: z,
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "gelu": lambda z: 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3))),
-}
+_ACTIVATIONS = {a.name: a.reference for a in TABLE}  # pymicro/activations.py
 
 
 def forward(described: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

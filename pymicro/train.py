@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _toolchain
+from .activations import BY_NAME as ACTIVATIONS_BY_NAME
 from .errors import TrainingError
 from .spec import Attention, Dense, Dropout, Network, Spec
 
@@ -243,17 +244,10 @@ class TinyNet:
 
 
 def _activate(z, activation: str):
-    if activation == "linear":
-        return z
-    if activation == "relu":
-        return z.relu()
-    if activation == "tanh":
-        return z.tanh()
-    if activation == "sigmoid":
-        return z.sigmoid()
-    if activation == "gelu":  # the tanh approximation, written out as reference.py has it
-        return 0.5 * z * (1.0 + (math.sqrt(2.0 / math.pi) * (z + 0.044715 * z * z * z)).tanh())
-    raise TrainingError(f"unknown activation {activation!r}")
+    act = ACTIVATIONS_BY_NAME.get(activation)  # pymicro/activations.py
+    if act is None:
+        raise TrainingError(f"unknown activation {activation!r}")
+    return act.tinygrad(z)
 
 
 # ----------------------------------------------------------------------------- result

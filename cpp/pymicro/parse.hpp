@@ -260,7 +260,7 @@ inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
       m.s("layer ").u(l).s(": unknown kind ").u(L.kind);
       return fail(ro);
     }
-    if ((L.kind == kDense && L.activation > kGelu) || (L.kind == kAttention && L.activation)) {
+    if ((L.kind == kDense && !valid_activation(L.activation)) || (L.kind == kAttention && L.activation)) {
       m.s("layer ").u(l).s(": invalid activation ").u(L.activation);
       return fail(ro + 4);
     }
