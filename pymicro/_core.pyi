@@ -6,6 +6,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+ACTIVATIONS: tuple[tuple[str, int], ...]
+"""(name, code) of every dense activation, from PM_ACTIVATIONS in cpp/pymicro/format.hpp."""
+
 def parse(data: bytes | bytearray | memoryview, check_crc: bool = True) -> dict[str, Any]:
     """Validate a blob and return its contents as Python data (raises BlobError)."""
 

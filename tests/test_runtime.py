@@ -6,7 +6,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from netgen import networks, perturbed
+from netgen import networks, perturbed, tiny_weight_cases
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -370,6 +370,57 @@ def test_a_float64_value_beyond_float32_range_is_named_not_turned_into_inf(prese
             model.predict(x[1])
 
 
+def _outs_inside(x, n, c):
+    """out arrays (n, c) sharing bytes with x: inside its second half, at its start (exact
+    aliasing), and one float past its start."""
+    flat = x.reshape(-1)
+    half = flat.size // 2
+    return {"second half": flat[half:half + n * c].reshape(n, c),
+            "exact alias": flat[:n * c].reshape(n, c),
+            "one float in": flat[1:1 + n * c].reshape(n, c)}
+
+
+@pytest.mark.parametrize("backend", ["native", "wasm", "reference"] + [f"native-{isa}" for isa in ISAS])
+def test_predict_into_refuses_an_out_that_overlaps_x(preset_blob, backend):
+    # 9,000 rows with out inside the second half of x's buffer once gave wrong rows with no
+    # error (the kernels overwrite rows of x they have not read yet).
+    name, _, isa = backend.partition("-")
+    model = pymicro.load(preset_blob, name, **({"isa": isa} if isa else {}))
+    n, d, c = 9000, model.input_size, model.n_classes
+    x = rows(n, d)
+    want = model.predict(x)
+    for what in ("second half", "exact alias", "one float in"):
+        buf = x.copy()
+        out = _outs_inside(buf, n, c)[what]
+        with pytest.raises(InputError, match=r"^predict_into: out overlaps x in memory"):
+            model.predict_into(buf, out)
+        assert np.array_equal(buf, x), what  # refused before anything was written
+    one = x[0].copy()
+    with pytest.raises(InputError, match="overlaps"):  # one row: out inside the row itself
+        model.predict_into(one, one[4:4 + c])
+    # Buffers side by side in one allocation share no byte: accepted, the right answer.
+    big = np.empty(n * (d + c), np.float32)
+    xa, oa = big[:n * d].reshape(n, d), big[n * d:].reshape(n, c)
+    xa[...] = x
+    model.predict_into(xa, oa)
+    assert np.array_equal(oa, want.astype(np.float32))
+    empty = np.empty(0, np.float32)  # no rows: no byte shared, though both start at one address
+    model.predict_into(empty.reshape(0, d), empty.reshape(0, c))
+
+
+def test_predict_into_overlap_message_is_the_same_on_every_backend(preset_blob):
+    from pymicro.runtime.inputs import OVERLAP_MESSAGE
+
+    said = set()
+    for backend in ("native", "wasm", "reference"):
+        model = pymicro.load(preset_blob, backend)
+        x = rows(64, model.input_size)
+        with pytest.raises(InputError) as e:
+            model.predict_into(x, x.reshape(-1)[:64 * model.n_classes].reshape(64, -1))
+        said.add(str(e.value))
+    assert said == {OVERLAP_MESSAGE}
+
+
 @pytest.mark.parametrize("backend", ["native", "reference", "wasm"])
 def test_predict_into_never_converts_on_any_backend(preset_blob, backend):
     model = pymicro.load(preset_blob, backend)
@@ -392,20 +443,97 @@ def test_overflow_messages_are_word_for_word_the_same_on_native_and_wasm():
     assert said[0] == said[1] and said[0].startswith("row 3: ")
 
 
+EXP_MIN = np.float32(-87.33654)  # ln(FLT_MIN) rounded up: below it exp is subnormal or 0
+
+
 @pytest.mark.parametrize("isa", ISAS)
 def test_the_cores_own_exp_is_within_1_5_ulp_and_never_subnormal(isa):
     rng = np.random.default_rng(0)
-    x = np.concatenate([np.linspace(-80.0, 88.0, 1_000_003, dtype=np.float32),
-                        rng.uniform(-5, 5, 200_000).astype(np.float32)])
+    x = np.concatenate([np.linspace(EXP_MIN, 88.0, 1_000_003, dtype=np.float32),
+                        rng.uniform(-5, 5, 200_000).astype(np.float32),
+                        rng.uniform(EXP_MIN, -80.0, 100_000).astype(np.float32)])
     y = _core._exp(x, isa).astype(np.float64)
     truth = np.exp(x.astype(np.float64))
     ulps = np.abs(y - truth) / np.spacing(truth.astype(np.float32)).astype(np.float64)
     assert ulps.max() <= 1.5, f"{isa}: {ulps.max():.2f} ulp at x={x[ulps.argmax()]}"
-    # Far below: clamped at exp(-80), a normal float; so no denormal ever comes out.
-    low = _core._exp(np.array([-80.0, -100.0, -1e30, -np.inf], np.float32), isa)
-    assert np.all(low == low[0]) and low[0] >= np.finfo(np.float32).tiny
+    assert y.min() >= np.finfo(np.float32).tiny  # a normal float down to EXP_MIN
+    # Below ln(FLT_MIN) the float64 value rounds to a subnormal or to 0 in float32: the
+    # kernels' exp gives 0 (never a normal number such as e^-80, which a large input
+    # multiplies back into view), and never a subnormal.
+    below = np.concatenate([np.nextafter(EXP_MIN, np.float32(-np.inf), dtype=np.float32)[None],
+                            np.float32([-87.5, -88.0, -90.0, -100.0, -103.3, -104.0, -1e4, -1e30,
+                                        -np.inf]),
+                            rng.uniform(-200.0, EXP_MIN, 100_000).astype(np.float32)])
+    low = _core._exp(below, isa)
+    assert np.all(low == 0.0), f"{isa}: exp({below[low != 0][0]}) = {low[low != 0][0]}, not 0"
+    assert np.all(np.exp(below.astype(np.float64)) < np.finfo(np.float32).tiny)
     assert _core._exp(np.array([0.0], np.float32), isa)[0] == 1.0
+    assert _core._exp(np.array([88.0, 1e30, np.inf], np.float32), isa).tolist() == [
+        np.float32(np.exp(88.0))] * 3  # clamped at 88: finite
     assert np.isnan(_core._exp(np.array([np.nan], np.float32), isa)[0])  # NaN is not hidden
+
+
+def _tiny_attention_weight_blob(gate_bias=-100.0):
+    """The reproducer: a = softmax([0, gate_bias]) gates x = [0, 1e36]; a_1 * 1e36 is
+    float64's 3.7e-8 for a bias of -100, so h ~ 0 and the head's two logits tie."""
+    net = pymicro.Spec(2, (pymicro.Attention(1),), 2).init(0)
+    att, head = net.params
+    att["W_a"] = np.zeros((2, 2), np.float32)
+    att["b_a"] = np.float32([0.0, gate_bias])
+    att["W_v"] = np.float32([[1.0, 1.0]])
+    att["b_v"] = np.zeros(1, np.float32)
+    head["W"] = np.float32([[1.0], [-1.0]])
+    head["b"] = np.zeros(2, np.float32)
+    return pymicro.freeze(net)
+
+
+@pytest.mark.parametrize("gate_bias", [-100.0, -110.0, -300.0])
+@pytest.mark.parametrize("backend", ["native", "wasm"] + [f"native-{isa}" for isa in ISAS])
+def test_a_tiny_attention_weight_times_a_large_input_stays_tiny(backend, gate_bias):
+    # Once the kernels' exp stopped at e^-80: that weight times 1e36 gave [1.0, 2e-16].
+    blob = _tiny_attention_weight_blob(gate_bias)
+    x = np.float32([[0.0, 1e36], [0.0, -1e36], [5.0, 1e36]])
+    want = pymicro.load(blob, "reference").predict(x)
+    np.testing.assert_allclose(want[:2], 0.5, atol=1e-6)  # and [5, -5] through the head for row 2
+    name, _, isa = backend.partition("-")
+    model = pymicro.load(blob, name, **({"isa": isa} if isa else {}))
+    got = model.predict(x)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    np.testing.assert_allclose(np.stack([model.predict(r) for r in x]), want, atol=1e-6)  # row path
+    np.testing.assert_allclose(model.explain(x)[:, 1], 0.0, atol=0)  # the weight is 0, not e^-80
+
+
+@settings(max_examples=60, deadline=None)
+@given(case=tiny_weight_cases())
+def test_tiny_weights_times_huge_values_match_the_reference_on_every_backend(case):
+    net, x = case
+    blob = pymicro.freeze(net)
+    want = pymicro.load(blob, "reference").predict(x)
+    assert np.isfinite(want).all()
+    models = [pymicro.load(blob, isa=isa) for isa in ISAS] + [pymicro.load(blob, "wasm")]
+    for model in models:
+        got = model.predict(x)
+        np.testing.assert_allclose(got, want, atol=1e-5, rtol=0, err_msg=model.info.isa)
+        np.testing.assert_allclose(model.predict(x[0]), want[0], atol=1e-5, rtol=0)
+    fused = [m for m in models[:-1] if m.info.isa in ("avx2", "avx512")]  # wasm fuses as they do
+    assert all(np.array_equal(models[-1].predict(x), m.predict(x)) for m in fused)
+
+
+@pytest.mark.parametrize("backend", ["native", "wasm"])
+def test_a_strongly_negative_sigmoid_input_gives_0_as_the_reference_does(backend):
+    # sigmoid(-100) is 3.7e-44 in float64; a sigmoid floored at 1 / (1 + e^80) = 1.8e-35
+    # times a weight of 1e36 once put 18 into the head's logit.
+    net = pymicro.Spec(1, (pymicro.Dense(1, "sigmoid"),), 2).init(0)
+    net.params[0]["W"] = np.float32([[1.0]])
+    net.params[0]["b"] = np.float32([0.0])
+    net.params[1]["W"] = np.float32([[1e36], [0.0]])
+    net.params[1]["b"] = np.zeros(2, np.float32)
+    blob = pymicro.freeze(net)
+    x = np.float32([[-100.0], [-1e30], [-110.0], [0.0], [-20.0], [-60.0]])
+    want = pymicro.load(blob, "reference").predict(x)
+    got = pymicro.load(blob, backend, nan_policy="propagate").predict(x)
+    np.testing.assert_allclose(got[:3], [[0.5, 0.5]] * 3, atol=1e-6)
+    np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_the_native_hot_calls_take_keywords_keep_their_model_alive_and_leak_nothing(preset_blob):
@@ -445,6 +573,7 @@ def test_the_core_type_stubs_name_exactly_what_the_module_has():
 
     tree = ast.parse((Path(pymicro.__file__).parent / "_core.pyi").read_text(encoding="utf-8"))
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    functions |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}  # constants
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "NativeModel")
     methods = {n.name for n in cls.body if isinstance(n, ast.FunctionDef)} - {"__init__"}
     public = {name for name in dir(_core) if not name.startswith("__") and name != "NativeModel"}

@@ -518,3 +518,18 @@ def test_a_custom_module_compiled_in_the_child_runs_as_before(blob):
     node.upload(blob)
     with pytest.raises(FuelExhausted):
         node.execute(rows(1))
+
+
+def test_a_tiny_attention_weight_times_a_large_input_stays_tiny_in_a_node():
+    # The kernels' exp once stopped at e^-80: softmax([0, -100]) * [0, 1e36] gave 1.8e1,
+    # not float64's 3.7e-8, and the node answered [1.0, 2e-16] instead of [0.5, 0.5].
+    net = pymicro.Spec(2, (pymicro.Attention(1),), 2).init(0)
+    att, head = net.params
+    att.update(W_a=np.zeros((2, 2), np.float32), b_a=np.float32([0.0, -100.0]),
+               W_v=np.float32([[1.0, 1.0]]), b_v=np.zeros(1, np.float32))
+    head.update(W=np.float32([[1.0], [-1.0]]), b=np.zeros(2, np.float32))
+    node = sandbox.create(fuel=10**9, timeout=5, memory_mb=16)
+    node.upload(pymicro.freeze(net))
+    x = np.float32([[0.0, 1e36], [0.0, 1e36], [0.0, -1e36]])
+    np.testing.assert_allclose(node.execute(x).probabilities, 0.5, atol=1e-6)
+    np.testing.assert_allclose(node.execute(x[0]).probabilities, 0.5, atol=1e-6)

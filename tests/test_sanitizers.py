@@ -1,4 +1,5 @@
-"""The blob parser and the executor under AddressSanitizer and UBSan.
+"""The blob parser and the executor under AddressSanitizer and UBSan; concurrent parsing
+under ThreadSanitizer (cpp/fuzz/parse_threads.cpp, at the end).
 
 Builds cpp/fuzz/fuzz_blob.cpp with the portable driver (cpp/fuzz/driver.cpp)
 and g++ (or $CXX), then runs a few seconds of structured mutations of valid
@@ -155,3 +156,62 @@ def test_mutated_blobs_through_the_wide_isa_kernels_under_the_sanitizers(isa_bui
             f"{result.stderr[-8000:]}")
         stats = dict(re.findall(r"([a-z-]+)=(\d+)", result.stderr.splitlines()[-1]))
         assert int(stats.get("accepted", 0)) > 0, result.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ ThreadSanitizer
+
+TSAN_FLAGS = ["-std=c++17", "-O1", "-g", "-fsanitize=thread", "-fno-omit-frame-pointer", "-pthread",
+              f"-I{ROOT / 'cpp'}"]
+TSAN_ENV = {**os.environ, "TSAN_OPTIONS": "halt_on_error=1 exitcode=66 second_deadlock_stack=1"}
+
+
+@pytest.fixture(scope="module")
+def tsan_build(build):
+    """cpp/fuzz/parse_threads.cpp under ThreadSanitizer, and blobs for it: the fuzz seeds
+    (valid) plus a truncated and a bit-flipped one (refused at different checks)."""
+    out, seeds = build
+    cxx = compiler()
+    probe = out / "tsan_probe.cpp"
+    probe.write_text("#include <thread>\nint main() { std::thread([] {}).join(); }\n")
+    made = subprocess.run([cxx, *TSAN_FLAGS, str(probe), "-o", str(out / "tsan_probe")],
+                          capture_output=True, text=True, timeout=120)
+    if made.returncode:
+        pytest.skip(f"{cxx} cannot build a -fsanitize=thread program here (no libtsan?): "
+                    f"{made.stderr.strip()[-500:]}")
+    ran = subprocess.run([str(out / "tsan_probe")], env=TSAN_ENV, capture_output=True, text=True,
+                         timeout=60)
+    if ran.returncode:
+        pytest.skip(f"ThreadSanitizer programs do not run on this machine (exit {ran.returncode}): "
+                    f"{ran.stderr.strip()[-500:]}")
+    compile_all([[cxx, *TSAN_FLAGS, str(ROOT / "cpp/fuzz/parse_threads.cpp"), "-o", "parse_threads"]], out)
+    blobs = sorted(p for p in seeds.iterdir() if p.is_file())
+    first = blobs[0].read_bytes()
+    (out / "truncated.pmb").write_bytes(first[:-100])
+    flipped = bytearray(first)
+    flipped[200] ^= 0x10
+    (out / "flipped.pmb").write_bytes(bytes(flipped))
+    return out, [*blobs, out / "truncated.pmb", out / "flipped.pmb"]
+
+
+def run_tsan(out, *args):
+    return subprocess.run([str(out / "parse_threads"), *map(str, args)], cwd=out, env=TSAN_ENV,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_thread_sanitizer_is_live(tsan_build):
+    """The harness's deliberate race is reported and fails the run: a quiet run means something."""
+    out, blobs = tsan_build
+    result = run_tsan(out, "--canary", 4, 2, *blobs[:2])
+    assert result.returncode != 0
+    assert "ThreadSanitizer: data race" in result.stderr, result.stderr[-3000:]
+
+
+def test_concurrent_first_parses_are_free_of_data_races(tsan_build):
+    """Eight threads start parsing at once in a fresh process (the CRC-32 table was once
+    filled lazily on the first parse, with a plain-load flag: a race TSan reports)."""
+    out, blobs = tsan_build
+    result = run_tsan(out, 8, 3, *blobs)
+    assert result.returncode == 0 and "ThreadSanitizer" not in result.stderr, (
+        f"exit {result.returncode}\n{result.stderr[-8000:]}")
+    assert re.search(rf"8 threads x 3 rounds x {len(blobs)} blobs \({len(blobs) - 2} valid\): all agree",
+                     result.stderr), result.stderr

@@ -97,3 +97,41 @@ def test_freeze_refuses_what_the_parser_would_refuse():
     wide = Spec(4096, (), 2, feature_names=names).init(0)
     with pytest.raises(pymicro.BlobError, match="1 MiB"):
         pymicro.freeze(wide)
+
+
+def test_the_python_and_cpp_activation_tables_agree():
+    """pymicro/activations.py and PM_ACTIVATIONS (cpp/pymicro/format.hpp) name the same
+    activations with the same blob codes, in the same order; every module reads its own."""
+    from pymicro import _core
+    from pymicro.runtime import activations, blob, reference
+    from pymicro.runtime.spec import ACTIVATIONS
+
+    python = tuple((a.name, a.code) for a in activations.TABLE)
+    assert python == _core.ACTIVATIONS
+    assert ACTIVATIONS == tuple(name for name, _ in _core.ACTIVATIONS)
+    assert blob.ACTIVATION_CODES == dict(_core.ACTIVATIONS)
+    assert set(reference._ACTIVATIONS) == set(ACTIVATIONS)
+    z = np.linspace(-6, 6, 97)
+    for a in activations.TABLE:  # the float32 numpy version is the float64 one, rounded
+        np.testing.assert_allclose(a.numpy32(z.astype(np.float32)), a.reference(z), atol=1e-6,
+                                   err_msg=a.name)
+
+
+@pytest.mark.parametrize("code", [5, 6, 100, 101, 2**31, 2**32 - 1])
+def test_an_activation_code_outside_the_table_is_refused_at_its_byte(code):
+    """Every code past the table's (the attention ops' old internal 100 and 101 included) is
+    a BlobError at the layer record's activation field, never a layer run as linear."""
+    import struct
+    import zlib
+
+    from pymicro import BlobError, _core
+
+    data = bytearray(pymicro.freeze(Spec(3, (Dense(4, "tanh"),), 2).init(0)))
+    field = 128 + 4  # layer 0's record starts at layers_offset = 128; activation at +4
+    assert struct.unpack_from("<I", data, field)[0] == dict(_core.ACTIVATIONS)["tanh"]
+    struct.pack_into("<I", data, field, code)
+    struct.pack_into("<I", data, len(data) - 8, zlib.crc32(bytes(data[:-8])))
+    for backend in ("native", "reference", "wasm"):
+        with pytest.raises(BlobError, match=f"layer 0: invalid activation {code}") as e:
+            pymicro.load(bytes(data), backend)
+        assert e.value.offset == field

@@ -28,7 +28,7 @@ set(PYMICRO_WASM_CLANG "$ENV{PYMICRO_WASM_CLANG}" CACHE STRING "clang driver for
 set(PM_WASM_SRC ${CMAKE_CURRENT_SOURCE_DIR}/wasm/pymicro_wasm.cpp)
 set(PM_WASM_OUT ${CMAKE_CURRENT_BINARY_DIR}/pymicro.wasm)
 set(PM_WASM_COMMON_FLAGS
-  -O3 -ffp-contract=fast -fno-math-errno -fno-exceptions -fno-rtti -nostdlib
+  -O3 -ffp-contract=fast -fno-math-errno -fno-exceptions -fno-rtti -nostdlib -Werror=switch
   -Wl,--no-entry -Wl,-z,stack-size=262144)
 set(PM_WASM_CLANG_FLAGS --target=wasm32 -msimd128 -mrelaxed-simd ${PM_WASM_COMMON_FLAGS}
     -Wl,--strip-all)

@@ -43,7 +43,34 @@ constexpr uint32_t kMaxMetaEntries = 64;
 constexpr uint32_t kMaxMetaValueBytes = 4096;
 
 enum LayerKind : uint32_t { kDense = 1, kAttention = 2 };
-enum Activation : uint32_t { kLinear = 0, kRelu = 1, kTanh = 2, kSigmoid = 3, kGelu = 4 };
+// The dense layers' activations, the one C++ table: X(enumerator, code in the blob, name).
+// The enum, the parser's check, the names pymicro._core reports (_core.ACTIVATIONS) and the
+// kernels' dispatch are generated from it; the kernel itself is activate<> in kernels.inl
+// (a missing one is a compile error there). The Python table is pymicro/activations.py,
+// and tests/test_spec.py keeps the two equal.
+#define PM_ACTIVATIONS(X) \
+  X(kLinear, 0, "linear") \
+  X(kRelu, 1, "relu")     \
+  X(kTanh, 2, "tanh")     \
+  X(kSigmoid, 3, "sigmoid") \
+  X(kGelu, 4, "gelu")
+
+enum Activation : uint32_t {
+#define PM_X_ENUM(id, code, name) id = code,
+  PM_ACTIVATIONS(PM_X_ENUM)
+#undef PM_X_ENUM
+};
+
+// The activation's name, or nullptr for a code no activation has.
+constexpr const char* activation_name(uint32_t code) {
+  switch (code) {
+#define PM_X_NAME(id, c, name) case c: return name;
+    PM_ACTIVATIONS(PM_X_NAME)
+#undef PM_X_NAME
+  }
+  return nullptr;
+}
+constexpr bool valid_activation(uint32_t code) { return activation_name(code) != nullptr; }
 enum TensorRole : uint32_t {
   kNormMean = 1, kNormStd = 2,
   kDenseW = 3, kDenseB = 4,

@@ -24,8 +24,13 @@ constexpr uint32_t W = PM_LANES;
 constexpr uint32_t MR = PM_MR;  // outputs per micro-kernel
 constexpr uint32_t NR = PM_NR;
 constexpr uint32_t T = W * NR;  // samples per tile
-constexpr uint32_t kGate = 100;   // attention logits: softmax over outputs, then gate the input
-constexpr uint32_t kValue = 101;  // attention values: W_v (e * x) * (1 / sum e) + b_v
+// What one op of the plan does. A dense layer is one kOpDense op (with its Activation);
+// an attention layer is two ops, which are not activations:
+enum OpKind : uint32_t {
+  kOpDense,  // y = act(W x + b)
+  kOpGate,   // attention logits W_a x + b_a: softmax over the outputs, then gate the input
+  kOpValue,  // attention values: W_v (e * x) * (1 / sum e) + b_v
+};
 
 static inline vf vload(const float* p) {
   vf v;
@@ -62,15 +67,21 @@ static inline vf vmin(vf a, vf b) { return a < b ? a : b; }
 static inline float smax(float a, float b) { return a > b ? a : b; }
 
 // exp with Cody-Waite reduction and a degree-6 polynomial (at most 1.01 ulp measured
-// on [-80, 88], tests/test_runtime.py). Inputs are clamped to [-80, 88]: exp(-80) is still a normal float,
-// so no denormal ever leaves this function. v_exp_le0 is the same function for
-// arguments known to be <= 0 or NaN (softmax's y - max), minus the upper clamp.
+// on [kExpMin, 88], tests/test_runtime.py). Below kExpMin = ln(FLT_MIN) the true value is
+// subnormal or 0 in float32: the result is exactly 0 (a compare and a mask after the
+// polynomial), so an argument such as -100 gives 0, as float64's 3.7e-44 is to float32
+// precision, never a normal number such as e^-80 that a large input could multiply back
+// into view. No subnormal ever leaves this function (no slow subnormal arithmetic after
+// it). Inputs above 88 are clamped to 88 (exp(88) is finite). v_exp_le0 is the same
+// function for arguments known to be <= 0 or NaN (softmax's y - max), minus the upper clamp.
+constexpr float kExpMin = -87.33654f;  // ln(FLT_MIN) rounded up: every x >= it gives a normal
 template <bool kUpperClamp>
-static inline vf v_exp_impl(vf x) {
+static inline vf v_exp_impl(vf x0) {
   // The constant first: vmax(c, x) is c > x ? c : x, which lets a NaN through (and
   // so does every clamp and the relu below). NaN inside the network means float32
   // overflowed; it must reach the output, where it is reported, not become a number.
-  x = vmax(vset(-80.0f), x);
+  // The lower clamp only keeps 2^n a normal float (n >= -126) in lanes masked to 0 below.
+  vf x = vmax(vset(-87.5f), x0);
   if constexpr (kUpperClamp) x = vmin(vset(88.0f), x);
   const vf magic = vset(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   vf t = x * 1.44269504088896341f + magic;
@@ -83,14 +94,16 @@ static inline vf v_exp_impl(vf x) {
   p = p * r + 0x1.555492p-3f;
   p = p * r + 0x1.fffffcp-2f;
   vf y = p * (r * r) + r + 1.0f;
-  // y * 2^n, n in [-116, 127]: 2^n and the product are normal floats, so scaling
-  // is exact and both forms below give the same bits.
+  // y * 2^n, n in [-126, 127]: 2^n and, for x0 >= kExpMin, the product are normal floats,
+  // so scaling is exact and both forms below give the same bits.
 #if defined(PM_X86_MINMAX) && PM_LANES == 16
-  return (vf)_mm512_scalef_ps((__m512)y, (__m512)n);  // one instruction for the three below
+  y = (vf)_mm512_scalef_ps((__m512)y, (__m512)n);  // one instruction for the three below
 #else
   vi e = ((vi)t - (vi)magic + 127) << 23;  // 2^n built in the exponent bits
-  return y * (vf)e;
+  y = y * (vf)e;
 #endif
+  // x0 < kExpMin (-Inf included) -> +0; a NaN compares false and stays NaN.
+  return (vf)((vi)y & ~(vi)(x0 < vset(kExpMin)));
 }
 static inline vf v_exp(vf x) { return v_exp_impl<true>(x); }
 static inline vf v_exp_le0(vf x) { return v_exp_impl<false>(x); }
@@ -103,26 +116,41 @@ static inline vf v_tanh(vf x) {
   return (vf)((vi)y | ((vi)x & sign));
 }
 
+// 1 / (1 + e^-x), and exactly 0 below kExpMin, as exp is: the true value is subnormal
+// there (e^-x, clamped at e^88, alone would leave 6e-39), and float64's sigmoid(-100) is
+// 3.7e-44, not the 1.8e-35 a clamp at -80 used to give. NaN passes through.
 static inline vf v_sigmoid(vf x) {
-  x = vmin(vset(80.0f), vmax(vset(-80.0f), x));
-  return 1.0f / (1.0f + v_exp(-x));
+  const vi under = (vi)(x < vset(kExpMin));
+  const vf s = 1.0f / (1.0f + v_exp(-vmin(vset(80.0f), x)));
+  return (vf)((vi)s & ~under);
 }
 
-template <uint32_t ACT>
+template <Activation>
+constexpr bool kNoKernel = false;
+
+// One kernel per row of PM_ACTIVATIONS (format.hpp); an activation added there without a
+// kernel here fails to compile (the static_assert), it never runs as linear.
+template <Activation A>
 static inline vf activate(vf x) {
-  if constexpr (ACT == kRelu) return vmax(vf{}, x);
-  else if constexpr (ACT == kTanh) return v_tanh(x);
-  else if constexpr (ACT == kSigmoid) return v_sigmoid(x);
-  else if constexpr (ACT == kGelu) {
+  if constexpr (A == kLinear) return x;  // also the gate's raw logits and the values
+  else if constexpr (A == kRelu) return vmax(vf{}, x);
+  else if constexpr (A == kTanh) return v_tanh(x);
+  else if constexpr (A == kSigmoid) return v_sigmoid(x);
+  else if constexpr (A == kGelu) {
     const float c = 0.7978845608028654f;  // sqrt(2 / pi), the tanh approximation
     return 0.5f * x * (1.0f + v_tanh(c * (x + 0.044715f * x * x * x)));
-  } else return x;  // linear, and raw logits for kGate
+  } else {
+    static_assert(kNoKernel<A>, "an activation of PM_ACTIVATIONS has no kernel in activate<>");
+    return x;
+  }
 }
 
 // ---------------------------------------------------------------- the plan
 
 struct Op {
-  uint32_t in, out, act;
+  OpKind kind;
+  Activation act;  // kOpDense's; kLinear for the attention ops
+  uint32_t in, out;
   uint32_t out_mr, out_w;  // out rounded up to MR and to W
   const float* pw;         // batch: panels [out_mr / MR][in][MR]
   const float* pb;         // batch: bias [out_mr]
@@ -149,10 +177,10 @@ static void for_each_op(const BlobView* v, F&& f) {
   for (uint32_t l = 0; l < v->n_layers; ++l) {
     const LayerView& L = v->layers[l];
     if (L.kind == kDense) {
-      f(L.in, L.out, L.activation, L.t[0], L.t[1]);
+      f(kOpDense, Activation(L.activation), L.in, L.out, L.t[0], L.t[1]);
     } else {
-      f(L.in, L.in, kGate, L.t[0], L.t[1]);
-      f(L.in, L.out, kValue, L.t[2], L.t[3]);
+      f(kOpGate, kLinear, L.in, L.in, L.t[0], L.t[1]);
+      f(kOpValue, kLinear, L.in, L.out, L.t[2], L.t[3]);
     }
   }
 }
@@ -164,7 +192,8 @@ static uint64_t op_floats(uint32_t in, uint32_t out) {
 
 static uint64_t plan_bytes(const BlobView* v) {
   uint64_t floats = 2 * up(up(v->input_size, W), 16);
-  for_each_op(v, [&](uint32_t in, uint32_t out, uint32_t, const TensorView&, const TensorView&) {
+  for_each_op(v, [&](OpKind, Activation, uint32_t in, uint32_t out, const TensorView&,
+                     const TensorView&) {
     floats += op_floats(in, out);
   });
   return up(sizeof(Plan), 64) + 4 * floats;
@@ -195,13 +224,14 @@ static void build_plan(const BlobView* v, void* mem) {
   }
   P->mean = mean;
   P->inv_std = inv;
-  for_each_op(v, [&](uint32_t in, uint32_t out, uint32_t act, const TensorView& Wt,
+  for_each_op(v, [&](OpKind kind, Activation act, uint32_t in, uint32_t out, const TensorView& Wt,
                      const TensorView& b) {
     Op& op = P->ops[P->n_ops++];
     op.in = in;
     op.out = out;
+    op.kind = kind;
     op.act = act;
-    if (act == kGate && !P->attn_width) P->attn_width = in;
+    if (kind == kOpGate && !P->attn_width) P->attn_width = in;
     op.out_mr = uint32_t(up(out, MR));
     P->n_panels += op.out_mr / MR;
     op.out_w = uint32_t(up(out, W));
@@ -234,12 +264,12 @@ static uint64_t workspace_floats(const void* plan) {
 
 // ---------------------------------------------------------------- one row
 
-// kValue: the sum starts at 0 instead of the bias, and acc * scale + bias ends it.
-template <uint32_t ACT, uint32_t NB>
+// kOpValue: the sum starts at 0 instead of the bias, and acc * scale + bias ends it.
+template <OpKind K, Activation A, uint32_t NB>
 static inline void dense_row_block(const Op& op, const float* x, float* y, uint32_t v0,
                                    float scale) {
   vf acc[NB];
-  for (uint32_t b = 0; b < NB; ++b) acc[b] = ACT == kValue ? vf{} : vload(op.rb + (v0 + b) * W);
+  for (uint32_t b = 0; b < NB; ++b) acc[b] = K == kOpValue ? vf{} : vload(op.rb + (v0 + b) * W);
   const float* w = op.rw + v0 * W;
   for (uint32_t i = 0; i < op.in; ++i, w += op.out_w) {
     vf xi = vset(x[i]);
@@ -247,20 +277,20 @@ static inline void dense_row_block(const Op& op, const float* x, float* y, uint3
   }
   for (uint32_t b = 0; b < NB; ++b) {
     vf a = acc[b];
-    if constexpr (ACT == kValue) a = a * scale + vload(op.rb + (v0 + b) * W);
-    vstore(y + (v0 + b) * W, activate<ACT>(a));
+    if constexpr (K == kOpValue) a = a * scale + vload(op.rb + (v0 + b) * W);
+    vstore(y + (v0 + b) * W, activate<A>(a));
   }
 }
 
-template <uint32_t ACT>
+template <OpKind K, Activation A>
 static void dense_row(const Op& op, const float* x, float* y, float scale = 1.0f) {
   const uint32_t nv = op.out_w / W;
   uint32_t v0 = 0;
-  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<ACT, 4>(op, x, y, v0, scale);
+  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<K, A, 4>(op, x, y, v0, scale);
   switch (nv - v0) {
-    case 3: dense_row_block<ACT, 3>(op, x, y, v0, scale); break;
-    case 2: dense_row_block<ACT, 2>(op, x, y, v0, scale); break;
-    case 1: dense_row_block<ACT, 1>(op, x, y, v0, scale); break;
+    case 3: dense_row_block<K, A, 3>(op, x, y, v0, scale); break;
+    case 2: dense_row_block<K, A, 2>(op, x, y, v0, scale); break;
+    case 1: dense_row_block<K, A, 1>(op, x, y, v0, scale); break;
     default: break;
   }
 }
@@ -324,15 +354,20 @@ static bool run_row(const Plan& P, const float* x, float* out, float* attn, floa
   float scale = 1.0f;  // 1 / the last gate's softmax sum, for its value op
   for (uint32_t k = 0; k < P.n_ops; ++k) {
     const Op& op = P.ops[k];
-    switch (op.act) {
-      case kRelu: dense_row<kRelu>(op, A, B); break;
-      case kTanh: dense_row<kTanh>(op, A, B); break;
-      case kSigmoid: dense_row<kSigmoid>(op, A, B); break;
-      case kGelu: dense_row<kGelu>(op, A, B); break;
-      case kValue: dense_row<kValue>(op, A, B, scale); break;
-      default: dense_row<kLinear>(op, A, B); break;
+    // Exhaustive switches with no default (the kernels build with -Werror=switch): an op
+    // kind or activation without its case does not compile, it never runs as linear.
+    switch (op.kind) {
+      case kOpGate: dense_row<kOpGate, kLinear>(op, A, B); break;
+      case kOpValue: dense_row<kOpValue, kLinear>(op, A, B, scale); break;
+      case kOpDense:
+        switch (op.act) {
+#define PM_X_ROW(id, code, name) case id: dense_row<kOpDense, id>(op, A, B); break;
+          PM_ACTIVATIONS(PM_X_ROW)
+#undef PM_X_ROW
+        }
+        break;
     }
-    if (op.act == kGate) {  // B = e * x, e = exp(logit - max); the value op scales by 1 / sum e
+    if (op.kind == kOpGate) {  // B = e * x, e = exp(logit - max); the value op scales by 1 / sum e
       scale = softmax_num_row(B, op.out);
       if (attn && first_gate)
         for (uint32_t i = 0; i < op.out; ++i) attn[i] = B[i] * scale;
@@ -368,20 +403,20 @@ struct Prefetch {
 };
 
 // Not inlined: keeps the exp constants of the callers from crowding its registers.
-// aux: kGate writes each sample's max logit there (T floats), kValue reads each
-// sample's scale from there; other activations ignore it.
-template <uint32_t ACT>
+// aux: kOpGate writes each sample's max logit there (T floats), kOpValue reads each
+// sample's scale from there; kOpDense ignores it.
+template <OpKind K, Activation A>
 __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, float* Y,
                                                  Prefetch& pf, float* aux) {
   const float* w = op.pw;
-  vf side[NR];  // kGate: running max over the real outputs; kValue: the scales
-  if constexpr (ACT == kValue)
+  vf side[NR];  // kOpGate: running max over the real outputs; kOpValue: the scales
+  if constexpr (K == kOpValue)
     for (uint32_t c = 0; c < NR; ++c) side[c] = vload(aux + c * W);
   for (uint32_t p = 0; p < op.out_mr; p += MR) {
     pf.step();
     vf acc[MR][NR];
     for (uint32_t r = 0; r < MR; ++r) {
-      vf b = ACT == kValue ? vf{} : vset(op.pb[p + r]);
+      vf b = K == kOpValue ? vf{} : vset(op.pb[p + r]);
       for (uint32_t c = 0; c < NR; ++c) acc[r][c] = b;
     }
     const float* x = X;
@@ -396,15 +431,15 @@ __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, f
     for (uint32_t r = 0; r < MR; ++r)
       for (uint32_t c = 0; c < NR; ++c) {
         vf a = acc[r][c];
-        if constexpr (ACT == kValue) a = a * side[c] + vset(op.pb[p + r]);
-        vstore(Y + (p + r) * T + c * W, activate<ACT>(a));
-        if constexpr (ACT == kGate) {  // the max pass of the softmax, done here
+        if constexpr (K == kOpValue) a = a * side[c] + vset(op.pb[p + r]);
+        vstore(Y + (p + r) * T + c * W, activate<A>(a));
+        if constexpr (K == kOpGate) {  // the max pass of the softmax, done here
           if (p + r == 0) side[c] = a;
           else if (p + r < op.out) side[c] = vmax(a, side[c]);
         }
       }
   }
-  if constexpr (ACT == kGate)
+  if constexpr (K == kOpGate)
     for (uint32_t c = 0; c < NR; ++c) vstore(aux + c * W, side[c]);
 }
 
@@ -530,7 +565,7 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
 }
 
 // The attention gate down the rows of a tile, per sample (lane), with the max of each
-// sample's logits already in mx (dense_tile<kGate> found it): Y[i] = exp(Y[i] - max) *
+// sample's logits already in mx (dense_tile<kOpGate> found it): Y[i] = exp(Y[i] - max) *
 // X[i], and scale = 1 / sum exp(...), which the value op applies. With attn (explain),
 // also attn[t][i] = exp(...) * scale, the attention weights. The same arithmetic as the
 // row path, so results are bit-identical.
@@ -580,16 +615,18 @@ static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out,
   bool first_gate = true;
   for (uint32_t k = 0; k < P.n_ops; ++k) {
     const Op& op = P.ops[k];
-    switch (op.act) {
-      case kRelu: dense_tile<kRelu>(op, A, B, pf, nullptr); break;
-      case kTanh: dense_tile<kTanh>(op, A, B, pf, nullptr); break;
-      case kSigmoid: dense_tile<kSigmoid>(op, A, B, pf, nullptr); break;
-      case kGelu: dense_tile<kGelu>(op, A, B, pf, nullptr); break;
-      case kGate: dense_tile<kGate>(op, A, B, pf, gate_max); break;
-      case kValue: dense_tile<kValue>(op, A, B, pf, gate_scale); break;
-      default: dense_tile<kLinear>(op, A, B, pf, nullptr); break;
+    switch (op.kind) {  // exhaustive, as run_row's
+      case kOpGate: dense_tile<kOpGate, kLinear>(op, A, B, pf, gate_max); break;
+      case kOpValue: dense_tile<kOpValue, kLinear>(op, A, B, pf, gate_scale); break;
+      case kOpDense:
+        switch (op.act) {
+#define PM_X_TILE(id, code, name) case id: dense_tile<kOpDense, id>(op, A, B, pf, nullptr); break;
+          PM_ACTIVATIONS(PM_X_TILE)
+#undef PM_X_TILE
+        }
+        break;
     }
-    if (op.act == kGate) {
+    if (op.kind == kOpGate) {
       softmax_gate_tile(B, A, op.out, gate_max, gate_scale, attn && first_gate ? attn : nullptr, nt);
       first_gate = false;
     }

@@ -79,19 +79,27 @@ struct Msg {
   }
 };
 
-inline uint32_t crc32(const uint8_t* p, uint64_t n) {
-  static uint32_t table[256];
-  static bool ready = false;  // benign race: every writer stores identical values
-  if (!ready) {
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      table[i] = c;
-    }
-    __atomic_store_n(&ready, true, __ATOMIC_RELEASE);
+// The CRC-32 (IEEE 802.3, reflected 0xEDB88320) table, computed by the compiler: no
+// initialisation at run time, so nothing for concurrent parsers to race on (a lazily
+// filled static table with a plain-load "ready" flag was a data race).
+struct Crc32Table {
+  uint32_t v[256];
+};
+constexpr Crc32Table make_crc32_table() {
+  Crc32Table t{};
+  for (uint32_t i = 0; i < 256; ++i) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    t.v[i] = c;
   }
+  return t;
+}
+inline constexpr Crc32Table kCrc32Table = make_crc32_table();
+static_assert(kCrc32Table.v[1] == 0x77073096u && kCrc32Table.v[255] == 0x2D02EF8Du, "CRC-32 table");
+
+inline uint32_t crc32(const uint8_t* p, uint64_t n) {
   uint32_t c = 0xFFFFFFFFu;
-  for (uint64_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
+  for (uint64_t i = 0; i < n; ++i) c = kCrc32Table.v[(c ^ p[i]) & 0xFF] ^ (c >> 8);
   return c ^ 0xFFFFFFFFu;
 }
 
@@ -252,7 +260,7 @@ inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
       m.s("layer ").u(l).s(": unknown kind ").u(L.kind);
       return fail(ro);
     }
-    if ((L.kind == kDense && L.activation > kGelu) || (L.kind == kAttention && L.activation)) {
+    if ((L.kind == kDense && !valid_activation(L.activation)) || (L.kind == kAttention && L.activation)) {
       m.s("layer ").u(l).s(": invalid activation ").u(L.activation);
       return fail(ro + 4);
     }

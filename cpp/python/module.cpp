@@ -144,7 +144,6 @@ py::dict describe(const BlobView& v) {
   d["metadata"] = meta;
   d["mean"] = v.has_norm ? py::object(tensor_array(v.mean, false)) : py::none();
   d["std"] = v.has_norm ? py::object(tensor_array(v.std, false)) : py::none();
-  static const char* acts[] = {"linear", "relu", "tanh", "sigmoid", "gelu"};
   for (uint32_t l = 0; l < v.n_layers; ++l) {
     const LayerView& L = v.layers[l];
     py::dict layer;
@@ -152,7 +151,7 @@ py::dict describe(const BlobView& v) {
     layer["out"] = L.out;
     if (L.kind == kDense) {
       layer["kind"] = "dense";
-      layer["activation"] = acts[L.activation];
+      layer["activation"] = activation_name(L.activation);  // parse() accepted only known codes
       layer["W"] = tensor_array(L.t[0], true);
       layer["b"] = tensor_array(L.t[1], false);
     } else {
@@ -247,6 +246,14 @@ class NativeModel {
       raise("InputError", "out has the wrong shape; for this x it must be " + want);
     }
     if (!o.writeable()) raise("InputError", "out is read-only");
+    // The kernels read x a tile at a time while they write out: any shared byte (exact
+    // aliasing included: wrong for n_classes > input_size, and the error path re-reads x)
+    // would feed them rows they already overwrote. Message: pymicro._inputs.OVERLAP_MESSAGE.
+    const auto xb = reinterpret_cast<uintptr_t>(a.data()), ob = reinterpret_cast<uintptr_t>(o.data());
+    const uintptr_t xe = xb + uintptr_t(n) * view_.input_size * 4, oe = ob + uintptr_t(n) * view_.n_classes * 4;
+    if (n && xb < oe && ob < xe)
+      raise("InputError", "predict_into: out overlaps x in memory; the core reads x while it writes "
+                          "out, so rows would be overwritten before they are read. Pass separate buffers");
     execute(static_cast<const float*>(a.data()), n, static_cast<float*>(o.mutable_data()), nullptr);
   }
 
@@ -456,6 +463,12 @@ py::tuple fast_calls(py::object self) {
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pymicro's C++ core: blob parser and executor";
+  // ((name, code), ...) from PM_ACTIVATIONS (format.hpp): the table the parser and kernels use.
+  py::list acts;
+#define PM_X_PAIR(id, code, name) acts.append(py::make_tuple(name, uint32_t(code)));
+  PM_ACTIVATIONS(PM_X_PAIR)
+#undef PM_X_PAIR
+  m.attr("ACTIVATIONS") = py::tuple(acts);
   m.def("parse", [](py::buffer data, bool check_crc) {
     py::buffer_info info = data.request();
     if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)

@@ -34,13 +34,11 @@ from functools import lru_cache, partial
 import numpy as np
 
 from pymicro.errors import BackendError, InputError
+from pymicro.runtime.activations import BY_NAME as ACTIVATIONS_BY_NAME
 from pymicro.runtime.blob import freeze
-from pymicro.runtime.model import Model, _read_source
-from pymicro.runtime.model import load
-from pymicro.runtime.model import predict
+from pymicro.runtime.model import Model, _read_source, load, predict
 from pymicro.runtime.onnx_export import export_onnx
-from pymicro.runtime.spec import PRESETS
-from pymicro.runtime.spec import preset
+from pymicro.runtime.spec import PRESETS, preset
 
 BATCH = 65536
 RUNTIMES = ("pymicro", "numpy", "onnxruntime")
@@ -258,7 +256,8 @@ class NumpyPeer:
                 steps.append(("attention", f32(layer["W_a"].T), f32(layer["b_a"]),
                               f32(layer["W_v"].T), f32(layer["b_v"])))
             else:
-                steps.append((layer["activation"], f32(layer["W"].T), f32(layer["b"])))
+                steps.append((ACTIVATIONS_BY_NAME[layer["activation"]].numpy32, f32(layer["W"].T),
+                              f32(layer["b"])))
         self._steps = steps
 
     @staticmethod
@@ -289,26 +288,7 @@ class NumpyPeer:
             act, w, b = step
             z = h @ w
             z += b
-            if act == "relu":
-                np.maximum(z, 0.0, out=z)
-            elif act == "tanh":
-                np.tanh(z, out=z)
-            elif act == "sigmoid":  # 1/(1+e^-z) written without overflow
-                z *= 0.5
-                np.tanh(z, out=z)
-                z *= 0.5
-                z += 0.5
-            elif act == "gelu":  # tanh approximation, as the core computes it
-                inner = z * z
-                inner *= 0.044715
-                inner += 1.0
-                inner *= z
-                inner *= np.float32(math.sqrt(2.0 / math.pi))
-                np.tanh(inner, out=inner)
-                inner += 1.0
-                z *= 0.5
-                z *= inner
-            h = z
+            h = act(z)  # float32, in place where it can be (pymicro/activations.py)
         return softmax(h)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pymicro.errors import BlobError
+from pymicro.runtime.activations import TABLE as ACTIVATION_TABLE
 from pymicro.runtime.spec import Attention, Dense, Network
 
 MAGIC = b"PMB1"
@@ -27,7 +28,7 @@ ALIGN = 64
 FLAG_NORMALIZATION = 1
 
 KIND_DENSE, KIND_ATTENTION = 1, 2
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4}
+ACTIVATION_CODES = {a.name: a.code for a in ACTIVATION_TABLE}
 ROLE_NORM_MEAN, ROLE_NORM_STD = 1, 2
 ROLE_DENSE_W, ROLE_DENSE_B = 3, 4
 ROLE_ATTN_W_A, ROLE_ATTN_B_A, ROLE_ATTN_W_V, ROLE_ATTN_B_V = 5, 6, 7, 8

@@ -14,7 +14,8 @@
 * NaN/Inf: per the model's nan_policy ("raise" by default, or "propagate").
 * a finite float64 value beyond float32's range: InputError naming the cell (it has no
   float32 value to run with, whatever the nan_policy).
-``predict_into`` never converts: it takes the fast layout only.
+``predict_into`` never converts: it takes the fast layout only, and ``out`` must not
+share a byte with ``x`` (the core reads x while it writes out; see OVERLAP_MESSAGE).
 """
 
 from __future__ import annotations
@@ -22,6 +23,18 @@ from __future__ import annotations
 import numpy as np
 
 from pymicro.errors import InputError, InputTypeError, NumericsError, PymicroError
+
+
+# Word for word what the native core says (cpp/python/module.cpp, predict_into).
+OVERLAP_MESSAGE = ("predict_into: out overlaps x in memory; the core reads x while it writes "
+                   "out, so rows would be overwritten before they are read. Pass separate buffers")
+
+
+def check_no_overlap(x: np.ndarray, out: np.ndarray) -> None:
+    """InputError if out's bytes and x's intersect, exact aliasing included (both are
+    C-contiguous here, so their byte ranges are exactly the memory they use)."""
+    if x.size and out.size and np.may_share_memory(x, out):
+        raise InputError(OVERLAP_MESSAGE)
 
 
 def coerce(x, input_size: int) -> np.ndarray:

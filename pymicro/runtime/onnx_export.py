@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from pymicro.errors import require
+from pymicro.errors import require, BackendError
+from pymicro.runtime.activations import BY_NAME as ACTIVATIONS_BY_NAME
 
 OPSET = 17
 IR_VERSION = 8  # what opset 17 needs; readable by every ONNX Runtime since 1.11
@@ -58,17 +59,7 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
             continue
         z = node("Gemm", [h, const(p + "W", layer["W"]), const(p + "b", layer["b"])], p + "z",
                  transB=1)
-        act = layer["activation"]
-        if act in ("relu", "tanh", "sigmoid"):
-            z = node(act.capitalize(), [z], p + act)
-        elif act == "gelu":  # the tanh approximation, as the core computes it
-            z3 = node("Mul", [node("Mul", [z, z], p + "z2"), z], p + "z3")
-            inner = node("Add", [z, node("Mul", [z3, const(p + "k", 0.044715)], p + "kz3")], p + "inner")
-            t = node("Tanh", [node("Mul", [inner, const(p + "c", np.sqrt(2 / np.pi))], p + "scaled")],
-                     p + "t")
-            half = node("Mul", [z, const(p + "half", 0.5)], p + "halfz")
-            z = node("Mul", [half, node("Add", [t, const(p + "one", 1.0)], p + "1pt")], p + "gelu")
-        h = z
+        h = ACTIVATIONS_BY_NAME[layer["activation"]].onnx(node, const, z, p)  # pymicro/activations.py
     node("Softmax", [h], "probabilities", axis=-1)
 
     n, c = d["input_size"], d["n_classes"]

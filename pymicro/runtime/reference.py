@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from pymicro.runtime.inputs import coerce, nonfinite_cell
 from pymicro.errors import InputError
+from pymicro.runtime.activations import TABLE
+from pymicro.runtime.inputs import coerce, nonfinite_cell, check_no_overlap
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -20,13 +21,7 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-_ACTIVATIONS = {
-    "linear": lambda z: z,
-    "relu": lambda z: np.maximum(z, 0.0),
-    "tanh": np.tanh,
-    "sigmoid": lambda z: 1.0 / (1.0 + np.exp(-z)),
-    "gelu": lambda z: 0.5 * z * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (z + 0.044715 * z**3))),
-}
+_ACTIVATIONS = {a.name: a.reference for a in TABLE}  # pymicro/activations.py
 
 
 def forward(described: dict, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -101,6 +96,7 @@ class ReferenceModel:
         probs = self.predict(x)
         if out.shape != probs.shape:
             raise InputError(f"out has shape {out.shape}; for this x it must be {probs.shape}")
+        check_no_overlap(x, out)
         out[...] = probs
 
     def explain(self, x) -> np.ndarray:

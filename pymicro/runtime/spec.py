@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pymicro.errors import ParameterBudgetError, SpecError
+from pymicro.runtime.activations import BY_NAME, NAMES
 
-ACTIVATIONS = ("linear", "relu", "tanh", "sigmoid", "gelu")
+ACTIVATIONS = NAMES  # pymicro/activations.py is the table
 MAX_PARAMS = 10_000  # the micro budget; Spec(allow_large=True) lifts it
 MAX_WIDTH = 4096  # the core's hard limit on any layer width
 MAX_LAYERS = 64
@@ -62,7 +63,7 @@ def _layer_params(layer: Layer, n_in: int) -> int:
 
 def _layer_flops(layer: Layer, n_in: int) -> int:
     if isinstance(layer, Dense):
-        return 2 * n_in * layer.out + (0 if layer.activation == "linear" else layer.out)
+        return 2 * n_in * layer.out + BY_NAME[layer.activation].flops * layer.out
     if isinstance(layer, Attention):
         n = n_in
         # logits (2n^2), softmax (subtract, exp, sum, divide: 4n), gate (n), values (2nk)

@@ -37,9 +37,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pymicro.runtime.inputs import coerce, nonfinite_error
 from pymicro.errors import (BackendError, BlobError, GuestMemoryError, GuestProtocolError,  # noqa: F401
-                     InputError, InputTypeError, require)
+                            InputError, InputTypeError, require)
+from pymicro.runtime.inputs import coerce, nonfinite_error, check_no_overlap
 
 ABI_VERSION = 1
 FAST_CALL_SERIES = 50  # the wasmtime-py major version the unchecked call path is tested on
@@ -545,6 +545,7 @@ class WasmModel:
             raise InputError(f"out has the wrong shape; for this x it must be {want}")
         if not out.flags.writeable:
             raise InputError("out is read-only")
+        check_no_overlap(x, out)
         try:
             r = self._local.r
         except AttributeError:

@@ -49,9 +49,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from pymicro.training import toolchain as _toolchain
 from pymicro.errors import TrainingError, require
+from pymicro.runtime.activations import BY_NAME as ACTIVATIONS_BY_NAME
 from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec
+from pymicro.training import toolchain as _toolchain
 
 EVAL_CHUNK = 4096  # rows per evaluation call
 
@@ -241,17 +242,10 @@ class TinyNet:
 
 
 def _activate(z, activation: str):
-    if activation == "linear":
-        return z
-    if activation == "relu":
-        return z.relu()
-    if activation == "tanh":
-        return z.tanh()
-    if activation == "sigmoid":
-        return z.sigmoid()
-    if activation == "gelu":  # the tanh approximation, written out as reference.py has it
-        return 0.5 * z * (1.0 + (math.sqrt(2.0 / math.pi) * (z + 0.044715 * z * z * z)).tanh())
-    raise TrainingError(f"unknown activation {activation!r}")
+    act = ACTIVATIONS_BY_NAME.get(activation)  # pymicro/activations.py
+    if act is None:
+        raise TrainingError(f"unknown activation {activation!r}")
+    return act.tinygrad(z)
 
 
 # ----------------------------------------------------------------------------- result
