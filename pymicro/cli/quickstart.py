@@ -19,7 +19,7 @@ def _runtime_table(out_dir: Path, seed: int) -> str:
         path = out_dir / f"{name}.pmb"
         blob = pymicro.freeze(spec.init(seed=seed), path)
         native = pymicro.load(path)
-        reference = pymicro.load(blob, backend="reference")
+        reference = pymicro.load(blob, backend="reference", dtype=np.float64)  # the float64 oracle
         x = np.random.default_rng(seed).normal(size=(256, spec.input_size)).astype(np.float32)
         error = float(np.abs(native.predict(x) - reference.predict(x)).max())
         row = x[0]
