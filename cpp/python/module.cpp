@@ -461,8 +461,11 @@ py::tuple fast_calls(py::object self) {
 
 }  // namespace
 
+void pymicro_register_cuda(py::module_& m);  // cpp/cuda/host.cpp
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pymicro's C++ core: blob parser and executor";
+  pymicro_register_cuda(m);
   // ((name, code), ...) from PM_ACTIVATIONS (format.hpp): the table the parser and kernels use.
   py::list acts;
 #define PM_X_PAIR(id, code, name) acts.append(py::make_tuple(name, uint32_t(code)));

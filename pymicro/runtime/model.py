@@ -196,7 +196,9 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
 
     backend: "native" (C++ core, best ISA of this CPU, or ``isa=`` to pick one),
     "wasm" (the same core compiled to wasm32, run by wasmtime: ``pip install 'pymicro[wasm]'``),
-    "reference" (numpy, computing in float64). Every backend returns float32 results;
+    "reference" (numpy, computing in float64), "cuda" (an NVIDIA GPU: ``pip install
+    'pymicro[cuda]'``; BackendError where there is no GPU or driver, docs/cuda.md).
+    Every backend returns float32 results;
     ``dtype=np.float64`` (reference only) returns the reference's float64 values as they
     are, for comparisons that need them. nan_policy: "raise" (InputError naming the row and
     column; NumericsError for a row that overflows float32 inside the network) or
@@ -231,8 +233,9 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
 
         impl = WasmModel(blob, nan_policy=nan_policy)
     elif backend == "cuda":
-        raise BackendError("backend 'cuda' is not part of this build yet; "
-                           "available: 'native', 'reference', 'wasm'")
+        from pymicro.runtime.cuda import CudaModel  # docs/cuda.md; BackendError without a GPU
+
+        impl = CudaModel(blob, nan_policy=nan_policy)
     else:
         raise BackendError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     return Model(impl, backend, blob, described, out_dtype)
