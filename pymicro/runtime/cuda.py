@@ -33,6 +33,7 @@ import threading
 import numpy as np
 
 from pymicro.errors import BackendError, InputError, MissingDependencyError
+from pymicro.runtime.inputs import check_threads
 
 EXTRA = "cuda"
 # __constant__ memory is 64 KiB; leave room for the compiler's own constants.
@@ -412,7 +413,8 @@ class CudaModel:
 
         raise nonfinite_error(x.reshape(len(out), -1), out, self._blob)
 
-    def predict(self, x, threads=None):
+    def predict(self, x, *, threads=None):  # the GPU's threads, not the CPU's: ignored
+        check_threads(threads)
         return self._host_run(x, explain=False)
 
     def explain(self, x):
@@ -420,7 +422,8 @@ class CudaModel:
             raise InputError("this model has no attention layer to explain")
         return self._host_run(x, explain=True)
 
-    def predict_into(self, x, out, threads=None) -> None:
+    def predict_into(self, x, out, *, threads=None) -> None:
+        check_threads(threads)
         dx, dout = device_array(x, "x"), device_array(out, "out")
         if dx is None and dout is None:  # host arrays: through the reused device buffers
             if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous):
