@@ -61,11 +61,11 @@ class Case:
         """
         arg = self.x if kind == "single" else self.X
         if runtime == PYMICRO:
-            return pymicro.predict, (self.model, arg)
+            return partial(pymicro.predict, threads=1), (self.model, arg)  # one thread, as the peers
         if runtime == INTO:
             out = np.empty((self.model.n_classes,) if kind == "single"
                            else (len(arg), self.model.n_classes), np.float32)
-            return self.model.predict_into, (arg, out)
+            return partial(self.model.predict_into, threads=1), (arg, out)
         if runtime not in (NUMPY, ORT):
             raise ValueError(f"unknown runtime label {runtime!r}; known: {RUNTIMES}")
         if runtime not in self.peers and runtime not in self.unavailable:
@@ -161,7 +161,7 @@ class Lab:
                 return None
             case.peers[ORT] = peer
             samples = bench.interleaved(
-                {PYMICRO: (partial(pymicro.predict, case.model), arg), ORT: (peer, arg)},
+                {PYMICRO: (partial(pymicro.predict, case.model, threads=1), arg), ORT: (peer, arg)},
                 **(self.PAIRED_SINGLE if kind == "single" else self.PAIRED_BATCH))
             self.pairs[key] = {r: statistics.median(v) for r, v in samples.items()}
         return self.pairs[key]

@@ -21,6 +21,16 @@ def fma_rate(isa: str = "auto", seconds: float = 0.3) -> float:
 def _exp(x: npt.NDArray[np.float32], isa: str) -> npt.NDArray[np.float32]:
     """The kernels' own vectorised exp, elementwise (for tests)."""
 
+def _cuda_plan(data: bytes | bytearray | memoryview) -> dict[str, Any]:
+    """The blob as the CUDA backend's plan (ops, widths, offsets) and flat float32 weights."""
+
+def _cuda_host_forward(data: bytes | bytearray | memoryview, x: npt.ArrayLike, explain: bool = False
+                       ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32] | None, int]:
+    """cpp/cuda/pymicro_cuda.cuh's forward pass compiled for this CPU (for tests)."""
+
+def _cuda_source() -> str:
+    """The text of cpp/cuda/pymicro_cuda.cuh this build was made from (what NVRTC compiles)."""
+
 class NativeModel:
     def __init__(self, data: bytes | bytearray | memoryview, isa: str = "auto",
                  nan_policy: str = "raise") -> None: ...

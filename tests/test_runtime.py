@@ -651,7 +651,7 @@ def test_the_model_methods_are_documented_on_the_class_and_the_instances_keep_th
     import inspect
     import pydoc
 
-    for name, params in (("predict", ["self", "x"]), ("predict_into", ["self", "x", "out"]),
+    for name, params in (("predict", ["self", "x", "threads"]), ("predict_into", ["self", "x", "out", "threads"]),
                          ("explain", ["self", "x"])):
         method = getattr(pymicro.Model, name)
         assert inspect.isfunction(method) and len(method.__doc__) > 100

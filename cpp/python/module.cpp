@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "pymicro/arch.hpp"
+#include "pool.hpp"
 
 namespace py = pybind11;
 using namespace pymicro;
@@ -220,16 +221,18 @@ class NativeModel {
       if (view_.layers[l].kind == kAttention) attn_width_ = view_.layers[l].in;
   }
 
-  py::object predict(py::handle x) {
+  py::object predict(py::handle x, py::handle threads = py::none()) {
+    const unsigned t = threads_arg(threads);
     py::object keep;
     auto a = input(x, keep);
     const uint64_t n = rows_of(a, "x");
     py::object out = new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(view_.n_classes));
-    execute(static_cast<const float*>(a.data()), n, f32_data(out), nullptr);
+    execute(static_cast<const float*>(a.data()), n, f32_data(out), nullptr, t);
     return out;
   }
 
-  void predict_into(py::handle x, py::handle out) {
+  void predict_into(py::handle x, py::handle out, py::handle threads = py::none()) {
+    const unsigned t = threads_arg(threads);
     if (!is_fast_array(x))
       raise("InputError", "predict_into needs x as a float32, C-contiguous, aligned ndarray "
                           "(it never copies); use predict() for other inputs");
@@ -254,7 +257,7 @@ class NativeModel {
     if (n && xb < oe && ob < xe)
       raise("InputError", "predict_into: out overlaps x in memory; the core reads x while it writes "
                           "out, so rows would be overwritten before they are read. Pass separate buffers");
-    execute(static_cast<const float*>(a.data()), n, static_cast<float*>(o.mutable_data()), nullptr);
+    execute(static_cast<const float*>(a.data()), n, static_cast<float*>(o.mutable_data()), nullptr, t);
   }
 
   py::object explain(py::handle x) {
@@ -304,12 +307,62 @@ class NativeModel {
                             std::to_string(d) + ",) or (batch, " + std::to_string(d) + ")");
   }
 
-  void execute(const float* x, uint64_t n, float* out, float* attn) const {
+  // threads=None: all this process's CPUs from kAutoThreadRows rows, else one; an int >= 1.
+  static unsigned threads_arg(py::handle threads) {
+    if (threads.is_none()) return 0;
+    if (!PyLong_Check(threads.ptr()) || PyBool_Check(threads.ptr()))
+      raise("InputError", "threads must be None or an int >= 1");
+    const long t = PyLong_AsLong(threads.ptr());
+    if (t < 1) {
+      PyErr_Clear();
+      raise("InputError", "threads must be None or an int >= 1, got " + std::string(py::str(threads)));
+    }
+    return unsigned(t < long(Pool::kMaxThreads) ? t : long(Pool::kMaxThreads));
+  }
+
+  // One part of a batch split across threads: rows [first, last) of the call.
+  struct Split {
+    const NativeModel* self;
+    const float* x;
+    float* out;
+    float* attn;
+    uint64_t n, chunk;
+    uint64_t bad[Pool::kMaxThreads];
+    static void part(void* ctx, unsigned i) {
+      Split& s = *static_cast<Split*>(ctx);
+      const NativeModel& m = *s.self;
+      const uint64_t first = i * s.chunk, last = first + s.chunk < s.n ? first + s.chunk : s.n;
+      s.bad[i] = first >= last ? 0
+                               : m.ops_->run(m.plan_.get(), s.x + first * m.view_.input_size, last - first,
+                                             s.out + first * m.view_.n_classes,
+                                             s.attn ? s.attn + first * m.attn_width_ : nullptr,
+                                             workspace(m.ws_floats_));
+    }
+  };
+
+  // Splits at whole tiles, so each row runs exactly as it would on one thread (same bits).
+  uint64_t run_split(const float* x, uint64_t n, float* out, float* attn, unsigned threads) const {
+    const uint64_t T = ops_->tile, tiles = (n + T - 1) / T;
+    unsigned parts = threads ? threads : (n >= kAutoThreadRows ? Pool::cpus() : 1u);
+    if (parts > tiles) parts = unsigned(tiles);
+    if (parts > 1) {
+      Split s{this, x, out, attn, n, (tiles + parts - 1) / parts * T, {}};
+      parts = unsigned((n + s.chunk - 1) / s.chunk);
+      if (Pool::get().try_run(parts, &Split::part, &s)) {
+        uint64_t bad = 0;
+        for (unsigned i = 0; i < parts; ++i) bad += s.bad[i];
+        return bad;
+      }
+    }
+    return ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
+  }
+
+  void execute(const float* x, uint64_t n, float* out, float* attn, unsigned threads = 1) const {
     if (n == 0) return;
     uint64_t bad;
     if (n >= kReleaseGilRows) {
       py::gil_scoped_release release;
-      bad = ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
+      bad = run_split(x, n, out, attn, threads);
     } else {
       bad = ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
     }
@@ -333,6 +386,8 @@ class NativeModel {
   // Releasing and re-taking the GIL costs about as much as one small row's
   // work, so single rows and tiny batches keep it.
   static constexpr uint64_t kReleaseGilRows = 8;
+  // threads=None splits a batch across the CPUs from this many rows (docs/performance.md).
+  static constexpr uint64_t kAutoThreadRows = 16384;
 
   AlignedPtr blob_, plan_;
   size_t size_ = 0;
@@ -366,20 +421,21 @@ void bound_free(PyObject* capsule) {
 
 // The call's arguments by position or keyword: names[i] for i < want; false with a
 // TypeError set if they do not fit.
+// names[i] for i >= required are keyword-only and optional (nullptr when absent).
 bool fast_args(const char* fn, PyObject* const* args, size_t nargsf, PyObject* kwnames,
-               const char* const* names, Py_ssize_t want, PyObject** got) {
+               const char* const* names, Py_ssize_t want, PyObject** got, Py_ssize_t all) {
   Py_ssize_t n = PyVectorcall_NARGS(nargsf);
   if (n > want) {
     PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", fn, want, n);
     return false;
   }
-  for (Py_ssize_t i = 0; i < want; ++i) got[i] = i < n ? args[i] : nullptr;
+  for (Py_ssize_t i = 0; i < all; ++i) got[i] = i < n ? args[i] : nullptr;
   Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
   for (Py_ssize_t k = 0; k < nkw; ++k) {
     PyObject* key = PyTuple_GET_ITEM(kwnames, k);
     Py_ssize_t i = 0;
-    while (i < want && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) ++i;
-    if (i == want || got[i]) {
+    while (i < all && PyUnicode_CompareWithASCIIString(key, names[i]) != 0) ++i;
+    if (i == all || got[i]) {
       PyErr_Format(PyExc_TypeError, "%s() got an unexpected or repeated argument '%U'", fn, key);
       return false;
     }
@@ -410,22 +466,24 @@ PyObject* guarded(F&& f) {
 }
 
 PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  static const char* const names[] = {"x"};
-  PyObject* got[1];
-  if (!fast_args("predict", args, nargsf, kwnames, names, 1, got)) return nullptr;
-  auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
-  if (!b) return nullptr;
-  return guarded([&] { return b->model->predict(got[0]).release().ptr(); });
-}
-
-PyObject* fast_predict_into(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
-  static const char* const names[] = {"x", "out"};
+  static const char* const names[] = {"x", "threads"};
   PyObject* got[2];
-  if (!fast_args("predict_into", args, nargsf, kwnames, names, 2, got)) return nullptr;
+  if (!fast_args("predict", args, nargsf, kwnames, names, 1, got, 2)) return nullptr;
   auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
   if (!b) return nullptr;
   return guarded([&] {
-    b->model->predict_into(got[0], got[1]);
+    return b->model->predict(got[0], got[1] ? py::handle(got[1]) : py::none()).release().ptr();
+  });
+}
+
+PyObject* fast_predict_into(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+  static const char* const names[] = {"x", "out", "threads"};
+  PyObject* got[3];
+  if (!fast_args("predict_into", args, nargsf, kwnames, names, 2, got, 3)) return nullptr;
+  auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
+  if (!b) return nullptr;
+  return guarded([&] {
+    b->model->predict_into(got[0], got[1], got[2] ? py::handle(got[2]) : py::none());
     Py_RETURN_NONE;
   });
 }
@@ -461,8 +519,11 @@ py::tuple fast_calls(py::object self) {
 
 }  // namespace
 
+void pymicro_register_cuda(py::module_& m);  // cpp/cuda/host.cpp
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pymicro's C++ core: blob parser and executor";
+  pymicro_register_cuda(m);
   // ((name, code), ...) from PM_ACTIVATIONS (format.hpp): the table the parser and kernels use.
   py::list acts;
 #define PM_X_PAIR(id, code, name) acts.append(py::make_tuple(name, uint32_t(code)));
@@ -519,8 +580,9 @@ PYBIND11_MODULE(_core, m) {
       .def("fast_calls", &fast_calls,
            "(predict, predict_into) as plain CPython functions bound to this model: the same "
            "calls without pybind11's dispatch")
-      .def("predict", &NativeModel::predict, py::arg("x"))
-      .def("predict_into", &NativeModel::predict_into, py::arg("x"), py::arg("out"))
+      .def("predict", &NativeModel::predict, py::arg("x"), py::kw_only(), py::arg("threads") = py::none())
+      .def("predict_into", &NativeModel::predict_into, py::arg("x"), py::arg("out"), py::kw_only(),
+           py::arg("threads") = py::none())
       .def("explain", &NativeModel::explain, py::arg("x"))
       .def_property_readonly("input_size", &NativeModel::input_size)
       .def_property_readonly("n_classes", &NativeModel::n_classes)

@@ -374,9 +374,10 @@ def onnxruntime_peer(blob, *, reuse_output: bool = True) -> OnnxRuntimePeer:
 
 
 def pymicro_runner(model):
-    """The call the benchmarks time for pymicro: ``pymicro.predict(model, x)``."""
+    """The call the benchmarks time for pymicro: ``pymicro.predict(model, x)``, one thread
+    (as every peer here runs)."""
 
-    return partial(predict, model)
+    return partial(predict, model, threads=1)
 
 
 # --------------------------------------------------------------------------- roofline

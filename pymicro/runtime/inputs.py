@@ -110,3 +110,10 @@ def nonfinite_error(x: np.ndarray, out: np.ndarray, blob: bytes) -> PymicroError
         "inside it became Inf or NaN), so it has no probabilities: this input and the blob's "
         "weights are too large for float32. Load the model with nan_policy='propagate' to get "
         "NaN probabilities for such rows instead")
+
+
+def check_threads(threads) -> None:
+    """``threads=`` of predict/predict_into: None or an int >= 1 (the native core checks its own).
+    Backends without CPU threads of their own (reference, wasm, cuda) accept and ignore it."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InputError(f"threads must be None or an int >= 1, got {threads!r}")

@@ -103,7 +103,7 @@ class Model:
         self.explain = impl.explain
         self._info = None
 
-    def predict(self, x: npt.ArrayLike) -> np.ndarray:
+    def predict(self, x: npt.ArrayLike, *, threads: int | None = None) -> np.ndarray:
         """Class probabilities of ``x``.
 
         ``x``: one row, shape ``(input_size,)``, or a batch ``(batch, input_size)`` of real
@@ -113,21 +113,26 @@ class Model:
         Returns ``(n_classes,)`` or ``(batch, n_classes)`` probabilities of ``model.dtype``
         (float32 unless the reference was loaded with ``dtype=np.float64``).
 
+        ``threads`` (native backend): split a batch across that many threads, bit-identical
+        to one; None (the default) uses every CPU this process may run on for batches of
+        16,384 rows or more and one thread below that. Other backends ignore it.
+
         Raises :class:`~pymicro.InputError` for a wrong shape or a NaN/Inf cell (under
         ``nan_policy="raise"``), :class:`~pymicro.InputTypeError` for non-numeric input,
         :class:`~pymicro.NumericsError` for a row that overflows float32 inside the network.
         """
-        return self._impl.predict(x)
+        return self._impl.predict(x, threads=threads)
 
-    def predict_into(self, x: np.ndarray, out: np.ndarray) -> None:
+    def predict_into(self, x: np.ndarray, out: np.ndarray, *, threads: int | None = None) -> None:
         """Class probabilities of ``x`` written into ``out``: no allocation, no conversion.
 
         ``x``: a float32 (the model's dtype for ``out``), C-contiguous, aligned ndarray of
         shape ``(input_size,)`` or ``(batch, input_size)``; ``out``: a writeable array of
         the model's dtype, C-contiguous, of shape ``(n_classes,)`` or ``(batch, n_classes)``.
-        Anything that would need a copy raises :class:`~pymicro.InputError`. Returns None.
+        Anything that would need a copy raises :class:`~pymicro.InputError`. ``threads``: as
+        :meth:`predict` (no allocation per call either way). Returns None.
         """
-        return self._impl.predict_into(x, out)
+        return self._impl.predict_into(x, out, threads=threads)
 
     def explain(self, x: npt.ArrayLike) -> np.ndarray:
         """The first attention layer's weights over the input features for ``x``.
@@ -196,7 +201,9 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
 
     backend: "native" (C++ core, best ISA of this CPU, or ``isa=`` to pick one),
     "wasm" (the same core compiled to wasm32, run by wasmtime: ``pip install 'pymicro[wasm]'``),
-    "reference" (numpy, computing in float64). Every backend returns float32 results;
+    "reference" (numpy, computing in float64), "cuda" (an NVIDIA GPU: ``pip install
+    'pymicro[cuda]'``; BackendError where there is no GPU or driver, docs/cuda.md).
+    Every backend returns float32 results;
     ``dtype=np.float64`` (reference only) returns the reference's float64 values as they
     are, for comparisons that need them. nan_policy: "raise" (InputError naming the row and
     column; NumericsError for a row that overflows float32 inside the network) or
@@ -231,13 +238,14 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
 
         impl = WasmModel(blob, nan_policy=nan_policy)
     elif backend == "cuda":
-        raise BackendError("backend 'cuda' is not part of this build yet; "
-                           "available: 'native', 'reference', 'wasm'")
+        from pymicro.runtime.cuda import CudaModel  # docs/cuda.md; BackendError without a GPU
+
+        impl = CudaModel(blob, nan_policy=nan_policy)
     else:
         raise BackendError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     return Model(impl, backend, blob, described, out_dtype)
 
 
-def predict(model: Model, x: npt.ArrayLike) -> np.ndarray:
+def predict(model: Model, x: npt.ArrayLike, *, threads: int | None = None) -> np.ndarray:
     """Class probabilities of ``x`` under ``model`` (see :meth:`Model.predict`)."""
-    return model.predict(x)
+    return model.predict(x) if threads is None else model.predict(x, threads=threads)

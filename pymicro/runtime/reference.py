@@ -13,7 +13,7 @@ import numpy as np
 
 from pymicro.errors import InputError
 from pymicro.runtime.activations import TABLE
-from pymicro.runtime.inputs import coerce, nonfinite_cell, check_no_overlap
+from pymicro.runtime.inputs import check_no_overlap, check_threads, coerce, nonfinite_cell
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -72,7 +72,8 @@ class ReferenceModel:
             attn[bad] = np.nan
         return probs, attn, a.ndim == 1
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x, *, threads=None) -> np.ndarray:  # threads: numpy's own, ignored
+        check_threads(threads)
         probs, _, single = self._run(x)
         probs = probs.astype(self.dtype, copy=False)
         return probs[0] if single else probs
@@ -82,7 +83,8 @@ class ReferenceModel:
         probs, _, single = self._run(x)
         return probs[0] if single else probs
 
-    def predict_into(self, x, out) -> None:
+    def predict_into(self, x, out, *, threads=None) -> None:
+        check_threads(threads)
         # The native core's rules, word for word: predict_into never converts.
         if not (isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous
                 and x.flags.aligned):

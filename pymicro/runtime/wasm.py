@@ -39,7 +39,7 @@ import numpy as np
 
 from pymicro.errors import (BackendError, BlobError, GuestMemoryError, GuestProtocolError,  # noqa: F401
                             InputError, InputTypeError, require)
-from pymicro.runtime.inputs import coerce, nonfinite_error, check_no_overlap
+from pymicro.runtime.inputs import check_no_overlap, check_threads, coerce, nonfinite_error
 
 ABI_VERSION = 1
 FAST_CALL_SERIES = 50  # the wasmtime-py major version the unchecked call path is tested on
@@ -516,7 +516,8 @@ class WasmModel:
 
     # ---- the three calls
 
-    def predict(self, x):
+    def predict(self, x, *, threads=None):  # one wasm instance per thread: threads ignored
+        check_threads(threads)
         try:
             r = self._local.r
         except AttributeError:
@@ -532,7 +533,8 @@ class WasmModel:
         self._run(r, x, n, out, None)
         return out
 
-    def predict_into(self, x, out) -> None:
+    def predict_into(self, x, out, *, threads=None) -> None:
+        check_threads(threads)
         if not _fast_array(x):
             raise InputError("predict_into needs x as a float32, C-contiguous, aligned ndarray "
                              "(it never copies); use predict() for other inputs")
