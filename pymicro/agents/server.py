@@ -1,0 +1,450 @@
+"""The MCP server's plumbing: argument types and limits, the tool registry, progress, the model
+cache, the ``MCPServer`` subclass, argument-error wording and the transports (stdio framing and
+refusals, HTTP on loopback with DNS-rebinding protection and an optional bearer token).
+
+The tools live in ``tools_models``, ``tools_training``, ``tools_evaluation`` and ``tools_news``;
+:mod:`pymicro.agents.mcp_server` imports them all and runs the server.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import json
+import logging
+import math
+import re
+import socket
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+import numpy as np
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.stdio import stdio_server
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import SessionMessage
+from mcp_types import INVALID_REQUEST, PARSE_ERROR, Resource, ToolAnnotations, jsonrpc_message_adapter
+from pydantic import Field, ValidationError
+
+from pymicro._version import __version__
+from pymicro.errors import PymicroError
+from pymicro.market.data import embedded_symbols
+from pymicro.market.features import FEATURE_SETS
+from pymicro.store.registry import ID_MAX_LEN, ID_PATTERN, STATUSES, ModelRecord, Registry
+from pymicro.training.trainer import SYMBOL_ALIASES
+
+logger = logging.getLogger("pymicro.mcp")
+
+# ----------------------------------------------------------------------------- limits
+
+MAX_ROWS = 4096  # rows in one neural_predict call
+MAX_FEATURES = 4096  # features in one row (the core's widest layer)
+MAX_CELLS = 262_144  # rows x features in one call (4096 rows of 64)
+MAX_REQUEST_BYTES = 8 << 20  # one JSON-RPC message: a stdio line or an HTTP body
+MAX_LIST = 1000  # models in one list_models answer or resources/list
+MAX_VERIFY_SAMPLES = 200_000
+MAX_EPOCHS = 500
+MODEL_CACHE_SIZE = 32  # loaded models kept per server
+MAX_ERROR_CHARS = 2000  # an error message never grows with the payload
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,47}$"
+RESOURCE_PREFIX = "pymicro://models/"
+REFUSED_METHOD = "pymicro/refused_request"  # stand-in for a stdio line that cannot be served
+
+# ----------------------------------------------------------------------------- argument types
+# Bounds and enums live in these annotations, so they appear in each tool's input schema.
+
+ModelId = Annotated[str, Field(
+    description="A registered model's id, as list_models gives it (e.g. 'momentum-1b925ee6').",
+    pattern=ID_PATTERN, min_length=10, max_length=ID_MAX_LEN)]
+Feature = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Row = Annotated[list[Feature], Field(min_length=1, max_length=MAX_FEATURES)]
+Rows = Annotated[list[Row], Field(
+    description=f"Rows of raw features (the model normalises them itself), each as wide as the "
+                f"model's input; at most {MAX_ROWS} rows and {MAX_CELLS} numbers in all. "
+                "Finite numbers only.",
+    min_length=1, max_length=MAX_ROWS)]
+Backend = Literal["native", "reference"]
+Status = Literal[STATUSES]  # type: ignore[valid-type]
+ModelName = Annotated[str, Field(pattern=NAME_PATTERN, max_length=48,
+                                 description="1-48 ASCII letters, digits, '_' or '-'.")]
+
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9.^_-]{0,15}$"
+Date = Annotated[str, Field(pattern=DATE_PATTERN, description="A date, YYYY-MM-DD.")]
+Bps = Annotated[float, Field(ge=0, le=1000, allow_inf_nan=False)]
+Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+TrainPreset = Literal[tuple(FEATURE_SETS)]  # type: ignore[valid-type]
+SYMBOLS = tuple(embedded_symbols()) + tuple(a for a in SYMBOL_ALIASES if a not in embedded_symbols())
+Symbol = Literal[SYMBOLS]  # type: ignore[valid-type]
+
+
+def canonical_symbols(symbols: list[str] | None) -> list[str] | None:
+    """Symbols with aliases resolved, each once (GOOGL is the embedded GOOG: one series, once)."""
+    return list(dict.fromkeys(SYMBOL_ALIASES.get(s, s) for s in symbols)) if symbols else None
+
+
+def parse_date(value: str | None, name: str):
+    if value is None:
+        return None
+    try:
+        return np.datetime64(value, "D")
+    except ValueError:
+        raise ToolError(f"{name}: {value!r} is not a calendar date") from None
+
+# ----------------------------------------------------------------------------- plumbing
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    fn: Callable[..., Any]
+    title: str
+    annotations: ToolAnnotations
+
+
+TOOLS: list[ToolSpec] = []
+"""Every tool the server offers, in the order it lists them (filled by :func:`tool`)."""
+RESOURCES: list[tuple[str, dict[str, Any], Callable[..., Any]]] = []
+"""Every resource template the server offers (filled by :func:`resource`)."""
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def tool(title: str, *, read_only: bool = True, idempotent: bool = True,
+         destructive: bool = False) -> Callable[[_F], _F]:
+    """Register an ``async def`` as a tool of every :class:`PymicroServer`.
+
+    A :class:`~pymicro.PymicroError` raised by the tool becomes a ``ToolError``: the client
+    gets an error result carrying its message.
+    """
+
+    def register(fn: _F) -> _F:
+        @functools.wraps(fn)
+        async def run(*args, **kwargs):
+            try:
+                return await fn(*args, **kwargs)
+            except PymicroError as e:
+                raise ToolError(str(e)) from None
+
+        TOOLS.append(ToolSpec(run, title, ToolAnnotations(
+            read_only_hint=read_only, idempotent_hint=idempotent, destructive_hint=destructive,
+            open_world_hint=False)))
+        return fn
+
+    return register
+
+
+def resource(uri_template: str, **options: Any) -> Callable[[_F], _F]:
+    """Register an ``async def`` as a resource template of every server (``MCPServer.resource`` options)."""
+
+    def register(fn: _F) -> _F:
+        RESOURCES.append((uri_template, options, fn))
+        return fn
+
+    return register
+
+
+class Progress:
+    """A long tool's progress, sent to the client as MCP ``notifications/progress``.
+
+        result = await Progress(ctx, total=epochs).run(work, arg1, ..., key=value)
+
+    runs ``work(report, arg1, ..., key=value)`` in a worker thread, so the server keeps answering other
+    requests. The work calls ``report(done, message)`` after each step (an epoch, a chunk);
+    each call sends one notification (``progress=done, total=total``) before it returns, in
+    order; a ``done`` not above the last one sent is skipped (MCP wants progress to rise).
+    ``report`` is also where the work stops when the client cancels the request: it raises
+    there. A client that sent no progress token gets no notifications; the work runs the same.
+    """
+
+    def __init__(self, ctx: Context, total: float):
+        self._ctx = ctx
+        self.total = float(total)
+        self.sent = 0
+        self._last = -math.inf
+
+    def report(self, done: float, message: str | None = None) -> None:
+        anyio.from_thread.check_cancelled()
+        if done <= self._last:  # MCP: progress must increase with each notification
+            return
+        self._last = float(done)
+        anyio.from_thread.run(self._ctx.report_progress, float(done), self.total, message)
+        self.sent += 1
+
+    async def run(self, work: Callable[..., Any], *args, **kwargs) -> Any:
+        return await anyio.to_thread.run_sync(functools.partial(work, self.report, *args, **kwargs))
+
+
+class ModelCache:
+    """Loaded models by (id, backend), checked against the index's content hash on each use."""
+
+    def __init__(self, registry: Registry, size: int = MODEL_CACHE_SIZE):
+        self.registry = registry
+        self.size = size
+        self._lock = threading.Lock()
+        self._models: OrderedDict[tuple[str, str], tuple[str, Any]] = OrderedDict()
+
+    def get(self, model_id: str, backend: str = "native") -> tuple[ModelRecord, Any]:
+        record = self.registry.get(model_id)
+        key = (model_id, backend)
+        with self._lock:
+            hit = self._models.get(key)
+            if hit is not None and hit[0] == record.content_hash:
+                self._models.move_to_end(key)
+                return record, hit[1]
+        model = self.registry.load(model_id, backend=backend)
+        with self._lock:
+            self._models[key] = (record.content_hash, model)
+            self._models.move_to_end(key)
+            while len(self._models) > self.size:
+                self._models.popitem(last=False)
+        return record, model
+
+
+class PymicroServer(MCPServer):
+    """An ``MCPServer`` holding a registry, a model cache and the one-training-job lock."""
+
+    def __init__(self, registry: Registry, *, log_level: str = "WARNING"):
+
+        super().__init__(
+            name="pymicro", version=__version__, log_level=log_level,
+            instructions="Micro neural networks (under 10,000 parameters) for trading signals. "
+                         "list_models shows the registered models; neural_predict runs one on rows "
+                         "of features; neural_model_status describes one; verify_model checks one runs as "
+                         "its blob says; neural_train trains one on the embedded market data and registers "
+                         "it; neural_evaluate and neural_backtest measure one beside baselines; "
+                         "validate_model looks for leaks and implausible figures; analyze_news scores "
+                         "headlines; psycho_symbolic_reason explains a symbol's market, quantitative and "
+                         "macro picture from pymicro's features, or judges a model's figures.",
+            middleware=[_answer_refused])
+        self.registry = registry
+        self.models = ModelCache(registry)
+        self.train_lock = threading.Lock()
+        for spec in TOOLS:
+            self.add_tool(spec.fn, title=spec.title, annotations=spec.annotations)
+        for uri_template, options, fn in RESOURCES:
+            self.resource(uri_template, **options)(fn)
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Context | None = None):
+        """MCPServer.call_tool, with argument errors made short: a message names at most
+        five bad arguments and never grows with the payload."""
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:
+            message = str(e)
+            if isinstance(e.__cause__, ValidationError):
+                message = _argument_errors(name, e.__cause__)
+            if len(message) > MAX_ERROR_CHARS:
+                message = message[:MAX_ERROR_CHARS] + f"... ({len(message)} characters in all)"
+            if message == str(e):
+                raise
+            raise type(e)(message) from e.__cause__
+
+    async def list_resources(self) -> list[Resource]:
+        resources = await super().list_resources()
+        for r in self.registry.list()[-MAX_LIST:]:
+            resources.append(Resource(
+                uri=RESOURCE_PREFIX + r.id, name=r.id, title=f"{r.name} ({r.params} params, {r.status})",
+                description=f"{r.input_size} inputs -> {r.n_classes} classes", mime_type="application/json"))
+        return resources
+
+
+def server_of(ctx: Context) -> PymicroServer:
+    """The server a tool call runs on."""
+    return ctx.mcp_server  # type: ignore[return-value]
+
+
+async def _answer_refused(ctx, call_next):
+    """Middleware: answer the stand-in for a stdio line that could not be served (too long,
+    not JSON, nested too deeply, not JSON-RPC) with the JSON-RPC error it carries."""
+    if ctx.method == REFUSED_METHOD:
+        params = ctx.params or {}
+        code = params.get("code") if params.get("code") in (PARSE_ERROR, INVALID_REQUEST) else INVALID_REQUEST
+        raise MCPError(code=code, message=str(params.get("message", "request refused"))[:MAX_ERROR_CHARS])
+    return await call_next(ctx)
+
+
+def _argument_errors(tool_name: str, error: ValidationError) -> str:
+    """'invalid arguments for neural_predict: input.0.3: Input should be a valid number; ...'"""
+    errors = error.errors(include_url=False, include_input=False)
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(arguments)'}: {e['msg']}" for e in errors[:5]]
+    more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+    return f"invalid arguments for {tool_name}: " + "; ".join(parts) + more
+
+
+# ----------------------------------------------------------------------------- transports
+
+
+_ID_IN_PREFIX = re.compile(rb'"id"\s*:\s*(-?\d{1,18}|"[^"\\]{0,200}")')
+
+
+def _leading_id(prefix: bytes):
+    """The JSON-RPC id in the first bytes of a message, if it comes before its params."""
+    head = prefix[:4096].split(b'"params"', 1)[0]
+    match = _ID_IN_PREFIX.search(head)
+    try:
+        return None if match is None else json.loads(match.group(1))
+    except ValueError:
+        return None
+
+
+def _refusal(request_id, code: int, message: str) -> dict:
+    """A stand-in request that ``_answer_refused`` answers with this error."""
+    return {"jsonrpc": "2.0", "id": request_id, "method": REFUSED_METHOD,
+            "params": {"code": code, "message": message}}
+
+
+class _BoundedLines:
+    """stdin as an async iterator of lines of at most ``limit`` bytes.
+
+    A longer line is never held in memory: it is read past in 1 MiB pieces, and if its id
+    came before its params it is replaced by a stand-in request that the server answers
+    with a JSON-RPC error naming the size; otherwise it is dropped (and logged).
+    """
+
+    def __init__(self, stream, limit: int = MAX_REQUEST_BYTES):
+        self._stream = stream
+        self._limit = limit
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> str:
+        line = await anyio.to_thread.run_sync(self._next, abandon_on_cancel=True)
+        if line is None:
+            raise StopAsyncIteration
+        return line
+
+    def _next(self) -> str | None:
+        while True:
+            data = self._stream.readline(self._limit + 1)
+            if not data:
+                return None
+            if data.endswith(b"\n") or len(data) <= self._limit:
+                return data.decode("utf-8", errors="replace")
+            size = len(data)
+            while True:
+                piece = self._stream.readline(1 << 20)
+                size += len(piece)
+                if not piece or piece.endswith(b"\n"):
+                    break
+            request_id = _leading_id(data)
+            logger.warning("refused a request line of %d bytes (limit %d), id %r", size, self._limit, request_id)
+            if request_id is not None:
+                return json.dumps(_refusal(request_id, INVALID_REQUEST,
+                                           f"request of {size} bytes is over this server's limit of "
+                                           f"{self._limit} bytes; send fewer rows per call")) + "\n"
+
+
+class _AnswerMalformed:
+    """The server's read stream (the SDK's ``ReadStream`` protocol), in which each message the
+    SDK could not parse (not JSON, nested too deeply, not JSON-RPC) becomes a stand-in request
+    answered with a JSON-RPC error, when its id can be read. The SDK alone would drop such a
+    line, and the client would wait for an answer that never comes."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    @property
+    def last_context(self):
+        return getattr(self._stream, "last_context", None)
+
+    def _fix(self, item):
+        if not isinstance(item, ValidationError):
+            return item
+        errors = item.errors(include_url=False)
+        found = errors[0].get("input") if errors else None
+        if isinstance(found, str):
+            request_id, code = _leading_id(found[:4096].encode("utf-8", "replace")), PARSE_ERROR
+            message = f"message is not valid JSON ({errors[0]['msg']})"
+        elif isinstance(found, dict):
+            request_id, code = found.get("id"), INVALID_REQUEST
+            message = "message is not a valid JSON-RPC request"
+        else:
+            return item
+        if isinstance(request_id, bool) or not isinstance(request_id, (int, str)) or len(str(request_id)) > 200:
+            logger.warning("dropped a malformed message without a readable id")
+            return item
+        logger.warning("answered a malformed message, id %r: %s", request_id, message)
+        return SessionMessage(jsonrpc_message_adapter.validate_python(_refusal(request_id, code, message)))
+
+    async def receive(self):
+        return self._fix(await self._stream.receive())
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return self._fix(await self._stream.__anext__())
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def __aenter__(self):
+        await self._stream.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc):
+        return await self._stream.__aexit__(*exc)
+
+
+async def serve_stdio(server: PymicroServer, max_request_bytes: int = MAX_REQUEST_BYTES) -> None:
+    """Serve one client over stdin/stdout (stdout carries only the protocol)."""
+    lowlevel = server._lowlevel_server  # what MCPServer.run_stdio_async drives; it takes no stdin
+    async with stdio_server(stdin=_BoundedLines(sys.stdin.buffer, max_request_bytes)) as (read, write):
+        await lowlevel.run(_AnswerMalformed(read), write, lowlevel.create_initialization_options())
+
+
+LOOPBACK_NAMES = ("localhost",)
+
+
+def check_host(host: str, allow_remote: bool = False) -> str:
+    """The address to bind for ``host``: loopback only unless ``allow_remote``."""
+    if host in LOOPBACK_NAMES:
+        return "127.0.0.1"
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not allow_remote:
+        raise PymicroError(f"refusing to listen on {host!r}: the MCP server has no authentication, so it "
+                           "listens on loopback only (127.0.0.1, ::1, localhost); pass --allow-remote to "
+                           "listen there anyway")
+    return host
+
+
+async def serve_http(server: PymicroServer, host: str = "127.0.0.1", port: int = 8765, *,
+                     allow_remote: bool = False, max_request_bytes: int = MAX_REQUEST_BYTES,
+                     log_level: str = "WARNING") -> None:
+    """Serve streamable HTTP at ``http://host:port/mcp`` (port 0: any free port; the URL is
+    printed to stderr once the socket listens)."""
+    import uvicorn
+
+    address = check_host(host, allow_remote)
+    if allow_remote and not ipaddress.ip_address(address).is_loopback:
+        logger.warning("listening on %s with no authentication: anyone who can reach it can use it", address)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((address, port))
+    except OSError as e:
+        sock.close()
+        raise PymicroError(f"cannot listen on {address}:{port}: {e.strerror}") from None
+    sock.listen(128)
+    port = sock.getsockname()[1]
+    shown = f"[{address}]" if family == socket.AF_INET6 else address
+    app = server.streamable_http_app(host=address, max_request_body_size=max_request_bytes)
+    config = uvicorn.Config(app, log_config=None, access_log=False, log_level=log_level.lower(),
+                            lifespan="on", timeout_graceful_shutdown=2)
+    print(f"pymicro mcp: streamable HTTP on http://{shown}:{port}/mcp (store {server.registry.root})",
+          file=sys.stderr, flush=True)
+    await uvicorn.Server(config).serve(sockets=[sock])
+
