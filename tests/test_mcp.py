@@ -424,7 +424,7 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert DATA_TOOLS <= set(tools) and all(tools[n].output_schema for n in DATA_TOOLS)
         props = {n: tools[n].input_schema["properties"] for n in DATA_TOOLS}
         assert props["neural_backtest"]["epochs"]["maximum"] == MAX_WF_EPOCHS
-        assert props["analyze_news"]["headlines"]["maxItems"] == MAX_HEADLINES
+        assert props["analyze_news"]["headlines"]["anyOf"][0]["maxItems"] == MAX_HEADLINES
         assert (props["psycho_symbolic_reason"]["depth"]["minimum"], props["psycho_symbolic_reason"]["depth"]
                 ["maximum"]) == (1, 5)
         assert props["psycho_symbolic_reason"]["domains"]["anyOf"][0]["items"]["enum"] == list(DOMAINS)

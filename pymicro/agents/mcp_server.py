@@ -63,9 +63,10 @@ from pymicro.errors import PymicroError
 from pymicro.store.registry import Registry
 
 
-def build_server(registry: Registry | None = None, *, log_level: str = "WARNING") -> PymicroServer:
-    """A server over ``registry`` (default: the default store) with every tool."""
-    return PymicroServer(registry if registry is not None else Registry(), log_level=log_level)
+def build_server(registry: Registry | None = None, *, log_level: str = "WARNING", data_dir=None) -> PymicroServer:
+    """A server over ``registry`` (default: the default store) with every tool; ``data_dir``: the
+    folder data files may be read from (default ``$PYMICRO_HOME/data``)."""
+    return PymicroServer(registry if registry is not None else Registry(), log_level=log_level, data_dir=data_dir)
 
 
 def serve(args) -> int:
@@ -74,7 +75,7 @@ def serve(args) -> int:
         raise PymicroError(f"--port must be in 0..65535, got {args.port}")
     if args.transport == "http":
         check_host(args.host, args.allow_remote)  # refuse before anything starts
-    server = build_server(Registry(args.store), log_level=args.log_level)
+    server = build_server(Registry(args.store), log_level=args.log_level, data_dir=args.data_dir)
     try:
         if args.transport == "http":
             anyio.run(functools.partial(serve_http, server, args.host, args.port, allow_remote=args.allow_remote,

@@ -26,5 +26,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allow-remote", action="store_true",
                    help="HTTP: allow a non-loopback --host (there is no authentication)")
     p.add_argument("--store", help="model store folder (default: $PYMICRO_HOME/models or ~/.pymicro/models)")
+    p.add_argument("--data-dir", help="folder whose OHLCV and headline files clients may name (neural_train's "
+                                      "data_path, neural_evaluate's test_data file, analyze_news); "
+                                      "default: $PYMICRO_HOME/data or ~/.pymicro/data")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="stderr log level (default: %(default)s)")

@@ -13,6 +13,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import re
 import socket
 import sys
@@ -20,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import anyio
@@ -32,7 +34,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
 from mcp_types import INVALID_REQUEST, PARSE_ERROR, Resource, ToolAnnotations, jsonrpc_message_adapter
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from pymicro._version import __version__
 from pymicro.errors import PymicroError
@@ -84,6 +86,22 @@ Probability = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
 TrainPreset = Literal[tuple(FEATURE_SETS)]  # type: ignore[valid-type]
 SYMBOLS = tuple(embedded_symbols()) + tuple(a for a in SYMBOL_ALIASES if a not in embedded_symbols())
 Symbol = Literal[SYMBOLS]  # type: ignore[valid-type]
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_rows(rows: list[list[float]], name: str = "input") -> np.ndarray:
+    """Rows as the float32 matrix a model reads; a value beyond float32's range (about 3.4e38)
+    is refused here, in words for the MCP caller, rather than reaching the model as inf."""
+    x = np.asarray(rows, dtype=np.float64)
+    over = np.argwhere(np.abs(x) > FLOAT32_MAX)
+    if len(over):
+        i, j = (int(k) for k in over[0])
+        raise ToolError(f"{name}[{i}][{j}] = {x[i, j]:g} is beyond the range of the model's 32-bit floats "
+                        f"(|x| <= {FLOAT32_MAX:.4g}); {len(over)} value(s) in all. Send values within that range; "
+                        "a raw feature this large is almost certainly a units or data error")
+    return x.astype(np.float32)
 
 
 def canonical_symbols(symbols: list[str] | None) -> list[str] | None:
@@ -211,7 +229,7 @@ class ModelCache:
 class PymicroServer(MCPServer):
     """An ``MCPServer`` holding a registry, a model cache and the one-training-job lock."""
 
-    def __init__(self, registry: Registry, *, log_level: str = "WARNING"):
+    def __init__(self, registry: Registry, *, log_level: str = "WARNING", data_dir: str | Path | None = None):
 
         super().__init__(
             name="pymicro", version=__version__, log_level=log_level,
@@ -225,10 +243,12 @@ class PymicroServer(MCPServer):
                          "macro picture from pymicro's features, or judges a model's figures.",
             middleware=[_answer_refused])
         self.registry = registry
+        self.data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
         self.models = ModelCache(registry)
         self.train_lock = threading.Lock()
         for spec in TOOLS:
             self.add_tool(spec.fn, title=spec.title, annotations=spec.annotations)
+            _strict_arguments(self._tool_manager.get_tool(spec.fn.__name__))
         for uri_template, options, fn in RESOURCES:
             self.resource(uri_template, **options)(fn)
 
@@ -254,6 +274,42 @@ class PymicroServer(MCPServer):
                 uri=RESOURCE_PREFIX + r.id, name=r.id, title=f"{r.name} ({r.params} params, {r.status})",
                 description=f"{r.input_size} inputs -> {r.n_classes} classes", mime_type="application/json"))
         return resources
+
+
+def _strict_arguments(registered) -> None:
+    """Make a registered tool refuse unknown arguments and arguments of the wrong JSON type (a
+    string where a number goes, a float where an integer goes): the SDK's argument model is lax
+    and would ignore ``{"bogus": 1}`` and read ``limit: "10"`` as 10. The input schema says so
+    too (``additionalProperties: false``)."""
+    lax = registered.fn_metadata.arg_model
+    strict = type(lax.__name__, (lax,), {"__module__": lax.__module__,
+                                         "model_config": ConfigDict(lax.model_config, extra="forbid", strict=True)})
+    registered.fn_metadata.arg_model = strict
+    registered.parameters = strict.model_json_schema(by_alias=True)
+
+
+DATA_SUFFIXES = (".csv", ".parquet")
+
+
+def default_data_dir() -> Path:
+    """``$PYMICRO_HOME/data``; ``PYMICRO_HOME`` defaults to ``~/.pymicro``."""
+    return Path(os.environ.get("PYMICRO_HOME") or Path.home() / ".pymicro") / "data"
+
+
+def resolve_data_file(server: "PymicroServer", name: str) -> Path:
+    """The data file ``name`` names inside the server's data folder; anything else is refused (a
+    client names a file the user put there, never an arbitrary path)."""
+    root = server.data_dir.resolve()
+    where = f"the server's data folder {root} (--data-dir; default $PYMICRO_HOME/data)"
+    candidate = Path(name)
+    path = (candidate if candidate.is_absolute() else root / candidate).resolve()
+    if not path.is_relative_to(root) or path == root:
+        raise ToolError(f"data_path {name!r} is outside {where}: put the file there and name it relative to it")
+    if path.suffix.lower() not in DATA_SUFFIXES:
+        raise ToolError(f"data_path {name!r}: a .csv or .parquet OHLCV file is needed")
+    if not path.is_file():
+        raise ToolError(f"data_path {name!r}: no such file in {where}")
+    return path
 
 
 def server_of(ctx: Context) -> PymicroServer:

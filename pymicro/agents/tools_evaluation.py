@@ -12,12 +12,12 @@ import anyio.to_thread
 import numpy as np
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from pymicro.agents.reasoning import model_settings, validate_on_embedded
 from pymicro.agents.server import (
-    MAX_CELLS, MAX_ROWS, SYMBOLS, Bps, Date, ModelId, Probability, Progress, PymicroServer, Rows, Symbol,
-    TrainPreset, canonical_symbols, parse_date, server_of, tool,
+    MAX_CELLS, MAX_REQUEST_BYTES, MAX_ROWS, SYMBOLS, Bps, Date, ModelId, Probability, Progress, PymicroServer, Rows, Symbol,
+    TrainPreset, canonical_symbols, float32_rows, parse_date, server_of, tool,
 )
 from pymicro.evaluation.backtest import LabelledSeries, positions_from_probabilities, run_backtest, walk_forward
 from pymicro.market.data import embedded_symbols, load_embedded
@@ -28,6 +28,13 @@ from pymicro.training.trainer import SYMBOL_ALIASES
 
 MAX_WF_BLOCKS = 40  # retrains in one walk-forward neural_backtest
 MAX_WF_EPOCHS = 50  # epochs per retrain
+
+class _TestData(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    input: Rows
+    labels: Annotated[list[Annotated[int, Field(ge=0, le=15)]], Field(min_length=1, max_length=MAX_ROWS)]
+
 
 class EvaluationOutcome(BaseModel):
     model_id: str
@@ -47,6 +54,20 @@ class EvaluationOutcome(BaseModel):
     trading: dict[str, Any] | None = Field(description="Embedded only: the model's positions backtested net of "
                                                        "costs, beside buy-and-hold, majority-class and momentum.")
     notes: list[str]
+    accuracy: float = Field(description="classification.accuracy, at the top level as the seed guide reads it.")
+    majority_accuracy: float = Field(description="The majority-class baseline's accuracy on the same rows.")
+    sharpe: float | str | None = Field(description="The strategy's annualised Sharpe ratio net of costs "
+                                                   "(trading.metrics.strategy; embedded data only, else null).")
+    buy_and_hold_sharpe: float | str | None = Field(description="Buy-and-hold's Sharpe on the same dates.")
+
+    @classmethod
+    def make(cls, **fields) -> "EvaluationOutcome":
+        """The outcome with its top-level figures read from ``classification`` and ``trading``."""
+        c, t = fields["classification"], fields["trading"]
+        legs = (t or {}).get("metrics", {})
+        return cls(**fields, accuracy=c["accuracy"], majority_accuracy=c["majority_accuracy"],
+                   sharpe=legs.get("strategy", {}).get("sharpe"),
+                   buy_and_hold_sharpe=legs.get("buy_and_hold", {}).get("sharpe"))
 
 
 class BacktestOutcome(BaseModel):
@@ -173,8 +194,7 @@ def _evaluate(model_id: str, model, symbol, start, end, rows, labels, confidence
         for i, row in enumerate(rows):
             if len(row) != model.input_size:
                 raise ToolError(f"input[{i}] has {len(row)} features; model {model_id} takes {model.input_size}")
-        with np.errstate(over="ignore"):
-            x = np.asarray(rows, np.float32)
+        x = float32_rows(rows)
         y = np.asarray(labels, np.int64)
         pred = model.predict(x).argmax(axis=1)
         settings = model_settings(model)
@@ -183,7 +203,7 @@ def _evaluate(model_id: str, model, symbol, start, end, rows, labels, confidence
         notes.append("majority-class baseline: the given labels themselves (hindsight: a conservative baseline)")
         summary = classification_summary(y, pred, n_classes=n_classes, majority=majority, confidence=confidence,
                                          block=max(1, settings["horizon"]))
-        return EvaluationOutcome(model_id=model_id, source="rows", symbol=None, period=None, n=len(y), labels=names,
+        return EvaluationOutcome.make(model_id=model_id, source="rows", symbol=None, period=None, n=len(y), labels=names,
                                  classification=summary, out_of_sample=oos, trading=None, notes=notes)
     if labels is not None:
         raise ToolError("labels go with input rows; with a symbol and dates the labels come from the data")
@@ -211,7 +231,7 @@ def _evaluate(model_id: str, model, symbol, start, end, rows, labels, confidence
         result = run_backtest(close, pos, cost_bps, slippage_bps, dates=part.dates, majority_class=majority,
                               class_positions=cp)
         trading = result.to_dict()
-    return EvaluationOutcome(model_id=model_id, source="embedded", symbol=sym,
+    return EvaluationOutcome.make(model_id=model_id, source="embedded", symbol=sym,
                              period=[day(part.dates[0]), day(part.dates[-1])], n=len(part), labels=names,
                              classification=summary, out_of_sample=oos, trading=trading, notes=notes)
 
@@ -305,6 +325,21 @@ def _backtest(report: Callable, server: PymicroServer, plan: _BacktestPlan, cost
                            notes=notes + out["notes"])
 
 
+_TEST_DATA = TypeAdapter(_TestData)
+
+
+def _parse_test_data(text: str) -> tuple[list, list]:
+    """neural_evaluate's test_data: the JSON of {"input": rows, "labels": class indices}."""
+    try:
+        data = _TEST_DATA.validate_json(text)
+    except ValidationError as e:
+        first = e.errors(include_url=False, include_input=False)[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ToolError(f"test_data must be the JSON of an object {{\"input\": [[features, ...], ...], "
+                        f"\"labels\": [class index, ...]}}; at {where}: {first['msg']}") from None
+    return data.input, data.labels
+
+
 @tool("Evaluate a registered model on embedded data or on given rows and labels")
 async def neural_evaluate(
         model_id: ModelId,
@@ -317,7 +352,16 @@ async def neural_evaluate(
         confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95,
         cost_bps: Bps = 1.0, slippage_bps: Bps = 1.0,
         threshold: Annotated[Probability, Field(description="Minimum class probability to take a position.")]
-        = 0.5, *,
+        = 0.5,
+        test_data: Annotated[str | None, Field(max_length=MAX_REQUEST_BYTES, description=
+                                               "The seed guide's argument: a JSON object {\"input\": rows, "
+                                               "\"labels\": class indices}, the same as giving input and "
+                                               "labels.")] = None,
+        metrics: Annotated[list[Literal["accuracy", "sharpe", "max_drawdown"]] | None, Field(
+            max_length=3, description="Accepted for the seed guide; every figure is always returned.")] = None,
+        use_gpu: Annotated[bool | None, Field(description="Accepted for the seed guide: evaluation runs on "
+                                                          "pymicro's C++ core on the CPU; no GPU is used.")]
+        = None, *,
         ctx: Context) -> EvaluationOutcome:
     """Accuracy (with a confidence interval), balanced accuracy, per-class recall and the
     majority-class baseline with a one-sided binomial p-value, for a registered model on either
@@ -326,15 +370,23 @@ async def neural_evaluate(
     positions backtested net of costs beside buy-and-hold, majority-class and momentum; or (b)
     `input` rows with their `labels` (class indices). `out_of_sample` says whether the rows come
     after the model's training dates (the blob's train_end/test_start metadata); if some do not,
-    the figures for the rows from test_start alone are given too."""
+    the figures for the rows from test_start alone are given too. `accuracy` and `sharpe` are
+    repeated at the top level beside `majority_accuracy` and `buy_and_hold_sharpe`."""
+    if test_data is not None:
+        if input is not None or labels is not None:
+            raise ToolError("give either test_data or input with labels, not both")
+        input, labels = _parse_test_data(test_data)
     if input is not None and (symbol or start or end):
         raise ToolError("give either input rows with labels, or a symbol and dates, not both")
     if input is not None and len(input) * len(input[0]) > MAX_CELLS:
         raise ToolError(f"{len(input)} rows x {len(input[0])} features; at most {MAX_CELLS} numbers a call")
     _, model = server_of(ctx).models.get(model_id)
-    return await anyio.to_thread.run_sync(functools.partial(
+    out = await anyio.to_thread.run_sync(functools.partial(
         _evaluate, model_id, model, symbol, start, end, input, labels, confidence, cost_bps, slippage_bps,
         threshold))
+    if use_gpu:
+        out.notes.append("use_gpu: evaluation runs on pymicro's C++ core on the CPU; no GPU was used")
+    return out
 
 @tool("Backtest a registered model or a walk-forward of a preset, net of costs, beside baselines")
 async def neural_backtest(

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 
 from pymicro.agents.server import (
     MAX_CELLS, MAX_LIST, MAX_VERIFY_SAMPLES, RESOURCE_PREFIX, Backend, ModelId, ModelName, Progress, PymicroServer,
-    Rows, Status, resource, server_of, tool,
+    Rows, Status, float32_rows, resource, server_of, tool,
 )
 from pymicro.errors import InputError, PymicroError
 from pymicro.runtime.model import load
@@ -132,8 +132,7 @@ async def neural_predict(model_id: ModelId, input: Rows, backend: Backend = "nat
     for i, row in enumerate(input):
         if len(row) != model.input_size:
             raise ToolError(f"input[{i}] has {len(row)} features; model {model_id} takes {model.input_size}")
-    with np.errstate(over="ignore"):  # a finite float64 beyond float32's range: the core names it
-        x = np.asarray(input, dtype=np.float32)
+    x = float32_rows(input)
     probs = np.asarray(model.predict(x), dtype=np.float64)
     index = probs.argmax(axis=1)
     labels = list(model.labels)

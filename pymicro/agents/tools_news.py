@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
 import pandas as pd
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pymicro.agents.reasoning import DOMAINS, MAX_DEPTH, MAX_QUERY_CHARS, reason
 from pymicro.agents.server import SYMBOL_PATTERN, Date, ModelId, parse_date, server_of, tool
 from pymicro.agents.tools_evaluation import day
 from pymicro.market.data import load_embedded
 from pymicro.market.news import analyze_news as score_headlines
-from pymicro.market.news import load_lm_lexicon, validate_headlines
+from pymicro.market.news import load_headlines, load_lm_lexicon, validate_headlines
 
 MAX_HEADLINES = 5000  # headlines in one analyze_news call
 LM_LICENCE = ("Loughran-McDonald Master Dictionary (Loughran and McDonald, University of Notre Dame): its authors "
@@ -51,6 +52,8 @@ class NewsAnalysis(BaseModel):
 
 
 class Headline(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
     timestamp: Annotated[str, Field(min_length=10, max_length=40, description=
                                     "ISO 8601: '2010-05-03 14:30' (in tz), '2010-05-03T18:30:00Z', or a date "
                                     "alone (taken as published after that day's close).")]
@@ -90,9 +93,32 @@ class ReasoningOutcome(BaseModel):
     rules_version: str
 
 
-def _news(headlines: list[Headline], calendar: str, close_time: str, tz: str) -> NewsAnalysis:
-    frame = pd.DataFrame([h.model_dump() for h in headlines], columns=["timestamp", "symbol", "headline"])
-    checked = validate_headlines(frame, tz=tz, source="headlines")
+HEADLINES_FILE = "headlines.csv"  # in the server's data folder: what analyze_news(symbol=...) reads
+
+
+def _stored_headlines(data_dir: Path, symbol: str, lookback_hours: int, tz: str) -> pd.DataFrame:
+    """The headlines of ``symbol`` in the last ``lookback_hours`` (now, in ``tz``) of the file the
+    user put in the server's data folder; an error saying exactly what is needed otherwise."""
+    path = data_dir / HEADLINES_FILE
+    if not path.is_file():
+        raise ToolError(f"analyze_news with a symbol reads the headlines you have loaded: put a CSV with columns "
+                        f"timestamp, symbol, headline at {path} (the server's data folder, --data-dir), or pass "
+                        "the headlines inline as `headlines`")
+    frame = load_headlines(path, tz=tz)
+    mine = frame[frame["symbol"].str.upper() == symbol.upper()]
+    if mine.empty:
+        raise ToolError(f"{path} holds no headlines for {symbol} (symbols there: "
+                        f"{', '.join(sorted(set(frame['symbol']))[:20])})")
+    now = pd.Timestamp.now(tz=tz).tz_localize(None)
+    recent = mine[mine["timestamp"] >= now - pd.Timedelta(hours=lookback_hours)]
+    if recent.empty:
+        raise ToolError(f"no headlines for {symbol} in the last {lookback_hours} hours in {path} (its {len(mine)} "
+                        f"headlines for {symbol} run {mine['timestamp'].min():%Y-%m-%d %H:%M}.."
+                        f"{mine['timestamp'].max():%Y-%m-%d %H:%M}): widen lookback_hours or load newer headlines")
+    return recent.reset_index(drop=True)
+
+
+def _news(checked: pd.DataFrame, calendar: str, close_time: str, tz: str, notes: dict[str, str]) -> NewsAnalysis:
     cal = None
     if calendar == "embedded":
 
@@ -107,15 +133,26 @@ def _news(headlines: list[Headline], calendar: str, close_time: str, tz: str) ->
              "calendar": "the embedded S&P 500 trading days (1999-01-04..2018-12-31)" if cal is not None else
              "weekdays (no holiday calendar)",
              "session": "a headline counts for the first session whose close is strictly after it; a date alone "
-                        "counts as published after that day's close"}
-    return NewsAnalysis(days=days, headlines=len(headlines), unassigned=int(daily.attrs.get("unassigned", 0)),
+                        "counts as published after that day's close", **notes}
+    return NewsAnalysis(days=days, headlines=len(checked), unassigned=int(daily.attrs.get("unassigned", 0)),
                         rules=rules, lexicon=lexicon.source, licence=LM_LICENCE)
 
 
 @tool("Score headlines with the Loughran-McDonald lexicon, per symbol and trading day")
 async def analyze_news(
-        headlines: Annotated[list[Headline], Field(min_length=1, max_length=MAX_HEADLINES, description=
-                                                   f"At most {MAX_HEADLINES} headlines, given inline.")],
+        headlines: Annotated[list[Headline] | None, Field(min_length=1, max_length=MAX_HEADLINES, description=
+                                                          f"At most {MAX_HEADLINES} headlines, given inline.")]
+        = None,
+        symbol: Annotated[str | None, Field(pattern=SYMBOL_PATTERN, description=
+                                            "Instead of headlines: this symbol's headlines from headlines.csv in "
+                                            "the server's data folder (the seed guide's call).")] = None,
+        lookback_hours: Annotated[int, Field(ge=1, le=24 * 366 * 30, description=
+                                             "With symbol: the headlines of the last hours (to now).")] = 24,
+        sentiment_model: Annotated[Literal["loughran_mcdonald", "enhanced"], Field(description=
+                                   "The only model is the Loughran-McDonald lexicon; 'enhanced' (the seed "
+                                   "guide's) is accepted and means the same.")] = "loughran_mcdonald",
+        use_gpu: Annotated[bool | None, Field(description="Accepted for the seed guide; scoring is a word "
+                                                          "count on the CPU.")] = None,
         calendar: Literal["weekdays", "embedded"] = "weekdays",
         close_time: Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")] = "16:00",
         tz: Annotated[str, Field(pattern=r"^[A-Za-z]+(/[A-Za-z0-9_+-]+){0,2}$", max_length=64)]
@@ -125,9 +162,27 @@ async def analyze_news(
     headlines, added up per symbol and session without look-ahead: a headline counts for the
     first session whose close (close_time in tz) is strictly after its timestamp. calendar
     'embedded' uses the S&P 500 trading days of the embedded data (holidays skipped); 'weekdays'
-    any weekday. Headlines are given inline only: the server reads no files or URLs. The lexicon's
-    terms are in `licence`."""
-    return await anyio.to_thread.run_sync(_news, headlines, calendar, close_time, tz)
+    any weekday. Headlines are given inline, or with `symbol` (and `lookback_hours`) read from the
+    headlines.csv the user put in the server's data folder; no other file or URL is read. The
+    lexicon's terms are in `licence`."""
+    if (headlines is None) == (symbol is None):
+        raise ToolError("give either headlines (inline) or a symbol (its headlines from headlines.csv in the "
+                        "server's data folder), not both and not neither")
+    notes = {"sentiment_model": "Loughran-McDonald lexicon word counts" + (
+        " ('enhanced' has no other meaning here: there is one model)" if sentiment_model == "enhanced" else "")}
+    if use_gpu:
+        notes["use_gpu"] = "no GPU is used: scoring is a word count on the CPU"
+
+    def work() -> NewsAnalysis:
+        if headlines is not None:
+            frame = pd.DataFrame([h.model_dump() for h in headlines], columns=["timestamp", "symbol", "headline"])
+            checked = validate_headlines(frame, tz=tz, source="headlines")
+        else:
+            checked = _stored_headlines(server_of(ctx).data_dir, symbol, lookback_hours, tz)
+            notes["source"] = f"{HEADLINES_FILE} in the server's data folder: {symbol}, last {lookback_hours} hours"
+        return _news(checked, calendar, close_time, tz, notes)
+
+    return await anyio.to_thread.run_sync(work)
 
 @tool("Reason about a symbol's market psychology, quantitative and macro picture, or a model's figures")
 async def psycho_symbolic_reason(
