@@ -25,7 +25,10 @@ Safety:
   :data:`MAX_CELLS` values a call, :data:`MAX_REQUEST_BYTES` a request (a longer stdio line
   is skipped unread and its id answered with a JSON-RPC error; HTTP answers 413).
 * HTTP listens on loopback only (127.0.0.1, ::1, localhost) unless ``--allow-remote``;
-  the SDK's DNS-rebinding protection is on for loopback hosts. There is no authentication.
+  DNS-rebinding protection (Host and Origin must name a loopback host) is on for every loopback
+  address (127.0.0.0/8, ::1, localhost). ``--token`` (or ``PYMICRO_MCP_TOKEN``) makes every
+  HTTP request carry ``Authorization: Bearer <token>`` (else 401): loopback alone does not keep
+  out the other users of a shared machine. stdio needs no token (the client spawned the server).
 * Nothing is written to stdout except the protocol; logs go to stderr.
 * One training job at a time per server (``neural_train``, a walk-forward ``neural_backtest``,
   ``validate_model`` with ``fit="tinygrad"``); a second is refused, not queued.
@@ -48,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import sys
 
 import anyio
@@ -58,7 +62,7 @@ import pymicro.agents.tools_training  # noqa: F401
 import pymicro.agents.tools_evaluation  # noqa: F401
 import pymicro.agents.tools_news  # noqa: F401,E402
 from pymicro.agents.options import DESCRIPTION, arguments
-from pymicro.agents.server import PymicroServer, check_host, serve_http, serve_stdio
+from pymicro.agents.server import MIN_TOKEN_CHARS, PymicroServer, check_host, serve_http, serve_stdio
 from pymicro.errors import PymicroError
 from pymicro.store.registry import Registry
 
@@ -75,11 +79,14 @@ def serve(args) -> int:
         raise PymicroError(f"--port must be in 0..65535, got {args.port}")
     if args.transport == "http":
         check_host(args.host, args.allow_remote)  # refuse before anything starts
+    token = (args.token or os.environ.get("PYMICRO_MCP_TOKEN") or None) if args.transport == "http" else None
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise PymicroError(f"--token / PYMICRO_MCP_TOKEN must have at least {MIN_TOKEN_CHARS} characters")
     server = build_server(Registry(args.store), log_level=args.log_level, data_dir=args.data_dir)
     try:
         if args.transport == "http":
             anyio.run(functools.partial(serve_http, server, args.host, args.port, allow_remote=args.allow_remote,
-                                        log_level=args.log_level))
+                                        log_level=args.log_level, token=token))
         else:
             anyio.run(serve_stdio, server)
     except KeyboardInterrupt:

@@ -9,6 +9,7 @@ The tools live in ``tools_models``, ``tools_training``, ``tools_evaluation`` and
 from __future__ import annotations
 
 import functools
+import hmac
 import ipaddress
 import json
 import logging
@@ -31,9 +32,13 @@ import numpy as np
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from mcp.shared.message import SessionMessage
-from mcp_types import INVALID_REQUEST, PARSE_ERROR, Resource, ToolAnnotations, jsonrpc_message_adapter
+from mcp_types import (
+    INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR, ErrorData, JSONRPCError, JSONRPCNotification, Resource,
+    ToolAnnotations, jsonrpc_message_adapter,
+)
 from pydantic import ConfigDict, Field, ValidationError
 
 from pymicro._version import __version__
@@ -322,7 +327,8 @@ async def _answer_refused(ctx, call_next):
     not JSON, nested too deeply, not JSON-RPC) with the JSON-RPC error it carries."""
     if ctx.method == REFUSED_METHOD:
         params = ctx.params or {}
-        code = params.get("code") if params.get("code") in (PARSE_ERROR, INVALID_REQUEST) else INVALID_REQUEST
+        code = params.get("code") if params.get("code") in (PARSE_ERROR, INVALID_REQUEST, INVALID_PARAMS) \
+            else INVALID_REQUEST
         raise MCPError(code=code, message=str(params.get("message", "request refused"))[:MAX_ERROR_CHARS])
     return await call_next(ctx)
 
@@ -357,8 +363,88 @@ def _refusal(request_id, code: int, message: str) -> dict:
             "params": {"code": code, "message": message}}
 
 
+REFUSED_NULL_METHOD = "pymicro/refused_null_id"  # stand-in for a message whose id cannot be answered
+
+
+def _usable_id(request_id) -> bool:
+    """Whether a JSON-RPC id can be echoed: an integer or a short string (not a bool, float,
+    null, array or object)."""
+    return (isinstance(request_id, str) and len(request_id) <= 200) or (
+        isinstance(request_id, int) and not isinstance(request_id, bool))
+
+
+def _stand_in(request_id, code: int, message: str) -> str:
+    """The line the SDK reads in place of one it cannot serve: a request that ``_answer_refused``
+    answers with this error, or (id not usable) a notification that ``_AnswerMalformed`` answers
+    with ``"id": null``, as JSON-RPC 2.0 asks."""
+    if _usable_id(request_id):
+        return json.dumps(_refusal(request_id, code, message)) + "\n"
+    return json.dumps({"jsonrpc": "2.0", "method": REFUSED_NULL_METHOD,
+                       "params": {"code": code, "message": message}}) + "\n"
+
+
+def _problem(error: ValidationError) -> tuple[int, str]:
+    """The JSON-RPC error code and a short message for a message that is JSON but not JSON-RPC."""
+    errors = error.errors(include_url=False, include_input=False)
+    fields = {str(e["loc"][1]) for e in errors if len(e["loc"]) > 1}
+    if fields and fields <= {"params"}:
+        return INVALID_PARAMS, "invalid params: params must be an object"
+    shown = "; ".join(sorted({f"{'.'.join(str(p) for p in e['loc'][1:]) or '(message)'}: {e['msg']}"
+                              for e in errors})[:4])
+    return INVALID_REQUEST, f"message is not a valid JSON-RPC 2.0 request ({shown})"[:500]
+
+
+def triage(line: str) -> list[str]:
+    """What the SDK reads for one stdin line: the line itself when it is a JSON-RPC message the
+    SDK serves, else stand-ins that answer it with an error (see :func:`_stand_in`). A message
+    with an id always gets an answer: malformed JSON with a readable id, a wrong ``jsonrpc``,
+    ``method`` or ``params``, an id that is null, a bool, a float or an object (the SDK would
+    take such a message for a notification and never answer), a batch (each element). Only a
+    message with no id at all is dropped (logged): there is no one to answer."""
+    try:
+        message = jsonrpc_message_adapter.validate_json(line, by_name=False)
+    except ValidationError as e:
+        error = e
+    else:
+        if not isinstance(message, JSONRPCNotification) or '"id"' not in line:
+            return [line]
+        try:
+            parsed = json.loads(line)
+        except (ValueError, RecursionError):
+            return [line]
+        if not isinstance(parsed, dict) or "id" not in parsed:
+            return [line]
+        return [_stand_in(None, INVALID_REQUEST, f"invalid request id {json.dumps(parsed['id'])[:40]}: an id "
+                                                 "must be an integer or a string")]
+    errors = error.errors(include_url=False, include_input=False)
+    try:
+        parsed = json.loads(line)
+    except (ValueError, RecursionError):
+        parsed = None
+    if parsed is None or any(e["type"] == "json_invalid" for e in errors):  # the SDK's parser refuses it
+        request_id = _leading_id(line[:4096].encode("utf-8", "replace"))
+        message = f"message is not valid JSON ({errors[0]['msg'] if errors else 'unparseable'})"
+        if request_id is None:
+            logger.warning("dropped a message that is not JSON and has no readable id")
+            return []
+        return [_stand_in(request_id, PARSE_ERROR, message)]
+    if isinstance(parsed, list):
+        ids = [m["id"] for m in parsed if isinstance(m, dict) and "id" in m]
+        message = "JSON-RPC batches are not supported (MCP sends one message per line): send each request alone"
+        return [_stand_in(i, INVALID_REQUEST, message) for i in ids] or [_stand_in(None, INVALID_REQUEST, message)]
+    if not isinstance(parsed, dict) or "id" not in parsed:
+        logger.warning("dropped a malformed message without an id")
+        return []
+    code, message = _problem(error)
+    request_id = parsed["id"]
+    if not _usable_id(request_id):
+        message = f"invalid request id {json.dumps(request_id)[:40]}: an id must be an integer or a string; " + message
+    return [_stand_in(request_id, code, message)]
+
+
 class _BoundedLines:
-    """stdin as an async iterator of lines of at most ``limit`` bytes.
+    """stdin as an async iterator of the lines the SDK reads: each line of at most ``limit``
+    bytes as :func:`triage` makes it (itself, or stand-ins answered with an error).
 
     A longer line is never held in memory: it is read past in 1 MiB pieces, and if its id
     came before its params it is replaced by a stand-in request that the server answers
@@ -368,77 +454,73 @@ class _BoundedLines:
     def __init__(self, stream, limit: int = MAX_REQUEST_BYTES):
         self._stream = stream
         self._limit = limit
+        self._pending: list[str] = []
 
     def __aiter__(self):
         return self
 
     async def __anext__(self) -> str:
-        line = await anyio.to_thread.run_sync(self._next, abandon_on_cancel=True)
-        if line is None:
-            raise StopAsyncIteration
-        return line
+        while not self._pending:
+            lines = await anyio.to_thread.run_sync(self._next, abandon_on_cancel=True)
+            if lines is None:
+                raise StopAsyncIteration
+            self._pending.extend(lines)
+        return self._pending.pop(0)
 
-    def _next(self) -> str | None:
+    def _next(self) -> list[str] | None:
+        data = self._stream.readline(self._limit + 1)
+        if not data:
+            return None
+        if data.endswith(b"\n") or len(data) <= self._limit:
+            return triage(data.decode("utf-8", errors="replace"))
+        size = len(data)
         while True:
-            data = self._stream.readline(self._limit + 1)
-            if not data:
-                return None
-            if data.endswith(b"\n") or len(data) <= self._limit:
-                return data.decode("utf-8", errors="replace")
-            size = len(data)
-            while True:
-                piece = self._stream.readline(1 << 20)
-                size += len(piece)
-                if not piece or piece.endswith(b"\n"):
-                    break
-            request_id = _leading_id(data)
-            logger.warning("refused a request line of %d bytes (limit %d), id %r", size, self._limit, request_id)
-            if request_id is not None:
-                return json.dumps(_refusal(request_id, INVALID_REQUEST,
-                                           f"request of {size} bytes is over this server's limit of "
-                                           f"{self._limit} bytes; send fewer rows per call")) + "\n"
+            piece = self._stream.readline(1 << 20)
+            size += len(piece)
+            if not piece or piece.endswith(b"\n"):
+                break
+        request_id = _leading_id(data)
+        logger.warning("refused a request line of %d bytes (limit %d), id %r", size, self._limit, request_id)
+        if request_id is None:
+            return []
+        return [json.dumps(_refusal(request_id, INVALID_REQUEST,
+                                    f"request of {size} bytes is over this server's limit of "
+                                    f"{self._limit} bytes; send fewer rows per call")) + "\n"]
 
 
 class _AnswerMalformed:
-    """The server's read stream (the SDK's ``ReadStream`` protocol), in which each message the
-    SDK could not parse (not JSON, nested too deeply, not JSON-RPC) becomes a stand-in request
-    answered with a JSON-RPC error, when its id can be read. The SDK alone would drop such a
-    line, and the client would wait for an answer that never comes."""
+    """The server's read stream (the SDK's ``ReadStream`` protocol), in which the stand-in for a
+    message whose id cannot be echoed is answered here, on the write stream, with ``"id": null``
+    (the SDK answers only requests, and a request's id cannot be null)."""
 
-    def __init__(self, stream):
+    def __init__(self, stream, write):
         self._stream = stream
+        self._write = write
 
     @property
     def last_context(self):
         return getattr(self._stream, "last_context", None)
 
-    def _fix(self, item):
-        if not isinstance(item, ValidationError):
-            return item
-        errors = item.errors(include_url=False)
-        found = errors[0].get("input") if errors else None
-        if isinstance(found, str):
-            request_id, code = _leading_id(found[:4096].encode("utf-8", "replace")), PARSE_ERROR
-            message = f"message is not valid JSON ({errors[0]['msg']})"
-        elif isinstance(found, dict):
-            request_id, code = found.get("id"), INVALID_REQUEST
-            message = "message is not a valid JSON-RPC request"
-        else:
-            return item
-        if isinstance(request_id, bool) or not isinstance(request_id, (int, str)) or len(str(request_id)) > 200:
-            logger.warning("dropped a malformed message without a readable id")
-            return item
-        logger.warning("answered a malformed message, id %r: %s", request_id, message)
-        return SessionMessage(jsonrpc_message_adapter.validate_python(_refusal(request_id, code, message)))
+    async def _fix(self, item):
+        while True:
+            message = getattr(item, "message", None)
+            if not (isinstance(message, JSONRPCNotification) and message.method == REFUSED_NULL_METHOD):
+                if isinstance(item, Exception):
+                    logger.warning("dropped an unreadable message: %s", str(item)[:200])
+                return item
+            params = message.params or {}
+            await self._write.send(SessionMessage(JSONRPCError(jsonrpc="2.0", id=None, error=ErrorData(
+                code=int(params.get("code", INVALID_REQUEST)), message=str(params.get("message"))[:MAX_ERROR_CHARS]))))
+            item = await self._stream.receive()
 
     async def receive(self):
-        return self._fix(await self._stream.receive())
+        return await self._fix(await self._stream.receive())
 
     def __aiter__(self):
         return self
 
     async def __anext__(self):
-        return self._fix(await self._stream.__anext__())
+        return await self._fix(await self._stream.__anext__())
 
     async def aclose(self) -> None:
         await self._stream.aclose()
@@ -455,7 +537,7 @@ async def serve_stdio(server: PymicroServer, max_request_bytes: int = MAX_REQUES
     """Serve one client over stdin/stdout (stdout carries only the protocol)."""
     lowlevel = server._lowlevel_server  # what MCPServer.run_stdio_async drives; it takes no stdin
     async with stdio_server(stdin=_BoundedLines(sys.stdin.buffer, max_request_bytes)) as (read, write):
-        await lowlevel.run(_AnswerMalformed(read), write, lowlevel.create_initialization_options())
+        await lowlevel.run(_AnswerMalformed(read, write), write, lowlevel.create_initialization_options())
 
 
 LOOPBACK_NAMES = ("localhost",)
@@ -476,15 +558,55 @@ def check_host(host: str, allow_remote: bool = False) -> str:
     return host
 
 
+def transport_security(address: str) -> TransportSecuritySettings | None:
+    """DNS-rebinding protection for a loopback ``address``: only Host and Origin headers naming a
+    loopback host are accepted. The SDK turns it on by itself for 127.0.0.1, ::1 and localhost
+    only, so 127.0.0.2 (all of 127.0.0.0/8 is loopback) was left open. None (off) for a remote
+    address: clients reach it under names this server cannot know; use a token there."""
+    if not ipaddress.ip_address(address).is_loopback:
+        return None
+    shown = f"[{address}]" if ":" in address else address
+    hosts = list(dict.fromkeys([f"{shown}:*", "127.0.0.1:*", "localhost:*", "[::1]:*"]))
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts,
+                                     allowed_origins=[f"http://{h}" for h in hosts])
+
+
+class BearerToken:
+    """ASGI middleware: every HTTP request must carry ``Authorization: Bearer <token>``, else 401.
+    Loopback alone does not keep out the other users of a shared machine; a token does."""
+
+    def __init__(self, app, token: str):
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or ()).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self._expected):
+                body = b'{"error": "unauthorized: send Authorization: Bearer <token>"}'
+                await send({"type": "http.response.start", "status": 401, "headers": [
+                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                    (b"www-authenticate", b'Bearer realm="pymicro"')]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        await self.app(scope, receive, send)
+
+
+MIN_TOKEN_CHARS = 16
+
+
 async def serve_http(server: PymicroServer, host: str = "127.0.0.1", port: int = 8765, *,
                      allow_remote: bool = False, max_request_bytes: int = MAX_REQUEST_BYTES,
-                     log_level: str = "WARNING") -> None:
+                     log_level: str = "WARNING", token: str | None = None) -> None:
     """Serve streamable HTTP at ``http://host:port/mcp`` (port 0: any free port; the URL is
-    printed to stderr once the socket listens)."""
+    printed to stderr once the socket listens). ``token``: require ``Authorization: Bearer
+    <token>`` on every request."""
     import uvicorn
 
     address = check_host(host, allow_remote)
-    if allow_remote and not ipaddress.ip_address(address).is_loopback:
+    if token is not None and len(token) < MIN_TOKEN_CHARS:
+        raise PymicroError(f"the token must have at least {MIN_TOKEN_CHARS} characters")
+    if allow_remote and not ipaddress.ip_address(address).is_loopback and token is None:
         logger.warning("listening on %s with no authentication: anyone who can reach it can use it", address)
     family = socket.AF_INET6 if ":" in address else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -497,10 +619,14 @@ async def serve_http(server: PymicroServer, host: str = "127.0.0.1", port: int =
     sock.listen(128)
     port = sock.getsockname()[1]
     shown = f"[{address}]" if family == socket.AF_INET6 else address
-    app = server.streamable_http_app(host=address, max_request_body_size=max_request_bytes)
+    app = server.streamable_http_app(host=address, max_request_body_size=max_request_bytes,
+                                     transport_security=transport_security(address))
+    if token is not None:
+        app = BearerToken(app, token)
     config = uvicorn.Config(app, log_config=None, access_log=False, log_level=log_level.lower(),
                             lifespan="on", timeout_graceful_shutdown=2)
-    print(f"pymicro mcp: streamable HTTP on http://{shown}:{port}/mcp (store {server.registry.root})",
+    print(f"pymicro mcp: streamable HTTP on http://{shown}:{port}/mcp (store {server.registry.root}"
+          + ("; bearer token required)" if token is not None else ")"),
           file=sys.stderr, flush=True)
     await uvicorn.Server(config).serve(sockets=[sock])
 
