@@ -383,11 +383,11 @@ def _stand_in(request_id, code: int, message: str) -> str:
                        "params": {"code": code, "message": message}}) + "\n"
 
 
-def _problem(error: ValidationError) -> tuple[int, str]:
+def _problem(parsed: dict, error: ValidationError) -> tuple[int, str]:
     """The JSON-RPC error code and a short message for a message that is JSON but not JSON-RPC."""
     errors = error.errors(include_url=False, include_input=False)
-    fields = {str(e["loc"][1]) for e in errors if len(e["loc"]) > 1}
-    if fields and fields <= {"params"}:
+    if (parsed.get("jsonrpc") == "2.0" and isinstance(parsed.get("method"), str) and "params" in parsed
+            and not isinstance(parsed["params"], dict)):
         return INVALID_PARAMS, "invalid params: params must be an object"
     shown = "; ".join(sorted({f"{'.'.join(str(p) for p in e['loc'][1:]) or '(message)'}: {e['msg']}"
                               for e in errors})[:4])
@@ -435,7 +435,7 @@ def triage(line: str) -> list[str]:
     if not isinstance(parsed, dict) or "id" not in parsed:
         logger.warning("dropped a malformed message without an id")
         return []
-    code, message = _problem(error)
+    code, message = _problem(parsed, error)
     request_id = parsed["id"]
     if not _usable_id(request_id):
         message = f"invalid request id {json.dumps(request_id)[:40]}: an id must be an integer or a string; " + message

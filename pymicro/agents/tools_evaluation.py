@@ -328,16 +328,15 @@ def _backtest(report: Callable, server: PymicroServer, plan: _BacktestPlan, cost
 _TEST_DATA = TypeAdapter(_TestData)
 
 
-def _parse_test_data(text: str) -> tuple[list, list]:
+def _parse_test_data(text: str) -> _TestData:
     """neural_evaluate's test_data: the JSON of {"input": rows, "labels": class indices}."""
     try:
-        data = _TEST_DATA.validate_json(text)
+        return _TEST_DATA.validate_json(text)
     except ValidationError as e:
         first = e.errors(include_url=False, include_input=False)[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ToolError(f"test_data must be the JSON of an object {{\"input\": [[features, ...], ...], "
                         f"\"labels\": [class index, ...]}}; at {where}: {first['msg']}") from None
-    return data.input, data.labels
 
 
 @tool("Evaluate a registered model on embedded data or on given rows and labels")
@@ -353,10 +352,9 @@ async def neural_evaluate(
         cost_bps: Bps = 1.0, slippage_bps: Bps = 1.0,
         threshold: Annotated[Probability, Field(description="Minimum class probability to take a position.")]
         = 0.5,
-        test_data: Annotated[str | None, Field(max_length=MAX_REQUEST_BYTES, description=
-                                               "The seed guide's argument: a JSON object {\"input\": rows, "
-                                               "\"labels\": class indices}, the same as giving input and "
-                                               "labels.")] = None,
+        test_data: Annotated[_TestData | Annotated[str, Field(max_length=MAX_REQUEST_BYTES)] | None, Field(
+            description="The seed guide's argument: an object {\"input\": rows, \"labels\": class indices} "
+                        "(or its JSON), the same as giving input and labels.")] = None,
         metrics: Annotated[list[Literal["accuracy", "sharpe", "max_drawdown"]] | None, Field(
             max_length=3, description="Accepted for the seed guide; every figure is always returned.")] = None,
         use_gpu: Annotated[bool | None, Field(description="Accepted for the seed guide: evaluation runs on "
@@ -375,7 +373,8 @@ async def neural_evaluate(
     if test_data is not None:
         if input is not None or labels is not None:
             raise ToolError("give either test_data or input with labels, not both")
-        input, labels = _parse_test_data(test_data)
+        data = _parse_test_data(test_data) if isinstance(test_data, str) else test_data
+        input, labels = data.input, data.labels
     if input is not None and (symbol or start or end):
         raise ToolError("give either input rows with labels, or a symbol and dates, not both")
     if input is not None and len(input) * len(input[0]) > MAX_CELLS:
