@@ -8,7 +8,6 @@ holds one registered model.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import io
 import json
 import os
@@ -27,12 +26,15 @@ from netgen import perturbed
 
 import pymicro
 import pymicro.cli.models
-from pymicro.agents import mcp_server as S
+from pymicro.agents import mcp_server
+from pymicro.agents import server as S
+from pymicro.agents.reasoning import DOMAINS
+from pymicro.agents.tools_evaluation import MAX_WF_EPOCHS
+from pymicro.agents.tools_news import MAX_HEADLINES
 from pymicro.errors import PymicroError
 from pymicro.store.registry import Registry
 
 pytestmark = pytest.mark.anyio
-TRAIN_AVAILABLE = "neural_train" in [t.fn.__name__ for t in S.TOOLS] and importlib.util.find_spec("tinygrad")
 CORE_TOOLS = {"neural_predict", "neural_model_status", "list_models", "verify_model"}
 DATA_TOOLS = {"neural_evaluate", "neural_backtest", "analyze_news", "psycho_symbolic_reason", "validate_model"}
 HEADLINES = [{"timestamp": "2010-05-03 14:30", "symbol": "AAPL", "headline": "Apple beats estimates on strong growth"},
@@ -92,7 +94,7 @@ def http_server(home, *extra):
     threading.Thread(target=lambda: [lines.put(line) for line in proc.stderr], daemon=True).start()
     try:
         first = lines.get(timeout=60)
-        assert "streamable HTTP on http://127.0.0.1:" in first, first
+        assert "streamable HTTP on http://127." in first, first
         yield first.split(" on ", 1)[1].split()[0]
         assert proc.poll() is None, "the server died"
     finally:
@@ -115,7 +117,7 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
     async with stdio_session(home) as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
         assert CORE_TOOLS <= set(tools)
-        assert ("neural_train" in tools) == bool(TRAIN_AVAILABLE)
+        assert "neural_train" in tools
 
         # bounds and enums are in the schemas
         predict = tools["neural_predict"].input_schema["properties"]
@@ -130,11 +132,10 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
         assert status_enum == list(pymicro.store.registry.STATUSES)
         n_samples = tools["verify_model"].input_schema["properties"]["n_samples"]
         assert (n_samples["minimum"], n_samples["maximum"]) == (16, S.MAX_VERIFY_SAMPLES)
-        if TRAIN_AVAILABLE:
-            train = tools["neural_train"].input_schema["properties"]
-            assert (train["epochs"]["minimum"], train["epochs"]["maximum"]) == (1, 500)
-            assert set(train["symbols"]["anyOf"][0]["items"]["enum"]) >= {"AAPL", "SP500"}
-            assert tools["neural_train"].annotations.read_only_hint is False
+        train = tools["neural_train"].input_schema["properties"]
+        assert (train["epochs"]["minimum"], train["epochs"]["maximum"]) == (1, 500)
+        assert set(train["symbols"]["anyOf"][0]["items"]["enum"]) >= {"AAPL", "SP500"}
+        assert tools["neural_train"].annotations.read_only_hint is False
         assert all(t.output_schema for t in tools.values())  # structured output everywhere
         assert tools["neural_predict"].annotations.read_only_hint is True
 
@@ -216,16 +217,14 @@ def hostile_calls(model_id: str) -> list[tuple[str, dict]]:
         {"n_samples": 0}, {"n_samples": 15}, {"n_samples": 10**9}, {"n_samples": -5}, {"n_samples": "many"},
         {"seed": -1}, {"seed": 2**40}, {"tolerance": 0}, {"tolerance": -1}, {"tolerance": 1.0},
         {"tolerance": "NaN"}, {"tolerance": float("nan")})]
-    if TRAIN_AVAILABLE:  # each is refused by validation, before any training starts
-        calls += [("neural_train", args) for args in (
-            {"epochs": 0}, {"epochs": 501}, {"epochs": 10**6}, {"epochs": -1}, {"epochs": "many"},
-            {"symbols": ["XYZ"]}, {"symbols": []}, {"symbols": ["../etc"]}, {"symbols": "AAPL"},
-            {"preset": "evil"}, {"learning_rate": 0}, {"learning_rate": 5}, {"batch_size": 0},
-            {"horizon": 0}, {"horizon": 1000}, {"name": "../x"}, {"hidden_sizes": [0]}, {"hidden_sizes": []},
-            {"hidden_sizes": [8] * 9}, {"hidden_sizes": [10**6]}, {"threshold": 0}, {"lookback_days": 5},
-            {"use_attention": "maybe"}, {"patience": 0}, {"seed": -3})]
-    if "neural_evaluate" in [t.fn.__name__ for t in S.TOOLS]:  # each refused before any work
-        calls += new_tool_abuse(model_id, bad_ids)
+    calls += [("neural_train", args) for args in (
+        {"epochs": 0}, {"epochs": 501}, {"epochs": 10**6}, {"epochs": -1}, {"epochs": "many"},
+        {"symbols": ["XYZ"]}, {"symbols": []}, {"symbols": ["../etc"]}, {"symbols": "AAPL"},
+        {"preset": "evil"}, {"learning_rate": 0}, {"learning_rate": 5}, {"batch_size": 0},
+        {"horizon": 0}, {"horizon": 1000}, {"name": "../x"}, {"hidden_sizes": [0]}, {"hidden_sizes": []},
+        {"hidden_sizes": [8] * 9}, {"hidden_sizes": [10**6]}, {"threshold": 0}, {"lookback_days": 5},
+        {"use_attention": "maybe"}, {"patience": 0}, {"seed": -3})]
+    calls += new_tool_abuse(model_id, bad_ids)
     calls += [(name, {}) for name in ("", "nope", "../neural_predict", "neural_predict\x00", "NEURAL_PREDICT",
                                       "x" * 1000, "list_models; rm -rf /", "neural_eval")]
     calls += [("neural_predict", {}), ("neural_predict", {"model_id": model_id}), ("neural_model_status", {}),
@@ -363,7 +362,6 @@ def test_stdio_malformed_messages_are_answered(store):
     assert set(answers) == {0, 2, 3, 4, 5, 6, 7, 8, 9}
 
 
-@pytest.mark.skipif(not TRAIN_AVAILABLE, reason="neural_train needs pymicro.training.train, the datasets and tinygrad")
 async def test_stdio_neural_train_progress_one_job_at_a_time_and_registered(store):
     import anyio
 
@@ -411,7 +409,6 @@ async def test_stdio_neural_train_progress_one_job_at_a_time_and_registered(stor
     Registry(home / "models").remove(out["model_id"])
 
 
-@pytest.mark.skipif(not TRAIN_AVAILABLE, reason="the data tools need the datasets and tinygrad")
 async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
     from pymicro.market.data import load_embedded
     from pymicro.market.dataset import make_dataset
@@ -426,11 +423,11 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         tools = {t.name: t for t in (await s.list_tools()).tools}
         assert DATA_TOOLS <= set(tools) and all(tools[n].output_schema for n in DATA_TOOLS)
         props = {n: tools[n].input_schema["properties"] for n in DATA_TOOLS}
-        assert props["neural_backtest"]["epochs"]["maximum"] == S.MAX_WF_EPOCHS
-        assert props["analyze_news"]["headlines"]["maxItems"] == S.MAX_HEADLINES
+        assert props["neural_backtest"]["epochs"]["maximum"] == MAX_WF_EPOCHS
+        assert props["analyze_news"]["headlines"]["anyOf"][0]["maxItems"] == MAX_HEADLINES
         assert (props["psycho_symbolic_reason"]["depth"]["minimum"], props["psycho_symbolic_reason"]["depth"]
                 ["maximum"]) == (1, 5)
-        assert props["psycho_symbolic_reason"]["domains"]["anyOf"][0]["items"]["enum"] == list(S.DOMAINS)
+        assert props["psycho_symbolic_reason"]["domains"]["anyOf"][0]["items"]["enum"] == list(DOMAINS)
         assert props["validate_model"]["fit"]["enum"] == ["ridge", "tinygrad", "none"]
         assert tools["neural_evaluate"].annotations.read_only_hint is True
 
@@ -545,14 +542,13 @@ async def test_http_session_on_loopback(store):
                 assert "finite" in error_text(await s.call_tool("neural_predict", {
                     "model_id": model_id, "input": "[[NaN" + ",0" * 23 + "]]"}))
                 assert "Unknown tool" in error_text(await s.call_tool("rm_rf", {}))
-                if TRAIN_AVAILABLE:  # the data tools answer over HTTP too
-                    r = (await s.call_tool("psycho_symbolic_reason", {"query": "How do macro factors affect SP500?",
-                                                                      "date": "2008-10-10"})).structured_content
-                    assert r["status"] == "answered" and r["domains"] == ["macro_economics"]
-                    news = await s.call_tool("analyze_news", {"headlines": HEADLINES})
-                    assert len(news.structured_content["days"]) == 3
-                    assert "String should match pattern" in error_text(await s.call_tool(
-                        "psycho_symbolic_reason", {"query": "x", "symbol": "../../etc/passwd"}))
+                r = (await s.call_tool("psycho_symbolic_reason", {"query": "How do macro factors affect SP500?",
+                                                                  "date": "2008-10-10"})).structured_content
+                assert r["status"] == "answered" and r["domains"] == ["macro_economics"]
+                news = await s.call_tool("analyze_news", {"headlines": HEADLINES})
+                assert len(news.structured_content["days"]) == 3
+                assert "String should match pattern" in error_text(await s.call_tool(
+                    "psycho_symbolic_reason", {"query": "x", "symbol": "../../etc/passwd"}))
                 with pytest.raises(MCPError):  # over the 8 MiB body limit: HTTP 413
                     await s.call_tool("neural_predict", {"model_id": model_id,
                                                          "input": [[0.123456789] * 24] * 40_000})
@@ -582,7 +578,7 @@ def test_http_listens_on_loopback_only(capsys):
         with pytest.raises(PymicroError, match="loopback only"):
             S.check_host(host)
     assert S.check_host("0.0.0.0", allow_remote=True) == "0.0.0.0"
-    assert S.main(["--transport", "http", "--host", "0.0.0.0"]) == 2
+    assert mcp_server.main(["--transport", "http", "--host", "0.0.0.0"]) == 2
     captured = capsys.readouterr()
     assert "loopback only" in captured.err and captured.out == ""
 

@@ -24,7 +24,12 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="HTTP: address to listen on; loopback only unless --allow-remote (default: %(default)s)")
     p.add_argument("--port", type=int, default=8765, help="HTTP: port, 0 for any free one (default: %(default)s)")
     p.add_argument("--allow-remote", action="store_true",
-                   help="HTTP: allow a non-loopback --host (there is no authentication)")
+                   help="HTTP: allow a non-loopback --host (use --token there)")
+    p.add_argument("--token", help="HTTP: require 'Authorization: Bearer TOKEN' on every request (at least 16 "
+                                   "characters; default: $PYMICRO_MCP_TOKEN, else none); ignored on stdio")
     p.add_argument("--store", help="model store folder (default: $PYMICRO_HOME/models or ~/.pymicro/models)")
+    p.add_argument("--data-dir", help="folder whose OHLCV and headline files clients may name (neural_train's "
+                                      "data_path, neural_evaluate's test_data file, analyze_news); "
+                                      "default: $PYMICRO_HOME/data or ~/.pymicro/data")
     p.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    help="stderr log level (default: %(default)s)")

@@ -231,6 +231,34 @@ def embedded_symbols() -> tuple[str, ...]:
     return listed()
 
 
+NAMES = {"APPLE": "AAPL", "GOOGLE": "GOOG", "ALPHABET": "GOOG", "MICROSOFT": "MSFT", "S&P 500": "SP500",
+         "S&P500": "SP500", "S&P": "SP500", "SPX": "SP500", "SPY": "SP500", "IXIC": "NASDAQ"}
+"""Names and tickers a query may use for an embedded series (besides the symbols themselves)."""
+NOT_TICKERS = frozenset({"AI", "US", "USA", "UK", "EU", "CEO", "CFO", "GDP", "CPI", "PPI", "FED", "FOMC", "ECB", "ETF",
+                         "IPO", "EPS", "PE", "ROI", "RSI", "MACD", "ATR", "ML", "NN", "OK", "Q1", "Q2", "Q3", "Q4",
+                         "YOY", "QOQ", "API", "MCP", "LLM", "USD", "EUR", "VS", "I", "A"})
+"""Upper-case words of finance prose that are not tickers."""
+_TICKER = re.compile(r"(?<![\w&])\$?([A-Z][A-Z0-9]{0,5}(?:\.[A-Z])?)(?![\w&])")
+_DATE_IN_QUERY = re.compile(r"\b(\d{4}-\d{2}-\d{2})\b")
+
+
+def symbol_from_query(query: str) -> str | None:
+    """The symbol a query names: an embedded symbol, an alias or a company name (``Apple``,
+    ``S&P 500``); else an upper-case ticker-like word it cannot resolve (``TSLA``), so the answer
+    is 'cannot know' rather than about another series; None when it names none."""
+    upper = query.upper()
+    for name in sorted(NAMES, key=len, reverse=True):
+        if re.search(r"(?<![A-Z0-9])" + re.escape(name) + r"(?![A-Z0-9])", upper):
+            return NAMES[name]
+    unknown = None
+    for token in _TICKER.findall(query):
+        if token in embedded_symbols() or token in ALIASES:
+            return ALIASES.get(token, token)
+        if unknown is None and len(token) >= 2 and token not in NOT_TICKERS:
+            unknown = token
+    return unknown
+
+
 def resolve_symbol(symbol: str | None) -> str:
     s = str(symbol or DEFAULT_SYMBOL).strip().upper()
     return ALIASES.get(s, s)
@@ -410,6 +438,10 @@ def reason(query: str, *, domains=None, depth: int = 3, symbol: str | None = Non
         raise PymicroError(f"query has {len(query)} characters; at most {MAX_QUERY_CHARS}")
     if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
         raise PymicroError(f"depth must be an int in 1..{MAX_DEPTH}, got {depth!r}")
+    if symbol is None and table is None:
+        symbol = symbol_from_query(query)
+    if date is None and (found := _DATE_IN_QUERY.search(query)):
+        date = found.group(1)
     intent = _intent(query, model is not None)
     chosen = _domains(query, domains, intent)
     sym = table.symbol if table is not None else resolve_symbol(symbol)

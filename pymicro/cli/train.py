@@ -6,12 +6,14 @@ import argparse
 import json
 
 
-from pymicro.errors import PymicroError
 from pymicro.cli._common import _performance_table, _progress_bar
+from pymicro.errors import PymicroError
+
 
 def cmd_train(args) -> int:
     from pymicro.market.data import load_ohlcv
     from pymicro.training.trainer import run_training
+    from pymicro.agents.training_checks import leak_checks
 
     data = load_ohlcv(args.data) if args.data else None
     options = None
@@ -28,12 +30,17 @@ def cmd_train(args) -> int:
                            learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
                            horizon=args.horizon, threshold=args.threshold, name=args.name, out_dir=args.out,
                            progress=update, plot=not args.no_plot, feature_options=options)
+    checks = leak_checks(run)
     if args.register:
         from pymicro.store.registry import Registry
 
         run.model_id = Registry(args.store).add(run.blob, run.name, metrics=run.performance, status="registered",
-                                                report=json.loads(run.report_path.read_text()))
+                                                report={**json.loads(run.report_path.read_text()),
+                                                        "leak_checks": checks})
     print(_performance_table(run.performance))
+    print(f"\n{checks['verdict']}")
+    if checks["status"] != "ok":
+        print("  run `pymicro validate` on the blob for the full checks and what to do")
     print(f"\nblob: {run.blob_path}  report: {run.report_path}" + (f"  curves: {run.plot_path}" if run.plot_path else "")
           + (f"\nregistered as {run.model_id}" if run.model_id else ""))
     print(f"native vs tinygrad on validation: max |diff| {run.parity['max_abs_diff']:.1e}, "

@@ -95,6 +95,21 @@ def _lines(idx: np.ndarray, where) -> str:
     return listed + more
 
 
+FIRST_DATE, LAST_DATE = np.datetime64("1678-01-01"), np.datetime64("2261-12-31")
+"""The dates a headline may carry: pandas' nanosecond timestamps cover 1677-09-21..2262-04-11."""
+
+
+def _check_range(parsed: pd.Series, rows: np.ndarray, raw: pd.Series, source: str, where) -> None:
+    """Refuse timestamps outside FIRST_DATE..LAST_DATE: converted to nanoseconds they would wrap
+    around silently (2300-01-01 became 1715-06-14)."""
+    days = parsed.to_numpy().astype("datetime64[D]")  # any unit pandas parsed into, before any overflow
+    bad = ~np.isnat(days) & ((days < FIRST_DATE) | (days > LAST_DATE))
+    if bad.any():
+        idx = rows[bad]
+        raise DataError(f"{source}: timestamp {raw.iloc[int(idx[0])]!r} at {_lines(idx, where)} is outside the "
+                        f"supported range {FIRST_DATE}..{LAST_DATE} ({idx.size} in all)")
+
+
 def validate_headlines(
     frame: pd.DataFrame, *, tz: str = DEFAULT_TZ, source: str = "headlines", line_offset: int | None = None
 ) -> pd.DataFrame:
@@ -145,10 +160,13 @@ def validate_headlines(
         warnings.simplefilter("ignore")
         if has_offset.any():
             aware = pd.to_datetime(raw_ts[has_offset], utc=True, errors="coerce", format="ISO8601")
-            local[has_offset] = aware.dt.tz_convert(zone).dt.tz_localize(None).to_numpy("datetime64[ns]")
+            aware = aware.dt.tz_convert(zone).dt.tz_localize(None)
+            _check_range(aware, np.flatnonzero(has_offset), text["timestamp"], source, where)
+            local[has_offset] = aware.to_numpy("datetime64[ns]")
         naive = ~has_offset
         if naive.any():
             parsed = pd.to_datetime(raw_ts[naive], errors="coerce", format="ISO8601")
+            _check_range(parsed, np.flatnonzero(naive), text["timestamp"], source, where)
             local[naive] = parsed.to_numpy("datetime64[ns]")
     bad = np.isnat(local)
     if bad.any():

@@ -19,6 +19,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,9 @@ class TrainingRun:
     data: dict
     model_id: str | None = None
     settings: dict = field(default_factory=dict)
+    dataset: Any = field(default=None, repr=False)  # the Dataset it was split from (for after-training checks)
+    prices: Any = field(default=None, repr=False)  # the OHLCV frame the dataset was built from
+    split_fractions: tuple[float, float] = (0.7, 0.15)  # train, validation (the rest is the test split)
 
     def summary(self) -> dict:
         return {
@@ -136,13 +140,17 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
                  hidden_sizes=None, use_attention=None, epochs: int = 100, batch_size: int = 32,
                  learning_rate: float = 1e-3, patience: int | None = 10, seed: int = 0, horizon: int = 5,
                  threshold: float = 0.5, name: str | None = None, out_dir="pymicro-models",
-                 progress=None, plot: bool = True, feature_options: dict | None = None) -> TrainingRun:
+                 progress=None, plot: bool = True, feature_options: dict | None = None,
+                 validation_split: float | None = None, device: str | None = None) -> TrainingRun:
     """Load data, build features and labels, split by date, train in tinygrad, freeze,
     check parity, and measure out-of-sample accuracy beside the majority-class baseline.
 
     ``data``: a long OHLCV frame (see :mod:`pymicro.market.data`); default: the embedded history.
     ``feature_options``: passed to the preset's feature set (e.g. ``{"news": daily}`` from
     :func:`pymicro.market.news.analyze_news` for the sentiment preset).
+    ``validation_split``: the fraction of rows (by date) for validation, 0.05-0.5; the test split
+    keeps its 15 % and training has the rest (default: 0.15, training 0.7). ``device``: a tinygrad
+    device (default: $DEV, else the first GPU found, else CPU).
     """
 
     if symbols is not None:
@@ -164,14 +172,19 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
             f"only {len(ds)} labelled rows (lookback_days={lookback_days}); the features need "
             f"{ds.meta['lookback']} bars of warm-up and the labels {horizon} bars ahead per symbol, "
             "and a three-way chronological split needs a few hundred rows: use more history")
-    split = ds.split()
+    fractions = (0.7, 0.15)
+    if validation_split is not None:
+        if not 0.05 <= validation_split <= 0.5:
+            raise TrainingError(f"validation_split must be in 0.05..0.5 (a fraction of the rows), got {validation_split!r}")
+        fractions = (0.85 - validation_split, validation_split)
+    split = ds.split(train=fractions[0], validation=fractions[1])
     name = name or preset_name
     spec = spec_for(preset_name, hidden_sizes, use_attention, ds.feature_names, name)
 
     started = time.perf_counter()
     result = train(spec, split.train.X, split.train.y, split.validation.X, split.validation.y,
                    epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                   patience=patience, progress=progress)
+                   patience=patience, progress=progress, device=device)
     training_seconds = time.perf_counter() - started
 
     out_dir = Path(out_dir)
@@ -204,6 +217,7 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
                  "test_start": str(np.datetime64(split.test_start, "D")),
                  "features": list(ds.feature_names), "horizon": horizon, "threshold": threshold}
     settings = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+                "validation_split": fractions[1],
                 "patience": patience, "seed": seed, "device": result.device,
                 "compiler": result.compiler, "epochs_run": result.epochs_run,
                 "stopped_early": result.stopped_early}
@@ -215,7 +229,8 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
     report_path = out_dir / f"{name}.training.json"
     run = TrainingRun(name, spec, result.network, blob, blob_path, report_path, plot_path, performance,
                       parity, training_seconds, result.seconds_per_epoch, result.history,
-                      result.best_epoch, data_info, settings=settings)
+                      result.best_epoch, data_info, settings=settings, dataset=ds, prices=frame,
+                      split_fractions=fractions)
     report = {**run.summary(), "history": result.history, "settings": settings,
               "content_hash": model.info.content_hash}
     report_path.write_text(json.dumps(report, indent=2, default=str))

@@ -1,0 +1,171 @@
+"""The training tool: ``neural_train`` (what ``pymicro train`` runs, then registered)."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel, Field
+
+from pymicro.agents.server import (
+    MAX_EPOCHS, RESOURCE_PREFIX, SYMBOLS, ModelId, ModelName, Progress, Symbol, TrainPreset, canonical_symbols,
+    resolve_data_file, server_of, tool,
+)
+from pymicro.agents.training_checks import leak_checks
+from pymicro.market.data import load_ohlcv
+from pymicro.store.registry import Registry
+from pymicro.training.toolchain import GPU_BACKENDS, select_device
+from pymicro.training.trainer import run_training
+
+class TrainOutcome(BaseModel):
+    model_id: str
+    name: str
+    preset: str
+    architecture: str
+    params: int
+    data: dict[str, Any] = Field(description="Symbols, dates, rows per split (chronological), features, "
+                                             "horizon and threshold.")
+    epochs_run: int
+    best_epoch: int
+    stopped_early: bool
+    seconds: float
+    seconds_per_epoch: float
+    device: str
+    validation: dict[str, float] = Field(description="Loss and accuracy of both splits at the best epoch.")
+    performance: dict[str, Any] = Field(description="Out-of-sample (test split) accuracy with a confidence "
+                                                    "interval, beside the majority-class baseline on the same "
+                                                    "rows; the same figures `pymicro train` reports.")
+    parity: dict[str, Any] = Field(description="The frozen blob (native core) against tinygrad on the "
+                                               "validation rows.")
+    leak_checks: dict[str, Any] = Field(description="The fast leak checks of pymicro.evaluation.validation on this "
+                                                    "run's data and split: status ('ok', 'warning', 'critical'), "
+                                                    "a verdict to read beside the figures, the risks found.")
+    resource_uri: str
+
+
+
+def _device(use_gpu: bool | None) -> str | None:
+    """The tinygrad device for ``use_gpu``: None (the default choice), 'CPU', or a GPU when one is found."""
+    if use_gpu is None:
+        return None
+    if not use_gpu:
+        return "CPU"
+    device = select_device("auto")
+    if device == "CPU":
+        raise ToolError(f"use_gpu=true, but tinygrad finds no GPU on this machine (it tried {', '.join(GPU_BACKENDS)}); "
+                        "leave use_gpu out or set it false to train on the CPU (these networks train in seconds there)")
+    return device
+
+
+def _train(report: Callable, registry: Registry, name: str, preset: str, epochs: int, data_file: Path | None,
+           use_gpu: bool | None, **options) -> TrainOutcome:
+    """pymicro.training.trainer.run_training (what `pymicro train` runs), the fast leak checks, then
+    register the model."""
+    report(0, f"building the {preset} dataset")
+    options["device"] = _device(use_gpu)
+    if data_file is not None:
+        options["data"] = load_ohlcv(data_file)
+
+    def epoch_done(epoch: int, total: int, m: dict) -> None:
+        report(epoch, f"epoch {epoch}/{total}: train loss {m['train_loss']:.4f}, val loss {m['val_loss']:.4f}, "
+                      f"val acc {m['val_acc']:.3f}")
+
+    with tempfile.TemporaryDirectory(prefix="pymicro-mcp-train-") as out_dir:
+        run = run_training(preset, name=name, epochs=epochs, out_dir=out_dir, progress=epoch_done, plot=False,
+                           **options)
+        training_report = json.loads(run.report_path.read_text())
+    for key in ("blob_path", "report_path", "plot_path", "model_id"):  # files of the temporary folder
+        training_report.pop(key, None)
+    checks = leak_checks(run)
+    training_report["tool"] = "neural_train"
+    training_report["leak_checks"] = checks
+    model_id = registry.add(run.blob, name, metrics=run.performance, report=training_report)
+    stopped = run.settings.get("stopped_early")
+    report(epochs + 1, f"registered {model_id}" + (f" (stopped early after epoch {run.settings['epochs_run']})"
+                                                   if stopped else ""))
+    best = {k: float(v[run.best_epoch - 1]) for k, v in run.history.items()}
+    return TrainOutcome(model_id=model_id, name=name, preset=preset, architecture=run.spec.describe(),
+                        params=run.spec.params, data=run.data, epochs_run=int(run.settings["epochs_run"]),
+                        best_epoch=run.best_epoch, stopped_early=bool(stopped), seconds=run.training_seconds,
+                        seconds_per_epoch=run.seconds_per_epoch, device=str(run.settings["device"]),
+                        validation=best, performance=run.performance, parity=run.parity, leak_checks=checks,
+                        resource_uri=RESOURCE_PREFIX + model_id)
+
+
+
+@tool("Train a model on the embedded market data (or a data file) and register it", read_only=False,
+      idempotent=False)
+async def neural_train(
+        preset: TrainPreset = "momentum",
+        model_type: Annotated[TrainPreset | Literal["custom"] | None, Field(
+            description="The seed guide's name for preset; 'custom' is the preset with hidden_sizes and "
+                        "use_attention as given.")] = None,
+        data_path: Annotated[str | None, Field(max_length=500, description=
+                                               "An OHLCV .csv or .parquet file (date, symbol, open, high, low, "
+                                               "close, volume) inside the server's data folder (--data-dir, "
+                                               "default $PYMICRO_HOME/data), relative to it; default: the "
+                                               "embedded history.")] = None,
+        validation_split: Annotated[float | None, Field(ge=0.05, le=0.5, description=
+                                                        "Fraction of the rows (by date) for validation; the test "
+                                                        "split keeps 15 %. Default 0.15.")] = None,
+        use_gpu: Annotated[bool | None, Field(description="true: train on a GPU through tinygrad (an error if "
+                                                          "there is none); false: the CPU; default: a GPU if "
+                                                          "found, else the CPU.")] = None,
+        model_id: Annotated[ModelId | None, Field(description="Continuous learning (fine-tuning a registered "
+                                                              "model): not implemented yet; refused.")] = None,
+        new_data: Annotated[list[Any] | None, Field(max_length=10_000, description=
+                                                    "Continuous learning: not implemented yet; refused.")] = None,
+        symbols: Annotated[list[Symbol], Field(min_length=1, max_length=len(SYMBOLS))] | None = None,
+        hidden_sizes: Annotated[list[Annotated[int, Field(ge=1, le=256)]],
+                                Field(min_length=1, max_length=8)] | None = None,
+        use_attention: bool | None = None,
+        epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 50,
+        batch_size: Annotated[int, Field(ge=8, le=4096)] = 32,
+        learning_rate: Annotated[float, Field(gt=0, le=0.1)] = 1e-3,
+        patience: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] | None = 10,
+        horizon: Annotated[int, Field(ge=1, le=60, description="Label horizon in bars.")] = 5,
+        threshold: Annotated[float, Field(gt=0, le=5, description="Label threshold in volatility units.")] = 0.5,
+        lookback_days: Annotated[int, Field(ge=100, le=100_000)] | None = None,
+        seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0,
+        name: ModelName | None = None, *,
+        ctx: Context) -> TrainOutcome:
+    """Train a network (tinygrad) on the embedded daily data of `symbols` (default: all), as
+    `pymicro train` does: features and labels, a chronological train / validation / test split
+    with an embargo, the best-validation-loss epoch kept, frozen, checked against tinygrad, and
+    measured on the test split beside the majority-class baseline; then registered. `hidden_sizes`
+    and `use_attention` change the preset's architecture (10,000 parameters at most).
+    Progress: 0 while the data is prepared, one notification per epoch, and epochs + 1 (the
+    total) once the model is registered, early stopping or not. One training job at a time
+    per server: a second call while one runs is refused. The fast leak checks of
+    pymicro.evaluation.validation run after training; their verdict is in `leak_checks`.
+    `model_id`/`new_data` (continuous learning) are refused: fine-tuning is not implemented yet."""
+    if model_id is not None or new_data is not None:
+        raise ToolError("continuous learning (model_id / new_data: updating a registered model with new "
+                        "examples) is not implemented yet; neural_train only trains a new model from scratch. "
+                        "Call it without model_id and new_data to train a new model, or keep using the "
+                        "registered one.")
+    if model_type is not None and model_type != "custom":
+        if preset != "momentum" and preset != model_type:
+            raise ToolError(f"preset {preset!r} and model_type {model_type!r} differ: give one of them")
+        preset = model_type
+    server = server_of(ctx)
+    data_file = resolve_data_file(server, data_path) if data_path is not None else None
+    if data_file is not None and symbols:
+        raise ToolError("symbols choose embedded series; with data_path the file's own symbols are used")
+    if not server.train_lock.acquire(blocking=False):
+        raise ToolError("a training job is already running on this server; try again when it has finished")
+    try:
+        options = {"symbols": canonical_symbols(symbols), "hidden_sizes": hidden_sizes,
+                   "use_attention": use_attention, "batch_size": batch_size, "learning_rate": learning_rate,
+                   "patience": patience, "horizon": horizon, "threshold": threshold,
+                   "lookback_days": lookback_days, "seed": seed, "validation_split": validation_split}
+        return await Progress(ctx, total=epochs + 1).run(_train, server.registry, name or preset, preset,
+                                                         epochs, data_file, use_gpu, **options)
+    finally:
+        server.train_lock.release()
+
