@@ -51,6 +51,7 @@ def test_the_runtime_works_with_numpy_alone():
     ("import pymicro.training.trainer", "train"),
     ("import pymicro.evaluation.backtest", "eval"),
     ("pymicro.validate", "eval"),
+    ("import pymicro.agents.mcp_server", "mcp"),
     ("pymicro.load(pymicro.freeze(pymicro.preset('momentum').init(seed=0)), backend='wasm')", "wasm"),
     ("pymicro.export_onnx(pymicro.freeze(pymicro.preset('momentum').init(seed=0)))", "onnx"),
     ("from pymicro.plots import plot_history; plot_history({'train_loss': [1], 'val_loss': [1], "
@@ -81,6 +82,7 @@ def test_the_cli_lists_every_command_and_says_which_extra_a_command_needs():
         assert command in out
     assert "exit 0" in out and "train-rc 2" in out
     assert "pip install 'pymicro[train]'" in r.stderr
+    assert "(needs pip install 'pymicro[mcp]')" in out.replace("\n", " ").replace("  ", " ") or "pymicro[mcp]" in out
 
 
 def test_the_extras_cover_what_the_issue_names():
