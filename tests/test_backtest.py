@@ -385,6 +385,7 @@ def test_walk_forward_on_embedded_bars_and_on_a_dataset():
         walk_forward(ds, "momentum", fit=nearest_mean_fit, train_window=250, step=125)
 
 
+@pytest.mark.slow
 def test_tinygrad_fit_predicts_through_the_frozen_blob():
     pytest.importorskip("tinygrad")
     from pymicro.errors import TrainingError

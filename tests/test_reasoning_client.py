@@ -79,6 +79,7 @@ def test_pymicros_own_server_over_stdio_is_the_default(store, monkeypatch):
     assert v["symbols"] == ["IBM"] and v["model_id"] == model_id
 
 
+@pytest.mark.slow
 def test_a_missing_command_a_dying_server_and_a_hanging_one(tmp_path):
     async def open_(server):
         async with ReasoningClient(server):
@@ -172,6 +173,7 @@ TINY = {"symbols": ["SP500"], "epochs": 1, "batch_size": 128, "hidden_sizes": [8
         "reasoning_features": True}
 
 
+@pytest.mark.slow
 def test_the_trainer_with_reasoning_features(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV_VAR, raising=False)
     trainer = MicroNeuralTrainer(registry=Registry(tmp_path / "store"), out_dir=tmp_path / "out")

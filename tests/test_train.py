@@ -240,6 +240,7 @@ def _run_child(code: str, tmp_path, **env_extra) -> subprocess.CompletedProcess:
                           text=True, timeout=240, cwd=tmp_path, check=False)
 
 
+@pytest.mark.slow
 def test_training_works_without_clang_through_the_ziglang_wrapper(tmp_path):
     pytest.importorskip("ziglang")
     child = """

@@ -232,6 +232,7 @@ def test_clean_model_is_not_flagged(market, seed, with_prices):
     json.dumps(report.to_dict(), allow_nan=False)
 
 
+@pytest.mark.slow
 def test_clean_model_on_several_symbols_at_once():
     bars = load_embedded(["AAPL", "MSFT", "SP500"])
     ds = make_dataset(bars, "momentum", horizon=5)
@@ -240,6 +241,7 @@ def test_clean_model_on_several_symbols_at_once():
     assert report.metrics["trading"]["symbols"] == ["AAPL", "MSFT", "SP500"]
 
 
+@pytest.mark.slow
 def test_tinygrad_end_to_end():
     """The momentum preset trained by tinygrad, frozen, and validated with the default
     tinygrad fit: a clean model passes, the same trainer on leaked inputs is flagged."""
