@@ -17,8 +17,6 @@ import textwrap
 import numpy as np
 import pytest
 
-pytest.importorskip("tinygrad")
-
 import pymicro
 from pymicro import Attention, Dense, Dropout, Spec
 from pymicro.errors import PymicroError, TrainingError
@@ -212,7 +210,6 @@ def test_bad_arguments_raise_training_errors():
 # ------------------------------------------------------------------ plots
 
 def test_plot_history_writes_a_png(trained, tmp_path):
-    pytest.importorskip("matplotlib")
     from pymicro.plots import plot_history
 
     _, result, *_ = trained
@@ -242,7 +239,6 @@ def _run_child(code: str, tmp_path, **env_extra) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_training_works_without_clang_through_the_ziglang_wrapper(tmp_path):
-    pytest.importorskip("ziglang")
     child = """
         import json, os, shutil, numpy as np
         assert shutil.which("clang") is None and "CC" not in os.environ
@@ -298,7 +294,6 @@ def test_no_compiler_at_all_is_a_clear_training_error(tmp_path):
 
 
 def test_a_cc_that_cannot_build_for_tinygrad_is_skipped(tmp_path):
-    pytest.importorskip("ziglang")
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         pytest.skip("no gcc to stand in as a wrong $CC")
