@@ -71,6 +71,7 @@ def test_tinygrad_net_has_exactly_the_spec_parameters(name):
             np.testing.assert_array_equal(ours[key], theirs[key])
 
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_result_carries_history_normalisation_and_timings(trained):
     spec, result, Xtr, _, _, _ = trained
     assert result.network.spec is spec
@@ -88,6 +89,7 @@ def test_result_carries_history_normalisation_and_timings(trained):
 
 # ------------------------------------------------------------------ parity
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_frozen_blob_reproduces_tinygrad(trained):
     spec, result, _, _, Xva, _ = trained
     ours = tinygrad_predict(result, Xva)
@@ -177,6 +179,7 @@ def test_balanced_class_weights_come_from_the_training_labels():
         class_weights(y, 3, [1.0, 2.0])
 
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_trainer_uses_training_labels_for_class_weights(trained):
     spec, result, _, ytr, _, yva = trained
     np.testing.assert_allclose(result.class_weights, class_weights(ytr, spec.n_classes))
@@ -209,6 +212,7 @@ def test_bad_arguments_raise_training_errors():
 
 # ------------------------------------------------------------------ plots
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_plot_history_writes_a_png(trained, tmp_path):
     from pymicro.plots import plot_history
 
