@@ -8,7 +8,6 @@ the run prints a table (machine included) and writes it to benchmarks/results/la
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import platform
 import statistics
 from dataclasses import dataclass, field
@@ -18,22 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import budgets  # benchmarks/ is on the path (pyproject's pythonpath): every number lives there
 import pymicro
 from pymicro.runtime import bench
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "latest.md"
-
-
-def _load_budgets():
-    # The suite runs with --import-mode=importlib, which puts nothing on sys.path.
-    spec = importlib.util.spec_from_file_location("pymicro_benchmark_budgets", HERE / "budgets.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-budgets = _load_budgets()
 
 # Runtime labels, in table order. "pymicro" is pymicro.predict(model, x): the public
 # call, allocating its output; every ratio is taken against it.
@@ -175,9 +164,10 @@ class Lab:
     def checks(self) -> list[tuple[str, str, str]]:
         """(budget, status, detail) for every budget.
 
-        status: "pass", "FAIL", "not measured" (ONNX Runtime cannot run on this machine:
-        the budget is unverified, which fails the run) or "not run" (its budget test
-        was deselected in this session).
+        status: "pass", "FAIL", "goal not met" (a goal of budgets.py, reported with its
+        figure, an XFAIL: see the policy there), "not measured" (ONNX Runtime cannot run
+        on this machine: the budget is unverified, which fails the run) or "not run" (its
+        budget test was deselected in this session).
         """
         out = []
 
@@ -212,21 +202,22 @@ class Lab:
                         f"{single[PYMICRO] * 1e6:.3f} µs){self._suite_ratio('momentum', 'single')}"))
 
         for preset in pymicro.PRESETS:
-            name = f"{preset} batch throughput ≥ {budgets.BATCH_MIN_SPEEDUP_VS_ORT:g}× ORT"
+            floor = f"{preset} batch throughput ≥ {budgets.BATCH_MIN_SPEEDUP_VS_ORT:g}× ORT"
+            goal = f"goal: {preset} batch throughput ≥ {budgets.GOAL_BATCH_SPEEDUP_VS_ORT:g}× ORT"
             pair = self.pairs.get((preset, "batch"))
             if pair is None:
-                out.append((name, *missing(preset, "batch")))
+                out += [(floor, *missing(preset, "batch")), (goal, *missing(preset, "batch"))]
                 continue
             ratio = pair[ORT] / pair[PYMICRO]
-            ok = ratio >= budgets.BATCH_MIN_SPEEDUP_VS_ORT
             rows = len(self.cases[preset].X)
             roof = self.roofline(preset)
-            need = roof.fraction(budgets.BATCH_MIN_SPEEDUP_VS_ORT * rows / pair[ORT])
-            out.append((name, "pass" if ok else "FAIL",
-                        f"{ratio:.2f}× paired (pymicro {rows / pair[PYMICRO] / 1e6:.2f} M/s, "
-                        f"ORT {rows / pair[ORT] / 1e6:.2f} M/s){self._suite_ratio(preset, 'batch')}; "
-                        f"pymicro is at {roof.fraction(rows / pair[PYMICRO]):.0%} of this core's "
-                        f"FMA floor, {budgets.BATCH_MIN_SPEEDUP_VS_ORT:g}× ORT needs {need:.0%}"))
+            need = roof.fraction(budgets.GOAL_BATCH_SPEEDUP_VS_ORT * rows / pair[ORT])
+            detail = (f"{ratio:.2f}× paired (pymicro {rows / pair[PYMICRO] / 1e6:.2f} M/s, "
+                      f"ORT {rows / pair[ORT] / 1e6:.2f} M/s){self._suite_ratio(preset, 'batch')}; "
+                      f"pymicro is at {roof.fraction(rows / pair[PYMICRO]):.0%} of this core's "
+                      f"FMA floor, {budgets.GOAL_BATCH_SPEEDUP_VS_ORT:g}× ORT needs {need:.0%}")
+            out.append((floor, "pass" if ratio >= budgets.BATCH_MIN_SPEEDUP_VS_ORT else "FAIL", detail))
+            out.append((goal, "pass" if ratio >= budgets.GOAL_BATCH_SPEEDUP_VS_ORT else "goal not met", detail))
         return out
 
     def roofline(self, preset: str) -> bench.Roofline:
@@ -288,7 +279,8 @@ class Lab:
                 f"{any_roof.isa} vector FMAs, `pymicro._core.fma_rate`), before any exp, transpose "
                 "or memory traffic. Paired medians as a share of it:",
                 "",
-                "| preset | multiply-adds/row | FMA floor M/s | pymicro | ORT | 2× ORT would be |",
+                f"| preset | multiply-adds/row | FMA floor M/s | pymicro | ORT | "
+                f"{budgets.GOAL_BATCH_SPEEDUP_VS_ORT:g}× ORT would be |",
                 "|---|---:|---:|---:|---:|---:|",
             ]
             for p in batch:
@@ -296,7 +288,7 @@ class Lab:
                 lines.append(
                     f"| {p} | {roof.macs_per_row:,} | {roof.floor_rows_per_s / 1e6:.1f} | "
                     f"{roof.fraction(rows / pair[PYMICRO]):.0%} | {roof.fraction(rows / pair[ORT]):.0%} | "
-                    f"{roof.fraction(2 * rows / pair[ORT]):.0%} |")
+                    f"{roof.fraction(budgets.GOAL_BATCH_SPEEDUP_VS_ORT * rows / pair[ORT]):.0%} |")
         return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,8 @@
 
 Every runtime runs the same blob on one thread. The budget tests at the bottom fail
 the run when a budget in benchmarks/budgets.py is not met, or cannot be verified on
-this machine (ONNX Runtime missing). Their verdicts come from a paired measurement
+this machine (ONNX Runtime missing); a goal not met is an XFAIL carrying its figure
+(the policy at the top of budgets.py). Their verdicts come from a paired measurement
 (pymicro and ONNX Runtime sampled in turn, in this run); see Lab.pair in conftest.py.
 """
 
@@ -63,6 +64,8 @@ def _enforce(lab, prefix):
         return
     if status == "not run":
         pytest.skip(f"budget '{name}' not checked: {detail}")
+    if status == "goal not met":  # reported with its figure, never a red run (budgets.py)
+        pytest.xfail(f"{name}: not met, {detail}")
     if status == "not measured":
         pytest.fail(f"budget '{name}' cannot be verified on this machine: {detail}", pytrace=False)
     pytest.fail(f"budget '{name}' not met: {detail}", pytrace=False)
@@ -82,3 +85,9 @@ def test_budget_momentum_single_call_vs_onnxruntime(lab):
 def test_budget_batch_throughput_vs_onnxruntime(lab, preset):
     lab.pair(preset, "batch")
     _enforce(lab, f"{preset} batch throughput")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_goal_batch_throughput_vs_onnxruntime(lab, preset):
+    lab.pair(preset, "batch")
+    _enforce(lab, f"goal: {preset} batch throughput")

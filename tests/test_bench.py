@@ -219,10 +219,9 @@ def test_multiply_adds_per_row_counts_dense_and_attention_layers():
 
 
 def test_fma_rate_is_measured_per_isa_and_refuses_unknown_ones():
-    rates = {isa: pymicro._core.fma_rate(isa, 0.05) for isa in pymicro._core.isas()}
-    assert all(math.isfinite(r) and r > 1e8 for r in rates.values()), rates
-    if "avx2" in rates and "sse2" in rates:  # 8 FMA lanes against 4 lanes of mul + add
-        assert rates["avx2"] > 1.3 * rates["sse2"], rates
+    # How fast, and AVX2 against SSE2, is judged in benchmarks/test_bench_isa.py: no timing here.
+    rates = {isa: pymicro._core.fma_rate(isa, 0.01) for isa in pymicro._core.isas()}
+    assert all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in rates.values()), rates
     with pytest.raises(pymicro.InputError, match="isa 'vax'"):
         pymicro._core.fma_rate("vax", 0.05)
     with pytest.raises(pymicro.InputError, match="seconds"):

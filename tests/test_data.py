@@ -150,7 +150,6 @@ def test_sort_option(good, tmp_path):
 
 
 def test_parquet_roundtrip(good, tmp_path):
-    pytest.importorskip("pyarrow")
     path = tmp_path / "bars.parquet"
     good.to_parquet(path, index=False)
     pd.testing.assert_frame_equal(load_ohlcv(path), good)

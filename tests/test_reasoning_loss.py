@@ -44,6 +44,7 @@ def test_the_penalty_steers_training_away_from_contradicting_the_rule():
         train(spec, X[:500], y[:500], X[500:], y[500:], epochs=1, rule_mask=mask[:10], rule_weight=1.0)
 
 
+@pytest.mark.slow
 def test_ablation_reports_every_weight_against_zero():
     out = ablation("momentum", weights=(0.5,), seeds=(0,), symbols=["SP500"], epochs=2)
     weights = [row["rule_weight"] for row in out["table"]]

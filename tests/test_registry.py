@@ -260,3 +260,137 @@ def test_models_command(tmp_path, capsys):
     assert main(["models", "--store", store, "rm", "../x"]) == 2
     assert "malformed" in capsys.readouterr().err
     assert main(["models", "--store", store, "rm", model_id]) == 0
+
+
+# ------------------------------------------------------------------ crashes (kill -9 at every step)
+
+CRASHER = textwrap.dedent("""
+    import os, signal, sys
+    import pymicro
+    import pymicro.runtime.blob
+    from pymicro.store.registry import Registry
+    root, op, step = sys.argv[1], sys.argv[2], sys.argv[3]
+    reg = Registry(root)
+    if step == "add:blob-tmp":  # inside the atomic write: the temp file is complete, not yet renamed
+        def die(src, dst):
+            if str(dst).endswith(".pmb"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return os.rename(src, dst)
+        pymicro.runtime.blob.os.replace = die
+    else:
+        os.environ["PYMICRO_REGISTRY_CRASH_AT"] = step
+    if op == "add":
+        reg.add(pymicro.freeze(pymicro.preset("reversal").init(seed=7)), "fresh", report={"epochs": 3})
+    elif op == "readd":  # the same bytes again with a report of another kind: the old one is replaced
+        reg.add(pymicro.freeze(pymicro.preset("momentum").init(seed=0)), "kept", report="# text now")
+    else:
+        reg.remove(op)
+    print("survived")
+""")
+
+
+def assert_consistent(root) -> Registry:
+    """Reopen the store: every listed model's blob and report load, and no file is left
+    that no row names (blobs, reports, temp files)."""
+    again = Registry(root)
+    records = again.list()
+    for r in records:
+        assert again.load(r.id).info.content_hash == r.content_hash
+        if r.report_file:
+            assert again.read_report(r.id) is not None
+    assert sorted(p.name for p in (again.root / "blobs").iterdir()) == sorted(r.blob_file for r in records)
+    assert sorted(p.name for p in (again.root / "reports").iterdir()) == sorted(
+        r.report_file for r in records if r.report_file)
+    return again
+
+
+@pytest.mark.parametrize("op, step", [
+    *[("add", s) for s in ("add:blob-tmp", "add:report-written", "add:blob-written", "add:row-inserted",
+                           "add:committed")],
+    *[("readd", s) for s in ("add:report-written", "add:committed")],
+    *[("remove", s) for s in ("remove:row-deleted", "remove:committed", "remove:blob-unlinked", "remove:done")],
+])
+def test_a_kill_at_any_step_leaves_a_consistent_store(tmp_path, op, step):
+    from pymicro.store.registry import CRASH_STEPS
+
+    assert step in CRASH_STEPS or step == "add:blob-tmp"
+    reg = Registry(tmp_path / "store")
+    kept = reg.add(blob_of(), "kept", report={"epochs": 2})
+    doomed = reg.add(blob_of(seed=2), "doomed", report="# notes")
+    arg = doomed if op == "remove" else op
+    out = subprocess.run([sys.executable, "-P", "-c", CRASHER, str(reg.root), arg, step], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == -9 and "survived" not in out.stdout, (out.returncode, out.stderr[-2000:])
+    again = assert_consistent(reg.root)
+    ids = {r.id for r in again.list()}
+    assert kept in ids
+    if op == "remove":  # the deletion commits at the commit, not before
+        assert (doomed in ids) == (step == "remove:row-deleted")
+    else:
+        assert doomed in ids
+    if op == "add":
+        assert any(i.startswith("fresh-") for i in ids) == (step == "add:committed")
+    if op == "readd":  # the old report, or the new one, never none
+        assert again.read_report(kept) in ({"epochs": 2}, "# text now")
+
+
+def test_open_sweeps_orphans_and_temp_files_only(reg):
+    model_id = reg.add(blob_of(), "kept", report={"a": 1})
+    orphans = [reg.root / "blobs" / "gone-0123abcd.pmb", reg.root / "blobs" / ".kept-x.pmb.k2j3.tmp",
+               reg.root / "reports" / "gone-0123abcd.md", reg.root / "reports" / ".kept-x.json.abc.tmp"]
+    for p in orphans:
+        p.write_bytes(b"left by a crash")
+    (reg.root / "blobs" / "README.txt").write_text("not ours: kept")
+    again = Registry(reg.root)
+    assert sorted(again.swept) == sorted(f"{p.parent.name}/{p.name}" for p in orphans)
+    assert not any(p.exists() for p in orphans)
+    assert (reg.root / "blobs" / "README.txt").exists()
+    assert again.read_blob(model_id) == blob_of() and again.read_report(model_id) == {"a": 1}
+    assert Registry(reg.root).swept == []
+
+
+def test_replacing_a_report_removes_the_old_file(reg):
+    model_id = reg.add(blob_of(), "r", report={"a": 1})
+    assert reg.add(blob_of(), "r", report="# now text") == model_id
+    assert reg.read_report(model_id) == "# now text"
+    assert sorted(p.name for p in (reg.root / "reports").iterdir()) == [f"{model_id}.md"]
+
+
+READER = textwrap.dedent("""
+    import sys
+    from pymicro.errors import RegistryError
+    from pymicro.store.registry import Registry
+    reg = Registry(sys.argv[1])
+    print("ready", flush=True)
+    seen = bad = 0
+    while sys.stdin.readline().strip() == "go":
+        for r in reg.list():
+            try:
+                reg.read_blob(r.id)
+                seen += 1
+            except RegistryError:
+                if r.id in reg:  # still listed, yet its blob is gone
+                    bad += 1
+        print("done", flush=True)
+    print(seen, bad)
+""")
+
+
+def test_readers_never_see_a_listed_model_without_its_blob(reg):
+    """A reader lists and loads while this process adds and removes: a listed model whose
+    blob is gone must be gone from the index too by the time the reader looks again."""
+    blobs = [blob_of(seed=i + 1) for i in range(6)]
+    reader = subprocess.Popen([sys.executable, "-P", "-c", READER, str(reg.root)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert reader.stdout.readline() == "ready\n"
+    for _ in range(15):
+        ids = [reg.add(b, "churn") for b in blobs]
+        reader.stdin.write("go\n")
+        reader.stdin.flush()
+        for i in ids:
+            reg.remove(i)
+        assert reader.stdout.readline() == "done\n"
+    out, err = reader.communicate("stop\n", timeout=120)
+    seen, bad = map(int, out.split())
+    assert reader.returncode == 0, err
+    assert bad == 0 and seen > 0

@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from pymicro.cli import main
 
 
+@pytest.mark.slow
 def test_report_writes_the_table_and_plots(tmp_path, capsys):
     code = main(["report", "--out", str(tmp_path), "--presets", "reversal", "--symbols", "SP500",
                  "--epochs", "2", "--ablation-seeds"])

@@ -280,31 +280,6 @@ def test_load_errors_are_typed(tmp_path):
         pymicro.load(blob[:-1])
 
 
-def test_eight_threads_give_bit_identical_results_to_one(preset_blob):
-    model = pymicro.load(preset_blob)
-    inputs = [rows(n, model.input_size, seed) for seed, n in enumerate([1, 9, 64, 257, 1000] * 2)]
-    want = [model.predict(x) for x in inputs]
-    results, errors = {}, []
-
-    def worker(k):
-        try:
-            for rep in range(30):
-                for j, x in enumerate(inputs):
-                    got = model.predict(x)
-                    if not np.array_equal(got, want[j]):
-                        errors.append((k, rep, j))
-            results[k] = True
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 8
-
-
 @pytest.mark.parametrize("backend", ["native", "wasm"])
 def test_a_batch_releases_the_gil_so_python_threads_run_meanwhile(backend):
     import sys

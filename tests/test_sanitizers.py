@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from fuzz.fuzz_load_atheris import write_seeds
 
+pytestmark = pytest.mark.slow  # compiles the core under ASan + UBSan: ~15 s
+
 ROOT = Path(__file__).resolve().parents[1]
 FLAGS = ["-std=c++17", "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
          "-fno-omit-frame-pointer", f"-I{ROOT / 'cpp'}"]

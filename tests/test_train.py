@@ -17,8 +17,6 @@ import textwrap
 import numpy as np
 import pytest
 
-pytest.importorskip("tinygrad")
-
 import pymicro
 from pymicro import Attention, Dense, Dropout, Spec
 from pymicro.errors import PymicroError, TrainingError
@@ -73,6 +71,7 @@ def test_tinygrad_net_has_exactly_the_spec_parameters(name):
             np.testing.assert_array_equal(ours[key], theirs[key])
 
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_result_carries_history_normalisation_and_timings(trained):
     spec, result, Xtr, _, _, _ = trained
     assert result.network.spec is spec
@@ -90,6 +89,7 @@ def test_result_carries_history_normalisation_and_timings(trained):
 
 # ------------------------------------------------------------------ parity
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_frozen_blob_reproduces_tinygrad(trained):
     spec, result, _, _, Xva, _ = trained
     ours = tinygrad_predict(result, Xva)
@@ -179,6 +179,7 @@ def test_balanced_class_weights_come_from_the_training_labels():
         class_weights(y, 3, [1.0, 2.0])
 
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_trainer_uses_training_labels_for_class_weights(trained):
     spec, result, _, ytr, _, yva = trained
     np.testing.assert_allclose(result.class_weights, class_weights(ytr, spec.n_classes))
@@ -211,8 +212,8 @@ def test_bad_arguments_raise_training_errors():
 
 # ------------------------------------------------------------------ plots
 
+@pytest.mark.slow  # trains every preset with tinygrad (the `trained` fixture)
 def test_plot_history_writes_a_png(trained, tmp_path):
-    pytest.importorskip("matplotlib")
     from pymicro.plots import plot_history
 
     _, result, *_ = trained
@@ -240,8 +241,8 @@ def _run_child(code: str, tmp_path, **env_extra) -> subprocess.CompletedProcess:
                           text=True, timeout=240, cwd=tmp_path, check=False)
 
 
+@pytest.mark.slow
 def test_training_works_without_clang_through_the_ziglang_wrapper(tmp_path):
-    pytest.importorskip("ziglang")
     child = """
         import json, os, shutil, numpy as np
         assert shutil.which("clang") is None and "CC" not in os.environ
@@ -297,7 +298,6 @@ def test_no_compiler_at_all_is_a_clear_training_error(tmp_path):
 
 
 def test_a_cc_that_cannot_build_for_tinygrad_is_skipped(tmp_path):
-    pytest.importorskip("ziglang")
     gcc = shutil.which("gcc") or shutil.which("cc")
     if gcc is None:
         pytest.skip("no gcc to stand in as a wrong $CC")

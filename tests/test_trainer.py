@@ -25,6 +25,7 @@ def seed_quickstart(tmp_path_factory):
     return trainer, model
 
 
+@pytest.mark.slow
 def test_the_seeds_quick_start_trains_freezes_and_registers(seed_quickstart):
     trainer, model = seed_quickstart
     perf = model["performance"]
@@ -67,6 +68,7 @@ def test_googl_is_the_embedded_class_a_series(tmp_path):
     assert "GOOG" in pymicro.market.data.embedded_symbols() if hasattr(pymicro, "data") else True
 
 
+@pytest.mark.slow
 def test_train_cli_writes_blob_report_and_curves(tmp_path, capsys):
     code = main(["train", "--symbols", "SP500", "--epochs", "2", "--batch-size", "64", "--out", str(tmp_path),
                  "--name", "cli-model", "--register", "--store", str(tmp_path / "store")])

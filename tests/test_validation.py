@@ -25,14 +25,16 @@ from pymicro.market.data import load_embedded
 from pymicro.market.dataset import make_dataset
 from pymicro.errors import EvaluationError
 from pymicro.training.train import normalization
+from pymicro.evaluation.leaks import check_shuffled
+from pymicro.evaluation.plausibility import check_plausibility
 from pymicro.evaluation.validation import (
     EULER_GAMMA,
     FREQUENCIES,
-    _check_plausibility,
     deflated_sharpe_ratio,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
     sharpe_statistics,
+    tinygrad_fit,
     validate,
 )
 
@@ -166,17 +168,15 @@ def test_shuffled_label_fits_do_not_collapse_when_the_label_is_an_input(market):
 
 
 def test_shuffled_label_rules():
-    from pymicro.evaluation.validation import _check_shuffled
-
     exp = {"accuracies": [0.39, 0.40, 0.38], "ics": [0.02, -0.03, 0.01], "null_ic_se": 0.05,
            "true_label_accuracy": 0.42, "true_label_ic": 0.05}
     daily = FREQUENCIES["daily"]
-    assert _check_shuffled(exp, 0.42, 0.05, 0.40, 0.02, daily, "").status == "pass"
-    leak = _check_shuffled({**exp, "ics": [0.3, -0.25, 0.2]}, 0.9, 0.8, 0.40, 0.02, daily, "")
+    assert check_shuffled(exp, 0.42, 0.05, 0.40, 0.02, daily, "").status == "pass"
+    leak = check_shuffled({**exp, "ics": [0.3, -0.25, 0.2]}, 0.9, 0.8, 0.40, 0.02, daily, "")
     assert [r.severity for r in leak.risks] == ["critical"]
-    biased = _check_shuffled({**exp, "accuracies": [0.47, 0.46, 0.48]}, 0.5, 0.05, 0.40, 0.01, daily, "")
+    biased = check_shuffled({**exp, "accuracies": [0.47, 0.46, 0.48]}, 0.5, 0.05, 0.40, 0.01, daily, "")
     assert [r.severity for r in biased.risks] == ["high"]
-    assert _check_shuffled(None, 0.4, 0.0, 0.4, 0.02, daily, "fit=None").status == "skipped"
+    assert check_shuffled(None, 0.4, 0.0, 0.4, 0.02, daily, "fit=None").status == "skipped"
 
 
 @pytest.mark.parametrize("seed", sorted(CASES))
@@ -232,6 +232,7 @@ def test_clean_model_is_not_flagged(market, seed, with_prices):
     json.dumps(report.to_dict(), allow_nan=False)
 
 
+@pytest.mark.slow
 def test_clean_model_on_several_symbols_at_once():
     bars = load_embedded(["AAPL", "MSFT", "SP500"])
     ds = make_dataset(bars, "momentum", horizon=5)
@@ -240,12 +241,10 @@ def test_clean_model_on_several_symbols_at_once():
     assert report.metrics["trading"]["symbols"] == ["AAPL", "MSFT", "SP500"]
 
 
+@pytest.mark.slow
 def test_tinygrad_end_to_end():
     """The momentum preset trained by tinygrad, frozen, and validated with the default
     tinygrad fit: a clean model passes, the same trainer on leaked inputs is flagged."""
-    pytest.importorskip("tinygrad")
-    from pymicro.evaluation.validation import tinygrad_fit
-
     bars = load_embedded("SP500")
     ds = make_dataset(bars, "momentum", horizon=5).take(slice(2000, None))  # 2007 on: fewer rows, faster
     leaked = with_column(ds, 3, ds.y.astype(np.float32))
@@ -373,7 +372,7 @@ def plausibility(edge=0.02, se=0.02, acc=0.45, sharpe=None, periods=1000, win_ra
     trade = None if sharpe is None else {
         "trades": trades, "strategy": {"sharpe": sharpe, "periods": periods, "win_rate": win_rate,
                                        "max_drawdown": max_dd, "total_return": total}}
-    c = _check_plausibility(summary, {"edge": edge, "se": se}, trade, FREQUENCIES[frequency], n_classes)
+    c = check_plausibility(summary, {"edge": edge, "se": se}, trade, FREQUENCIES[frequency], n_classes)
     return [r.finding for r in c.risks]
 
 
@@ -383,7 +382,7 @@ def test_implausibility_flags():
     assert any("edge" in f for f in plausibility(edge=0.20, se=0.02))  # lower bound 16.7 points > 10
     noisy = plausibility(edge=0.13, se=0.05)  # lower bound 4.8 points: noisy, a caution, not a flag
     assert len(noisy) == 1 and "within sampling error" in noisy[0]
-    c = _check_plausibility({"accuracy": 0.5}, {"edge": 0.13, "se": 0.05}, None, FREQUENCIES["daily"], 3)
+    c = check_plausibility({"accuracy": 0.5}, {"edge": 0.13, "se": 0.05}, None, FREQUENCIES["daily"], 3)
     assert [r.severity for r in c.risks] == ["medium"] and c.status == "warn"
     assert any("up/down" in f for f in plausibility(acc=0.68, se=0.02, n_classes=2))
     assert plausibility(acc=0.58, se=0.02, n_classes=2) == []

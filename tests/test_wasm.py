@@ -5,8 +5,6 @@ input policy and error messages as native, the shipped module's shape (no import
 ABI's exports, SIMD128), and the pinned fast call path.
 """
 
-import threading
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -188,30 +186,6 @@ def test_explain_and_info():
     plain = pymicro.load(pymicro.freeze(pymicro.preset("reversal").init()), "wasm")
     with pytest.raises(InputError, match="no attention"):
         plain.explain(x[:, :1].repeat(32, axis=1))
-
-
-def test_eight_threads_each_get_their_own_store_and_the_same_bits(preset_blob):
-    model = pymicro.load(preset_blob, "wasm")
-    inputs = [rows(n, model.input_size, seed) for seed, n in enumerate([1, 9, 64, 257, 5000])]
-    want = [model.predict(x) for x in inputs]
-    errors, done = [], []
-
-    def worker(k):
-        try:
-            for _ in range(10):
-                for j, x in enumerate(inputs):
-                    if not np.array_equal(model.predict(x), want[j]):
-                        errors.append((k, j))
-            done.append(k)
-        except Exception as e:  # pragma: no cover - reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(done) == 8
 
 
 # ------------------------------------------------------------------ blobs, parsed inside wasm

@@ -21,8 +21,18 @@ folder that is a symbolic link is refused. Anything refused raises :class:`Regis
 
 Several processes and threads may use one store at once: each thread keeps its own
 connection; writers take SQLite's write lock (``BEGIN IMMEDIATE``, 30 s busy timeout)
-around each change, and a blob file is complete before its row is committed, so a reader
-that finds a row finds its blob.
+around each change.
+
+Crash safety (a process killed at any instruction, ``kill -9`` included): a row is never
+committed without its files, and files are deleted only after the row that names them is
+gone. ``add`` writes the report and the blob (atomically) *before* its row commits;
+``remove`` commits the row's deletion *first* and unlinks the files afterwards, in a second
+transaction that unlinks only files no row names. A crash between leaves files without a
+row, never a row without its file; opening a store sweeps those orphans (and the ``*.tmp``
+files of interrupted atomic writes) under the write lock, so no writer is mid-way. A
+reader that finds a row therefore finds its blob, unless the model is removed after the
+reader read the row. ``PYMICRO_REGISTRY_CRASH_AT=<step>`` kills the process at that step
+(:data:`CRASH_STEPS`); the tests use it to check every crash point.
 """
 
 from __future__ import annotations
@@ -32,6 +42,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -52,6 +63,10 @@ MAX_BLOB_BYTES = 64 << 20  # far above any micro network (10,000 params are ~40 
 MAX_METRICS_BYTES = 64 << 10
 MAX_REPORT_BYTES = 4 << 20
 BUSY_TIMEOUT_S = 30.0
+CRASH_ENV = "PYMICRO_REGISTRY_CRASH_AT"
+#: The steps of ``add`` and ``remove`` at which ``PYMICRO_REGISTRY_CRASH_AT`` kills the process.
+CRASH_STEPS = ("add:report-written", "add:blob-written", "add:row-inserted", "add:committed",
+               "remove:row-deleted", "remove:committed", "remove:blob-unlinked", "remove:done")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -86,6 +101,13 @@ def _write_file(path: Path, data: bytes) -> None:
         write_atomic(path, data)
     except OSError as e:
         raise RegistryError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _crash_point(step: str) -> None:
+    """Kill this process (SIGKILL: no cleanup, no flush) if ``$PYMICRO_REGISTRY_CRASH_AT`` is ``step``."""
+    if os.environ.get(CRASH_ENV) == step:
+        os.kill(os.getpid(), getattr(signal, "SIGKILL", signal.SIGTERM))
+        os._exit(137)  # pragma: no cover - where SIGTERM could be handled
 
 
 def _shown(value, limit: int = 60) -> str:
@@ -159,6 +181,35 @@ class Registry:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode = WAL")  # persistent: set once per index file
             con.executescript(_SCHEMA)
+        self.swept = self._sweep()
+
+    def _sweep(self) -> list[str]:
+        """Delete what a crashed writer left: blob and report files no row names, and the
+        temp files of interrupted atomic writes. Runs under the write lock: every writer
+        writes its files inside its write transaction, so none is mid-way. Returns the
+        names deleted (``blobs/...``, ``reports/...``)."""
+        removed = []
+        with self._write() as con:
+            named = {row[0] for row in con.execute("SELECT blob_file FROM models")}
+            named |= {row[0] for row in con.execute("SELECT report_file FROM models WHERE report_file IS NOT NULL")}
+            for folder, exts in ((self.blobs_dir, (".pmb",)), (self.reports_dir, (".json", ".md"))):
+                try:
+                    entries = list(os.scandir(folder))
+                except OSError as e:
+                    raise RegistryError(f"cannot list {folder}: {e.strerror}") from None
+                for entry in entries:
+                    name = entry.name
+                    stale_tmp = name.startswith(".") and name.endswith(".tmp")
+                    orphan = name.endswith(exts) and name not in named
+                    if (stale_tmp or orphan) and not entry.is_dir(follow_symlinks=False):
+                        try:
+                            os.unlink(entry.path)
+                        except FileNotFoundError:
+                            continue
+                        except OSError as e:
+                            raise RegistryError(f"cannot delete the orphan {entry.path}: {e.strerror}") from None
+                        removed.append(f"{folder.name}/{name}")
+        return removed
 
     def __repr__(self) -> str:
         return f"<pymicro.Registry {str(self.root)!r}>"
@@ -275,6 +326,7 @@ class Registry:
         report_data, report_ext = self._report_bytes(report)
         digest = hashlib.sha256(blob).hexdigest()
 
+        stale: list[Path] = []
         with self._write() as con:
             for n in (8, 16, 64):  # a longer prefix only if another blob took this one
                 model_id = f"{name}-{digest[:n]}"
@@ -286,28 +338,43 @@ class Registry:
             report_file = None if report_data is None else f"{model_id}.{report_ext}"
             if report_file is not None:
                 _write_file(self._confined(self.reports_dir, report_file), report_data)
+                _crash_point("add:report-written")
             if row is not None:  # the same bytes under the same name: keep the record
                 if metrics is not None:
                     con.execute("UPDATE models SET metrics = ? WHERE id = ?", (metrics_json, model_id))
+                old_report = row[_COLUMNS.index("report_file")]
                 if report_file is not None:
-                    self._replace_report(con, model_id, row[_COLUMNS.index("report_file")], report_file)
+                    con.execute("UPDATE models SET report_file = ? WHERE id = ?", (report_file, model_id))
+                    if old_report and old_report != report_file:  # unlinked once the row stops naming it
+                        stale.append(self._confined(self.reports_dir, old_report))
                 if not blob_path.exists():  # heal a store whose blob file was deleted by hand
                     _write_file(blob_path, blob)
-                return model_id
-            created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
-            try:
-                _write_file(blob_path, blob)
-                con.execute(
-                    f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
-                    (model_id, name, created, int(described["params"]), int(described["input_size"]),
-                     int(described["n_classes"]), digest, blob_file, len(blob), metrics_json, report_file,
-                     status))
-            except BaseException:  # no row, so no files either
-                blob_path.unlink(missing_ok=True)
-                if report_file is not None:
-                    self._confined(self.reports_dir, report_file).unlink(missing_ok=True)
-                raise
+            else:
+                self._insert(con, model_id, name, described, digest, blob, blob_path, metrics_json, report_file,
+                             status)
+        _crash_point("add:committed")
+        if stale:
+            self._unlink_unnamed(stale)
         return model_id
+
+    def _insert(self, con, model_id, name, described, digest, blob, blob_path, metrics_json, report_file,
+                status) -> None:
+        """Write the blob, then insert its row (committed by the caller's transaction)."""
+        created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
+        try:
+            _write_file(blob_path, blob)  # complete on disk before the row can commit
+            _crash_point("add:blob-written")
+            con.execute(
+                f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+                (model_id, name, created, int(described["params"]), int(described["input_size"]),
+                 int(described["n_classes"]), digest, blob_path.name, len(blob), metrics_json, report_file,
+                 status))
+            _crash_point("add:row-inserted")
+        except BaseException:  # no row, so no files either
+            blob_path.unlink(missing_ok=True)
+            if report_file is not None:
+                self._confined(self.reports_dir, report_file).unlink(missing_ok=True)
+            raise
 
     def get(self, model_id: str) -> ModelRecord:
         """The record of ``model_id``; RegistryError if the id is malformed or unknown."""
@@ -371,7 +438,10 @@ class Registry:
         return [self._record(r) for r in rows]
 
     def remove(self, model_id: str) -> ModelRecord:
-        """Delete the model's row, blob and report; return the record it had."""
+        """Delete the model's row, then its blob and report; return the record it had.
+
+        The row's deletion commits first, so no crash leaves a listed model without its
+        blob; a crash before the files go leaves orphans, which the next open sweeps."""
         check_id(model_id)
         with self._write() as con:
             row = self._row(con, model_id)
@@ -382,8 +452,10 @@ class Registry:
             if record.report_file:
                 paths.append(self._confined(self.reports_dir, record.report_file))
             con.execute("DELETE FROM models WHERE id = ?", (model_id,))
-            for path in paths:
-                path.unlink(missing_ok=True)
+            _crash_point("remove:row-deleted")
+        _crash_point("remove:committed")
+        self._unlink_unnamed(paths, step="remove:blob-unlinked")
+        _crash_point("remove:done")
         return record
 
     def set_status(self, model_id: str, status: str) -> ModelRecord:
@@ -405,10 +477,16 @@ class Registry:
                 raise RegistryError(f"unknown model id {model_id!r} in the store {self.root}")
             return self._record(self._row(con, model_id))
 
-    def _replace_report(self, con, model_id: str, old: str | None, new: str) -> None:
-        con.execute("UPDATE models SET report_file = ? WHERE id = ?", (new, model_id))
-        if old and old != new:
-            self._confined(self.reports_dir, old).unlink(missing_ok=True)
+    def _unlink_unnamed(self, paths: list[Path], step: str | None = None) -> None:
+        """Unlink ``paths`` that no row names, under the write lock: a concurrent ``add`` that
+        re-registered the same bytes under the same name meanwhile keeps its files."""
+        with self._write() as con:
+            for path in paths:
+                column = "blob_file" if path.parent == self.blobs_dir else "report_file"
+                if con.execute(f"SELECT 1 FROM models WHERE {column} = ?", (path.name,)).fetchone() is None:
+                    path.unlink(missing_ok=True)
+                    if step is not None and column == "blob_file":
+                        _crash_point(step)
 
     @staticmethod
     def _check_status(status) -> str:
