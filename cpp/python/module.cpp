@@ -461,6 +461,10 @@ py::tuple fast_calls(py::object self) {
 
 }  // namespace
 
+// ---- pymicro.live: incremental features and the tick-to-signal pipeline (stream_bindings.hpp)
+#include "stream_bindings.hpp"
+// ---- end pymicro.live
+
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pymicro's C++ core: blob parser and executor";
   // ((name, code), ...) from PM_ACTIVATIONS (format.hpp): the table the parser and kernels use.
@@ -530,4 +534,5 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("raises_on_nonfinite", &NativeModel::raises_on_nonfinite)
       .def("blob", &NativeModel::blob)
       .def("info", &NativeModel::info);
+  register_stream(m);  // pymicro.live (stream_bindings.hpp)
 }
