@@ -26,3 +26,13 @@ BATCH_MIN_SPEEDUP_VS_ORT = 2.0
 
 # Rows per batch call in the throughput benchmarks (the design table's batch size).
 BATCH = 65536
+
+# ---- pymicro.live: tick to signal (benchmarks/test_bench_stream.py) ----
+# Issue 14: one tick through Pipeline.on_tick from Python (update the forming bar, 24
+# features, normalise, predict, size) at most 2 µs median, and at most 1 µs a tick when the
+# loop itself runs in C++ (Pipeline.replay_ticks).
+STREAM_TICK_FROM_PYTHON_MAX_US = 2.0
+STREAM_TICK_REPLAYED_MAX_US = 1.0
+# The per-tick recomputation with the batch code over 61 bars (numpy) at least 20x slower
+# than the native call: the reason the stream exists. Measured far above it; 20x survives noise.
+STREAM_MIN_SPEEDUP_VS_NUMPY = 20.0
