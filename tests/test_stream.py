@@ -256,3 +256,22 @@ def test_bad_ticks_are_refused(momentum_blob):
         Pipeline(momentum_blob, bar="tick", bar_size=2.5)
     with pytest.raises(ValueError, match="read-only"):
         pipe.probabilities[0] = 1.0
+
+
+def test_cli_live_replays_ticks_from_a_csv(momentum_blob, tmp_path, capsys):
+    from pymicro.cli import main
+
+    blob = tmp_path / "m.pmb"
+    blob.write_bytes(momentum_blob)
+    price, size, ts = _ticks(3000)
+    src = tmp_path / "ticks.csv"
+    pd.DataFrame({"ts": pd.to_datetime(ts, unit="s"), "price": price, "volume": size}).to_csv(src, index=False)
+    out = tmp_path / "signals.csv"
+    assert main(["live", str(blob), "--source", str(src), "--bar", "tick", "--bar-size", "20",
+                 "--threshold", "0", "--out", str(out)]) == 0
+    assert "position changes" in capsys.readouterr().out
+    got = pd.read_csv(out)
+    want, _ = Pipeline(momentum_blob, bar="tick", bar_size=20, threshold=0.0).replay_ticks(price, size, ts)
+    assert len(got) == 3000
+    np.testing.assert_array_equal(got.position.to_numpy(), want)
+    assert main(["live", str(blob), "--source", "redis://localhost:6379/ticks"]) == 2
