@@ -10,6 +10,7 @@ in the test suite, see ``pyproject.toml``):
 
     cli         the ``pymicro`` command, one module per subcommand
     agents      the MCP server, the reasoning engine
+    live        incremental features, ticks -> bars -> signal in one native call
     evaluation  backtests, walk-forward validation, the benchmark report (retrains as it walks)
     training    the tinygrad trainer, the seed's MicroNeuralTrainer, reasoning-aware loss
     market | store   data, features, labels, news, macro  |  the model registry
@@ -51,8 +52,9 @@ _LAZY = {
     "ValidationReport": ("pymicro.evaluation.validation", "ValidationReport"),
     "sandbox": ("pymicro.runtime.sandbox", None),
     "wasm": ("pymicro.runtime.wasm", None),
+    "stream": ("pymicro.live.stream", None),
 }
-_SUBPACKAGES = {"runtime", "market", "training", "evaluation", "store", "agents", "cli",
+_SUBPACKAGES = {"runtime", "market", "training", "evaluation", "live", "store", "agents", "cli",
                 "errors", "metrics", "tables", "plots"}
 
 

@@ -42,6 +42,7 @@ PERIODS_PER_YEAR = 252
 
 __all__ = [
     "PERIODS_PER_YEAR",
+    "periods_per_year_of",
     "accuracy",
     "accuracy_interval",
     "annualised_return",
@@ -314,6 +315,20 @@ def annualised_return(returns, periods_per_year: float = PERIODS_PER_YEAR) -> fl
     if final <= 0:
         return -1.0
     return float(math.exp(math.log(final) * P / r.size) - 1.0)
+
+
+def periods_per_year_of(dates) -> float:
+    """Bars per calendar year at the pace of ``dates`` (bar time stamps, increasing):
+    ``(n - 1) / (span in years of 365.25 days)``.
+
+    The annualisation for bars of any frequency (daily bars of trading days give about
+    252, hourly FX bars about 6,200, volume bars whatever their pace was): pass it as
+    ``periods_per_year``. Needs two bars spanning a positive time.
+    """
+    d = np.asarray(dates, dtype="datetime64[ns]").astype(np.int64)
+    if d.ndim != 1 or d.size < 2 or d[-1] <= d[0]:
+        raise EvaluationError(f"periods_per_year_of needs at least two increasing time stamps, got {d.size}")
+    return float((d.size - 1) / ((d[-1] - d[0]) / (365.25 * 86_400e9)))
 
 
 def sharpe(returns, periods_per_year: float = PERIODS_PER_YEAR) -> float:

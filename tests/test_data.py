@@ -113,7 +113,7 @@ def test_embedded_files_match_checksums_and_notice():
     for name, meta in embedded_files.FILES.items():
         raw = embedded_files.path(name).read_bytes()
         assert hashlib.sha256(raw).hexdigest() == meta.sha256, name
-        assert len(raw) < 400_000, name
+        assert len(raw) < (1_000_000 if name in embedded_files.INTRADAY_FILES else 400_000), name
     notice = embedded_files.path("NOTICE.txt").read_text()
     for needle in ("BSD", "NCSA", "bokeh_sampledata", "arch 8.0.0", "public domain", "Kevin Sheppard"):
         assert needle in notice, needle

@@ -520,6 +520,9 @@ py::tuple fast_calls(py::object self) {
 }  // namespace
 
 void pymicro_register_cuda(py::module_& m);  // cpp/cuda/host.cpp
+// ---- pymicro.live: incremental features and the tick-to-signal pipeline (stream_bindings.hpp)
+#include "stream_bindings.hpp"
+// ---- end pymicro.live
 
 PYBIND11_MODULE(_core, m) {
   m.doc() = "pymicro's C++ core: blob parser and executor";
@@ -592,4 +595,5 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("raises_on_nonfinite", &NativeModel::raises_on_nonfinite)
       .def("blob", &NativeModel::blob)
       .def("info", &NativeModel::info);
+  register_stream(m);  // pymicro.live (stream_bindings.hpp)
 }

@@ -78,7 +78,31 @@ FILES: dict[str, EmbeddedFile] = {
         "FRED series CPILFESL, from the U.S. Bureau of Labor Statistics (U.S. government "
         "work, public domain)",
     ),
+    # intraday (pymicro.market.intraday): gzip -9 -n of the files as shipped (uncompressed there);
+    # origin_sha256 is the sha256 of the decompressed bytes, equal to the original file's
+    "mlfinpy_es_ticks.csv.gz": EmbeddedFile(
+        "mlfinpy_es_ticks.csv.gz",
+        "c8310caf3e80ffb2b7d0643522149a473af6d1165e28c6caf53ababe1c75945e",
+        "mlfinpy 0.1.2",
+        "mlfinpy/dataset/data/tick_data.csv (sha256 b65c9d481aab09af7c7290d898382e9231e6a4694d2685cb0858d248812d0b0e)",
+        "MIT",
+        "E-mini S&P 500 futures trades, 2013-09-01 .. 2013-09-03; distributed in mlfinpy under its MIT "
+        "licence; original vendor not named",
+    ),
+    "anytrading_eurusd_1h.csv.gz": EmbeddedFile(
+        "anytrading_eurusd_1h.csv.gz",
+        "fd7434714c1d509bb6047f8ad76b711717928e56bfaf5e3f9b52eb81a8b61dbc",
+        "gym-anytrading 2.0.0",
+        "gym_anytrading/datasets/data/FOREX_EURUSD_1H_ASK.csv "
+        "(sha256 28398b7edff9f74860d35a6f3c263f08e15c55264316dc07737d459d8688d7aa)",
+        "MIT",
+        "EURUSD hourly ask OHLCV, 2017-01-01 .. 2017-12-29; distributed in gym-anytrading under its MIT "
+        "licence; original vendor not named",
+    ),
 }
+
+INTRADAY_FILES = ("mlfinpy_es_ticks.csv.gz", "anytrading_eurusd_1h.csv.gz")
+"""Files larger than the daily ones (the ticks: about 0.9 MB); the size cap in tests allows them."""
 
 
 def path(filename: str):
@@ -88,4 +112,4 @@ def path(filename: str):
     return resources.files(__name__).joinpath(filename)
 
 
-__all__ = ["FILES", "EmbeddedFile", "path"]
+__all__ = ["FILES", "INTRADAY_FILES", "EmbeddedFile", "path"]
