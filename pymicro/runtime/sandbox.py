@@ -251,6 +251,7 @@ def _compile_child() -> None:
 
 
 _compiled: dict = {}  # sha256 of (kind, source) -> Module, the last few custom modules
+atexit.register(lambda: close_at_exit(*_compiled.values()))  # freed while wasmtime still can
 
 
 def _compile_fenced(data: bytes, is_text: bool, timeout: float, memory_mb: float):
