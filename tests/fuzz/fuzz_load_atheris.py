@@ -54,6 +54,20 @@ def seed_blobs() -> dict[str, bytes]:
         for key in params:
             params[key] = params[key] * 25.0
     seeds["wide-saturated"] = pymicro.freeze(wide)
+    # Ensemble containers (PMBC): every combiner, members with and without normalisation,
+    # overlapping columns and a five-class member mapped onto three labels.
+    from pymicro.runtime.ensemble import freeze_ensemble
+
+    members = [seeds["momentum-norm"], seeds["reversal"], seeds["sentiment-norm"]]
+    cols = [list(range(24)), list(range(10, 42)), list(range(4, 52))]
+    seeds["ensemble-soft"] = freeze_ensemble(members, columns=cols, weights=[1.0, 2.0, 0.5],
+                                             note="é")
+    seeds["ensemble-majority"] = freeze_ensemble(members[:2], combiner="majority_vote",
+                                                 columns=cols[:2])
+    meta = Spec(9, (Dense(4, "tanh"),), 3, name="meta", labels=("down", "flat", "up"))
+    seeds["ensemble-stacked"] = freeze_ensemble(
+        members, combiner="stacked", columns=cols, meta=normalise(meta.init(5), 5),
+        feature_names=[f"f{i}" for i in range(52)])
     return seeds
 
 
