@@ -401,9 +401,14 @@ struct EnsembleMemberPlan {
   const void* plan;
   const uint32_t* cols;  // [n_in]
   const uint32_t* map;   // [n_cls]
+  const uint32_t* inv;   // [n_classes + 1 + n_cls]: per common label c, its member classes are
+                         // inv[n_classes + 1 + inv[c] .. inv[c + 1]), ascending
   uint32_t n_in, n_cls, attn_w, attn_at;  // attn_at: its first column in the concatenated attention
+  uint32_t first_col;    // cols[0], when the columns are one contiguous run
+  uint32_t layout;       // kGather, kRun (contiguous columns: a straight copy), kIdentity (x as is)
   float w;               // weight / sum of weights (soft and majority votes)
 };
+enum : uint32_t { kGather = 0, kRun = 1, kIdentity = 2 };
 
 struct EnsemblePlan {
   const ArchOps* ops;
@@ -411,11 +416,37 @@ struct EnsemblePlan {
   uint32_t max_in, max_cls, max_attn, attn_width;  // attn_width: all members' attention, concatenated
   uint64_t kernel_ws;    // floats of the largest member's (or meta's) kernel workspace
   const void* meta;      // the meta-model's plan (stacked)
+  const uint32_t* unread;  // columns no member reads: checked for NaN/Inf on their own
+  uint32_t n_unread;
   EnsembleMemberPlan m[kMaxMembers];
 };
 
 namespace detail {
 inline uint64_t up64(uint64_t n) { return (n + 63) & ~uint64_t(63); }
+// dst[0..n) = src[0..n), 4 floats at a time, returning nonzero if any is NaN or Inf. The
+// check is what keeps compilers from turning the loop into a call to memmove (per row,
+// for ~100 bytes, that call cost more than the rest of the ensemble's own work; in wasm
+// memmove is a byte loop).
+typedef uint32_t u32x4 __attribute__((vector_size(16)));
+inline uint32_t copy_floats(float* dst, const float* src, uint32_t n) {
+  u32x4 acc = {0, 0, 0, 0};
+  const u32x4 e = {0x7F800000u, 0x7F800000u, 0x7F800000u, 0x7F800000u};
+  uint32_t k = 0;
+  for (; k + 4 <= n; k += 4) {
+    u32x4 v;
+    __builtin_memcpy(&v, src + k, 16);
+    __builtin_memcpy(dst + k, &v, 16);
+    acc |= (u32x4)((v & e) == e);
+  }
+  uint32_t bad = acc[0] | acc[1] | acc[2] | acc[3];
+  for (; k < n; ++k) {
+    uint32_t u;
+    __builtin_memcpy(&u, src + k, 4);
+    __builtin_memcpy(dst + k, &u, 4);
+    bad |= uint32_t((u & 0x7F800000u) == 0x7F800000u);
+  }
+  return bad;
+}
 inline uint32_t attn_width_of(const BlobView& v) {
   for (uint32_t l = 0; l < v.n_layers; ++l)
     if (v.layers[l].kind == kAttention) return v.layers[l].in;
@@ -427,9 +458,10 @@ inline uint64_t ensemble_plan_bytes(const ContainerView& v, const ArchOps& ops) 
   uint64_t n = detail::up64(sizeof(EnsemblePlan));
   for (uint32_t i = 0; i < v.n_members; ++i)
     n += detail::up64(ops.plan_bytes(&v.members[i].blob)) +
-         detail::up64(4ull * (v.members[i].n_inputs + v.members[i].n_classes));
+         detail::up64(4ull * (v.members[i].n_inputs + v.members[i].n_classes)) +
+         detail::up64(4ull * (v.n_classes + 1 + v.members[i].n_classes));
   if (v.has_meta) n += detail::up64(ops.plan_bytes(&v.meta));
-  return n;
+  return n + detail::up64(4ull * v.input_size);
 }
 
 // Builds into mem (64-byte aligned, ensemble_plan_bytes long). Infallible for a view that
@@ -459,8 +491,22 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     E.cols = idx;
     E.map = idx + M.n_inputs;
     cur += detail::up64(4ull * (M.n_inputs + M.n_classes));
+    auto* inv = reinterpret_cast<uint32_t*>(cur);  // the class map inverted, a CSR list
+    uint32_t at = 0;
+    for (uint32_t c = 0; c < v.n_classes; ++c) {
+      inv[c] = at;
+      for (uint32_t j = 0; j < M.n_classes; ++j)
+        if (E.map[j] == c) inv[v.n_classes + 1 + at++] = j;
+    }
+    inv[v.n_classes] = at;
+    E.inv = inv;
+    cur += detail::up64(4ull * (v.n_classes + 1 + M.n_classes));
     E.n_in = M.n_inputs;
     E.n_cls = M.n_classes;
+    E.first_col = idx[0];
+    bool run = true;
+    for (uint32_t k = 1; k < M.n_inputs; ++k) run = run && idx[k] == idx[0] + k;
+    E.layout = !run ? kGather : (idx[0] == 0 && M.n_inputs == v.input_size) ? kIdentity : kRun;
     E.attn_w = detail::attn_width_of(M.blob);
     E.attn_at = P->attn_width;
     P->attn_width += E.attn_w;
@@ -476,7 +522,19 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     P->meta = cur;
     const uint64_t ws = ops.workspace_floats(P->meta);
     if (ws > P->kernel_ws) P->kernel_ws = ws;
+    cur += detail::up64(ops.plan_bytes(&v.meta));
   }
+  // Columns that no member reads. A member flags a NaN/Inf in its own columns (its row comes
+  // out NaN); these are the ones left to check, so a bad cell anywhere in the row is caught.
+  auto* unread = reinterpret_cast<uint32_t*>(cur);
+  P->n_unread = 0;
+  for (uint32_t c = 0; c < v.input_size; ++c) {
+    bool read = false;
+    for (uint32_t i = 0; i < v.n_members && !read; ++i)
+      for (uint32_t k = 0; k < P->m[i].n_in && !read; ++k) read = P->m[i].cols[k] == c;
+    if (!read) unread[P->n_unread++] = c;
+  }
+  P->unread = unread;
   return P;
 }
 
@@ -513,20 +571,52 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
   for (uint64_t r0 = 0; r0 < n; r0 += kEnsembleChunk) {
     const uint32_t nr = uint32_t(n - r0 < kEnsembleChunk ? n - r0 : kEnsembleChunk);
     const float* xr = x + r0 * I;
+    // The next chunk's rows are asked into the cache a slice after each tile the members
+    // run, as the kernels do for their next tile: read straight from memory, the copies
+    // below stalled on every line; asked for in one burst, the prefetches stalled instead.
+    const uint64_t next_bytes = (n - r0 - nr < kEnsembleChunk ? n - r0 - nr : kEnsembleChunk) * I * 4;
+    const char* next = reinterpret_cast<const char*>(xr + uint64_t(nr) * I);
+    const uint32_t T = ops.tile, tiles = (nr + T - 1) / T, slices = M * tiles;
+    uint32_t slice = 0;
     for (uint32_t mi = 0; mi < M; ++mi) {
       const EnsembleMemberPlan& E = P.m[mi];
-      for (uint32_t r = 0; r < nr; ++r) {
-        const float* src = xr + uint64_t(r) * I;
-        float* dst = xg + uint64_t(r) * E.n_in;
-        for (uint32_t k = 0; k < E.n_in; ++k) dst[k] = src[E.cols[k]];
+      const uint32_t nin = E.n_in;
+      const float* xm = xg;
+      if (E.layout == kIdentity) {
+        xm = xr;  // the member reads the whole row in order: no copy
+      } else if (E.layout == kRun) {
+        const float* src = xr + E.first_col;
+        uint32_t any_bad = 0;  // (the member flags its own bad rows; this keeps the copy a copy)
+        for (uint32_t r = 0; r < nr; ++r)
+          any_bad |= detail::copy_floats(xg + uint64_t(r) * nin, src + uint64_t(r) * I, nin);
+        (void)any_bad;
+      } else {
+        const uint32_t* cols = E.cols;
+        for (uint32_t r = 0; r < nr; ++r) {
+          const float* src = xr + uint64_t(r) * I;
+          float* dst = xg + uint64_t(r) * nin;
+          for (uint32_t k = 0; k < nin; ++k) dst[k] = src[cols[k]];
+        }
       }
       float* ma = attn && E.attn_w ? at : nullptr;
-      ops.run(E.plan, xg, nr, pm, ma, kws);
-      for (uint32_t r = 0; r < nr; ++r) {
+      for (uint32_t t0 = 0; t0 < nr; t0 += T, ++slice) {  // tile by tile: the same bits as one call
+        ops.run(E.plan, xm + uint64_t(t0) * nin, nr - t0 < T ? nr - t0 : T, pm + uint64_t(t0) * E.n_cls,
+                ma ? ma + uint64_t(t0) * E.attn_w : nullptr, kws);
+#ifndef PM_ENS_NO_PREFETCH
+        for (uint64_t b = next_bytes * slice / slices & ~uint64_t(63); b < next_bytes * (slice + 1) / slices; b += 64)
+          __builtin_prefetch(next + b);
+#endif
+      }
+      const uint32_t* inv = E.inv;
+      const uint32_t* js = inv + C + 1;
+      for (uint32_t r = 0; r < nr; ++r) {  // q = the member's classes summed per label, in class order
         float* qr = q + uint64_t(r) * MC + uint64_t(mi) * C;
         const float* pr = pm + uint64_t(r) * E.n_cls;
-        for (uint32_t c = 0; c < C; ++c) qr[c] = 0.0f;
-        for (uint32_t j = 0; j < E.n_cls; ++j) qr[E.map[j]] = qr[E.map[j]] + pr[j];
+        for (uint32_t c = 0; c < C; ++c) {
+          float acc = 0.0f;
+          for (uint32_t k = inv[c]; k < inv[c + 1]; ++k) acc = acc + pr[js[k]];
+          qr[c] = acc;
+        }
       }
       if (ma)
         for (uint32_t r = 0; r < nr; ++r)
@@ -540,14 +630,17 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
       for (uint32_t r = 0; r < nr; ++r) {
         float* o = outr + uint64_t(r) * C;
         const float* qr = q + uint64_t(r) * MC;
-        for (uint32_t c = 0; c < C; ++c) o[c] = 0.0f;
-        if (P.combiner == kSoftVote) {
-          for (uint32_t mi = 0; mi < M; ++mi)
-            for (uint32_t c = 0; c < C; ++c) {
+        if (P.combiner == kSoftVote) {  // per label, the members in order
+          for (uint32_t c = 0; c < C; ++c) {
+            float acc = 0.0f;
+            for (uint32_t mi = 0; mi < M; ++mi) {
               const float t = P.m[mi].w * qr[uint64_t(mi) * C + c];
-              o[c] = o[c] + t;
+              acc = acc + t;
             }
-        } else {  // majority: each member's vote (its most probable label, the first on a tie)
+            o[c] = acc;
+          }
+        } else {
+          for (uint32_t c = 0; c < C; ++c) o[c] = 0.0f;  // majority: each member's vote (its most probable label, the first on a tie)
           for (uint32_t mi = 0; mi < M; ++mi) {
             const float* qm = qr + uint64_t(mi) * C;
             uint32_t best = 0;
@@ -561,9 +654,9 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
     for (uint32_t r = 0; r < nr; ++r) {
       uint32_t bad = 0;
       const float* src = xr + uint64_t(r) * I;
-      for (uint32_t k = 0; k < I; ++k) {
+      for (uint32_t k = 0; k < P.n_unread; ++k) {
         uint32_t u;
-        __builtin_memcpy(&u, src + k, 4);
+        __builtin_memcpy(&u, src + P.unread[k], 4);
         bad |= uint32_t((u & 0x7F800000u) == 0x7F800000u);
       }
       const float* qr = q + uint64_t(r) * MC;
