@@ -26,3 +26,14 @@ BATCH_MIN_SPEEDUP_VS_ORT = 2.0
 
 # Rows per batch call in the throughput benchmarks (the design table's batch size).
 BATCH = 65536
+
+# Ensembles (benchmarks/test_bench_ensemble.py): a container of the three presets, each
+# reading its own columns of one shared input row, run in one core call.
+# One row: the ensemble's call at most 1.2x the sum of its members' single calls (each
+# member called alone on its own row), medians of interleaved rounds in the same run.
+ENSEMBLE_SINGLE_MAX_RATIO_VS_MEMBERS = 1.2
+# A batch of ENSEMBLE_BATCH rows: the ensemble's throughput at least 0.8x the members'
+# combined throughput (rows / the sum of the members' batch times, each on its own
+# contiguous columns), interleaved in the same run.
+ENSEMBLE_BATCH_MIN_THROUGHPUT_RATIO = 0.8
+ENSEMBLE_BATCH = 65536
