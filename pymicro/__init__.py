@@ -51,6 +51,7 @@ _LAZY = {
     "ValidationReport": ("pymicro.evaluation.validation", "ValidationReport"),
     "sandbox": ("pymicro.runtime.sandbox", None),
     "wasm": ("pymicro.runtime.wasm", None),
+    "ensemble": ("pymicro.training.ensemble", None),
 }
 _SUBPACKAGES = {"runtime", "market", "training", "evaluation", "store", "agents", "cli",
                 "errors", "metrics", "tables", "plots"}
