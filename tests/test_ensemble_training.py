@@ -95,3 +95,25 @@ def test_out_of_fold_refuses_mismatched_inputs():
         out_of_fold([honest], [Xh, Xm], y, class_maps=[[0, 1, 2]], n_classes=3)
     with pytest.raises(TrainingError):
         fit_meta(np.full((4, 2, 3), np.nan), np.zeros(4, int), labels=LABELS)
+
+
+def test_compare_reports_the_ensemble_beside_members_and_the_majority_class():
+    from pymicro.cli.ensemble import comparison_table
+    from pymicro.training.ensemble import compare
+
+    rng = np.random.default_rng(3)
+    members = [pymicro.freeze(pymicro.preset(n).init(seed=i)) for i, n in enumerate(("momentum", "sentiment"))]
+    blob = freeze_ensemble(members, columns=[list(range(24)), list(range(24, 72))], labels=LABELS)
+    X = rng.normal(size=(400, 72)).astype(np.float32)
+    y = rng.integers(0, 3, 400)
+    y_train = np.r_[np.full(50, 1), rng.integers(0, 3, 30)]
+    c = compare(blob, X, y, y_train)
+    assert set(c["classification"]) == {"ensemble", "momentum", "sentiment", "majority class"}
+    maj = c["classification"]["majority class"]
+    assert maj["accuracy"] == pytest.approx(float((y == 1).mean()))
+    for row in c["classification"].values():
+        lo, hi = row["accuracy_ci"]
+        assert lo <= row["accuracy"] <= hi
+    ens = pymicro.load(blob).predict(X).argmax(axis=1)
+    assert c["classification"]["ensemble"]["accuracy"] == pytest.approx(float((ens == y).mean()))
+    assert c["trading"] is None and "majority class" in comparison_table(c)

@@ -2,8 +2,8 @@
 
 ``info CONTAINER`` lists the members (columns, class maps, weights), the combiner and the
 labels; ``predict CONTAINER INPUT.npy`` runs the whole ensemble in one core call and, with
-``--explain``, prints who dominated each row (docs/ensembles.md). ``train`` is not
-implemented yet (issue 12: the specialists' training over the embedded data); it says so.
+``--explain``, prints who dominated each row (docs/ensembles.md); ``train`` trains the
+three specialists and the combiner (out-of-fold) and prints the out-of-sample comparison.
 """
 
 from __future__ import annotations
@@ -67,14 +67,51 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def comparison_table(comparison: dict) -> str:
+    """The ensemble beside its members and the baselines (out-of-sample), as text."""
+    cls = comparison["classification"]
+    trade = comparison.get("trading") or {}
+    rows = []
+    for name, c in cls.items():
+        lo, hi = c["accuracy_ci"]
+        t = trade.get(name, {})
+        rows.append([name, f"{c['accuracy']:.1%}", f"{lo:.1%} - {hi:.1%}", f"{c['balanced_accuracy']:.1%}",
+                     f"{t['sharpe']:.2f}" if t else "", f"{t['total_return']:+.1%}" if t else ""])
+    if "buy and hold" in trade:
+        t = trade["buy and hold"]
+        rows.append(["buy and hold", "", "", "", f"{t['sharpe']:.2f}", f"{t['total_return']:+.1%}"])
+    text = table(["out-of-sample", "accuracy", "95% CI", "balanced acc.", "Sharpe (net)", "return (net)"], rows)
+    text += f"\n{comparison['rows']} test rows"
+    if trade:
+        text += f"; trading: {trade['note']}"
+    return text
+
+
 def cmd_train(args) -> int:
-    raise PymicroError("`pymicro ensemble train` is not implemented yet: train the specialists "
-                       "(pymicro train), fit the combiner on out-of-fold predictions with "
-                       "pymicro.ensemble.out_of_fold / fit_meta, and freeze_ensemble the result")
+    from pymicro.cli._common import _progress_bar
+    from pymicro.training.ensemble import train_specialists
+
+    bars: dict = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if stage not in bars:
+            bars[stage] = _progress_bar(total, stage)[0]
+            bars[stage].unit = "fit"
+        bars[stage].update(done - bars[stage].n)
+
+    run = train_specialists(symbols=args.symbols, combiner=args.combiner, folds=args.folds,
+                            epochs=args.epochs, seed=args.seed, path=args.out, progress=progress,
+                            cost_bps=args.cost_bps, slippage_bps=args.slippage_bps)
+    for bar in bars.values():
+        bar.close()
+    print(f"wrote {args.out}: {run.combiner} of {', '.join(run.members)}; combiner fitted on "
+          f"{run.oof_rows} out-of-fold rows; test period from {run.test_start}")
+    print(comparison_table(run.comparison))
+    return 0
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("ensemble", help="ensemble containers: info, predict (train: not yet)",
+    p = sub.add_parser("ensemble", help="ensemble containers: train, info, predict",
                        description="Inspect and run ensemble containers (PMBC): several member "
                                    "blobs and a combiner, run in one core call.")
     s = p.add_subparsers(dest="ensemble_command", required=True, metavar="ACTION")
@@ -91,6 +128,17 @@ def add_parser(sub) -> None:
     r.add_argument("--backend", default="native", choices=["native", "reference", "wasm"])
     r.add_argument("--nan-policy", default="raise", choices=["raise", "propagate"])
     r.set_defaults(func=cmd_predict)
-    t = s.add_parser("train", help="(not implemented yet) train specialists and a combiner",
-                     description="Not implemented yet; see pymicro.ensemble (out_of_fold, fit_meta).")
+    t = s.add_parser("train", help="train momentum, reversal and sentiment and a combiner; compare out of sample",
+                     description="Train the three specialists on their own feature sets (embedded data), "
+                                 "the combiner on their out-of-fold predictions only, write the container, "
+                                 "and print it beside its members and the baselines on the held-out test "
+                                 "period, net of costs.")
+    t.add_argument("--out", default="specialists.pmb", help="where to write the container")
+    t.add_argument("--combiner", default="stacked", choices=["stacked", "soft_vote", "majority_vote"])
+    t.add_argument("--symbols", nargs="+", help="embedded symbols (default: all)")
+    t.add_argument("--folds", type=int, default=3, help="chronological folds for the out-of-fold predictions")
+    t.add_argument("--epochs", type=int, default=20, help="maximum epochs per member fit")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--cost-bps", type=float, default=5.0)
+    t.add_argument("--slippage-bps", type=float, default=2.0)
     t.set_defaults(func=cmd_train)

@@ -50,7 +50,7 @@ assert _HEADER.size == HEADER_SIZE and _MEMBER.size == RECORD_SIZE
 # Labels that count towards a common label when the member's own label is not in the set
 # (the sentiment preset's five classes onto down/flat/up).
 DEFAULT_ALIASES = {"strong_sell": "down", "sell": "down", "hold": "flat", "buy": "up",
-                   "strong_buy": "up"}
+                   "strong_buy": "up", "strong_down": "down", "strong_up": "up"}
 
 
 def _align(n: int) -> int:

@@ -16,13 +16,15 @@ of block 0 get no out-of-fold prediction and are not used to fit the combiner.
 * :func:`fit_weights`: soft-vote weights from the same out-of-fold predictions.
 
 Members are given as ``fit_predict(X_train, y_train, X_predict) -> probabilities``
-callables, so the specialists may be anything that trains (pymicro.training.train on their
-own feature sets, in practice). Not done yet (issue 12): the end-to-end
-``train_specialists`` over the embedded market data, and ``pymicro ensemble train``.
+callables, so the specialists may be anything that trains. :func:`train_specialists` does
+it end to end on market data: the three presets on their own feature sets (rows aligned by
+date and symbol), out-of-fold predictions on the development period, the combiner, the
+final members, one container, and :func:`compare` on the untouched test period.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -55,13 +57,16 @@ def time_series_folds(n: int, k: int = 4, embargo: int = 0) -> list[tuple[np.nda
 
 def out_of_fold(members: Sequence[FitPredict], Xs: Sequence[np.ndarray], y: np.ndarray, *,
                 class_maps: Sequence[Sequence[int]], n_classes: int, k: int = 4, embargo: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                progress: Callable[[int, int], None] | None = None,
+                ys: Sequence[np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold probabilities ``(rows, members, n_classes)`` mapped onto the common labels,
     and the mask of rows that have them (every block but the first).
 
     ``Xs[m]``: member ``m``'s own features for the same rows (time order); ``y``: the
-    common labels. A member never predicts a row it was fitted on."""
+    common labels; ``ys[m]``: the labels member ``m`` trains on, if not ``y`` (sentiment's
+    five classes). A member never predicts a row it was fitted on."""
     y = np.asarray(y)
+    ys = [y] * len(members) if ys is None else [np.asarray(v) for v in ys]
     n = len(y)
     if any(len(X) != n for X in Xs) or len(Xs) != len(members) or len(class_maps) != len(members):
         raise TrainingError("out_of_fold needs one feature matrix and one class map per member, "
@@ -71,7 +76,7 @@ def out_of_fold(members: Sequence[FitPredict], Xs: Sequence[np.ndarray], y: np.n
     done, total = 0, len(folds) * len(members)
     for fit, pred in folds:
         for m, (fp, X) in enumerate(zip(members, Xs)):
-            p = np.asarray(fp(X[fit], y[fit], X[pred]), np.float64)
+            p = np.asarray(fp(X[fit], ys[m][fit], X[pred]), np.float64)
             q[pred, m] = map_classes(p, class_maps[m], n_classes)
             done += 1
             if progress:
@@ -131,3 +136,208 @@ def fit_weights(q: np.ndarray, y: np.ndarray) -> np.ndarray:
     ll = np.log(np.clip(q[np.arange(n), :, y], 1e-12, 1.0)).mean(axis=0)
     gain = np.maximum(ll - np.log(1.0 / c), 0.0)
     return gain / gain.sum() if gain.sum() > 0 else np.full(m, 1.0 / m)
+
+
+# --------------------------------------------------------------------------- end to end
+
+SPECIALISTS = ("momentum", "reversal", "sentiment")
+
+
+@dataclass
+class EnsembleRun:
+    """What :func:`train_specialists` returns: the container, its parts and the comparison."""
+
+    blob: bytes
+    combiner: str
+    members: dict          # preset -> member blob
+    comparison: dict       # see compare()
+    oof_rows: int
+    test_start: str
+    settings: dict
+
+
+def _aligned(frame, presets, horizon):
+    """Each preset's dataset on the rows all of them have (same date and symbol), date order."""
+    from pymicro.market.dataset import make_dataset
+
+    sets = {p: make_dataset(frame, p, horizon=horizon) for p in presets}
+    keys = None
+    for ds in sets.values():
+        k = set(zip(ds.dates.astype("datetime64[D]").tolist(), ds.symbols.tolist()))
+        keys = k if keys is None else keys & k
+    order = sorted(keys)
+    out = {}
+    for p, ds in sets.items():
+        index = {key: i for i, key in enumerate(zip(ds.dates.astype("datetime64[D]").tolist(), ds.symbols.tolist()))}
+        out[p] = ds.take(np.array([index[key] for key in order]))
+    return out
+
+
+def _fit_predict_for(preset: str, *, epochs: int, seed: int, feature_names):
+    """A fit_predict that trains the preset in tinygrad (last 15 % of the fit rows, by
+    time, for early stopping) and predicts with the frozen blob on the native core."""
+    from pymicro.runtime.blob import freeze
+    from pymicro.runtime.model import load
+    from pymicro.training.train import train
+    from pymicro.training.trainer import spec_for
+
+    def fit_predict(X, y, X_pred, *, keep=None):
+        cut = int(len(X) * 0.85)
+        spec = spec_for(preset, feature_names=feature_names, name=preset)
+        result = train(spec, X[:cut], y[:cut], X[cut:], y[cut:], epochs=epochs, seed=seed, batch_size=256)
+        blob = freeze(result.network, preset=preset)
+        if keep is not None:
+            keep.append(blob)
+        return load(blob).predict(np.ascontiguousarray(X_pred, np.float32))
+
+    return fit_predict
+
+
+def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", folds: int = 3,
+                      epochs: int = 20, horizon: int = 5, test_fraction: float = 0.2, seed: int = 0,
+                      cost_bps: float = 5.0, slippage_bps: float = 2.0, path=None,
+                      progress: Callable[[str, int, int], None] | None = None) -> EnsembleRun:
+    """Train momentum, reversal and sentiment on their own feature sets, the combiner on their
+    out-of-fold predictions, and compare the ensemble with its members and the baselines on
+    the last ``test_fraction`` of the dates, which nothing was fitted on.
+
+    The development period (the rest, less an embargo of ``horizon`` dates) is cut into
+    ``folds + 1`` chronological blocks for the out-of-fold predictions; the final members
+    are then trained on the whole development period. ``combiner``: "stacked" (the meta-model
+    fitted to the out-of-fold predictions), "soft_vote" (weights from them, fit_weights) or
+    "majority_vote" (equal weights). ``progress(stage, done, total)``.
+    """
+    from pymicro.market.data import load_embedded
+
+    frame = load_embedded(symbols) if data is None else data
+    sets = _aligned(frame, SPECIALISTS, horizon)
+    common = sets["momentum"]
+    n = len(common)
+    dates = common.dates.astype("datetime64[D]")
+    udates = np.unique(dates)
+    test_start = udates[int(len(udates) * (1 - test_fraction))]
+    dev_end = udates[max(0, int(len(udates) * (1 - test_fraction)) - horizon)]
+    dev = dates < dev_end
+    test = dates >= test_start
+    if dev.sum() < 200 * (folds + 1) or test.sum() < 100:
+        raise TrainingError(f"too few rows for {folds} folds and a test period ({int(dev.sum())} development, "
+                            f"{int(test.sum())} test): use more history or fewer folds")
+    n_sym = len(set(common.symbols.tolist()))
+    members, Xs, ys, maps, names = [], [], [], [], []
+    from pymicro.runtime.spec import preset as preset_spec
+
+    for p in SPECIALISTS:
+        ds = sets[p]
+        members.append(_fit_predict_for(p, epochs=epochs, seed=seed, feature_names=ds.feature_names))
+        Xs.append(ds.X)
+        ys.append(ds.y)
+        labels = preset_spec(p).labels
+        from pymicro.runtime.ensemble import _default_class_map
+
+        maps.append(_default_class_map(labels, LABELS3, p))
+        names.append(p)
+    d = np.flatnonzero(dev)
+    q, have = out_of_fold(members, [X[d] for X in Xs], common.y[d], class_maps=maps, n_classes=3,
+                          k=folds, embargo=horizon * n_sym, ys=[y[d] for y in ys],
+                          progress=(lambda i, t: progress("out-of-fold", i, t)) if progress else None)
+    blobs = []
+    for i, (fp, X, y) in enumerate(zip(members, Xs, ys)):
+        keep: list = []
+        fp(X[d], y[d], X[d[:1]], keep=keep)
+        blobs.append(keep[0])
+        if progress:
+            progress("final members", i + 1, len(members))
+    offsets = np.cumsum([0] + [X.shape[1] for X in Xs])
+    columns = [list(range(offsets[i], offsets[i + 1])) for i in range(len(Xs))]
+    feature_names = [f"{p}.{f}" for p in SPECIALISTS for f in sets[p].feature_names]
+    kw = {}
+    if combiner == "stacked":
+        kw["meta"] = fit_meta(q[have], common.y[d][have], labels=LABELS3)
+    elif combiner == "soft_vote":
+        kw["weights"] = fit_weights(q[have], common.y[d][have]).tolist()
+    blob = freeze_ensemble(blobs, path, combiner=combiner, columns=columns, labels=LABELS3,
+                           feature_names=feature_names, names=list(SPECIALISTS),
+                           name=f"specialists-{combiner}", test_start=str(test_start), horizon=horizon,
+                           **kw)
+    X_all = np.concatenate(Xs, axis=1)
+    comparison = compare(blob, X_all[test], common.y[test], common.y[d], dates=dates[test],
+                         symbols=common.symbols[test], frame=frame, horizon=horizon,
+                         cost_bps=cost_bps, slippage_bps=slippage_bps)
+    return EnsembleRun(blob=blob, combiner=combiner, members=dict(zip(SPECIALISTS, blobs)),
+                       comparison=comparison, oof_rows=int(have.sum()), test_start=str(test_start),
+                       settings={"folds": folds, "epochs": epochs, "horizon": horizon, "seed": seed,
+                                 "symbols": sorted(set(common.symbols.tolist())),
+                                 "cost_bps": cost_bps, "slippage_bps": slippage_bps})
+
+
+LABELS3 = ("down", "flat", "up")
+
+
+def compare(container: bytes, X, y, y_train, *, dates=None, symbols=None, frame=None, horizon: int = 5,
+            cost_bps: float = 5.0, slippage_bps: float = 2.0) -> dict:
+    """The ensemble beside each member alone and the baselines, on held-out rows.
+
+    Classification (every row): accuracy with its 95 % Wilson interval and balanced
+    accuracy, for the ensemble, each member (its classes mapped onto down/flat/up) and the
+    majority class of ``y_train``. Trading (when ``frame``, ``dates`` and ``symbols`` are
+    given): per symbol, positions from the probabilities (long when P(up) is the largest,
+    short when P(down) is), backtested net of ``cost_bps`` + ``slippage_bps`` by
+    :func:`pymicro.evaluation.backtest.run_backtest` on that symbol's closes, beside its
+    buy-and-hold and majority-class baselines; Sharpe and total return averaged over the
+    symbols. Nothing here was fitted on these rows.
+    """
+    from pymicro.metrics import accuracy_interval, balanced_accuracy, majority_class
+    from pymicro.runtime.model import load
+
+    model = load(container)
+    d = model.described
+    y = np.asarray(y)
+    probs = {"ensemble": model.predict(np.ascontiguousarray(X, np.float32))}
+    for i, m in enumerate(d["members"]):
+        p = model.member(i).predict(np.ascontiguousarray(X[:, m["columns"]], np.float32))
+        probs[m["name"]] = map_classes(p, m["class_map"], 3)
+    maj = majority_class(y_train, 3)
+    rows = {}
+    for name, p in probs.items():
+        pred = np.asarray(p).argmax(axis=1)
+        lo, hi = accuracy_interval(y, pred)
+        rows[name] = {"accuracy": float((pred == y).mean()), "accuracy_ci": [float(lo), float(hi)],
+                      "balanced_accuracy": float(balanced_accuracy(y, pred, 3))}
+    rows["majority class"] = {"accuracy": float((y == maj).mean()),
+                              "accuracy_ci": [float(v) for v in accuracy_interval(y, np.full_like(y, maj))],
+                              "balanced_accuracy": 1.0 / 3}
+    out = {"rows": int(len(y)), "classification": rows, "trading": None}
+    if frame is not None and dates is not None and symbols is not None:
+        out["trading"] = _trading(probs, frame, np.asarray(dates), np.asarray(symbols), maj,
+                                  cost_bps, slippage_bps)
+    return out
+
+
+def _trading(probs, frame, dates, symbols, maj, cost_bps, slippage_bps) -> dict:
+    from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
+
+    per = {}
+    for sym in sorted(set(symbols.tolist())):
+        rows = symbols == sym
+        bars = frame[frame["symbol"] == sym]
+        bar_days = bars["date"].to_numpy().astype("datetime64[D]")
+        close = dict(zip(bar_days.tolist(), bars["close"].to_numpy(np.float64)))
+        days = dates[rows]
+        prices = np.array([close[dd] for dd in days.tolist()])
+        for name, p in probs.items():
+            pos = positions_from_probabilities(np.asarray(p)[rows], threshold=0.0)
+            r = run_backtest(prices, pos, cost_bps, slippage_bps, dates=days, majority_class=maj)
+            per.setdefault(name, []).append(r)
+    summary = {}
+    for name, results in per.items():
+        summary[name] = {"sharpe": float(np.mean([r.strategy.metrics["sharpe"] for r in results])),
+                         "total_return": float(np.mean([r.strategy.metrics["total_return"] for r in results]))}
+    first = per["ensemble"]
+    for b in ("buy_and_hold", "majority_class"):
+        legs = [r.baselines[b] for r in first if b in r.baselines]
+        if legs:
+            summary[b.replace("_", " ")] = {"sharpe": float(np.mean([l.metrics["sharpe"] for l in legs])),
+                                            "total_return": float(np.mean([l.metrics["total_return"] for l in legs]))}
+    summary["note"] = (f"mean over {len(first)} symbols; net of {cost_bps} bps costs + {slippage_bps} bps "
+                       "slippage per unit traded; daily bars on the test period")
+    return summary

@@ -142,7 +142,13 @@ def main() -> None:
             check_probabilities(model.predict(rng.normal(0, 3, d).astype(np.float32)), (c,))
             check_probabilities(model.predict(rng.normal(0, 3, (9, d)).astype(np.float32)), (9, c))
             if model._impl.attn_width:
-                assert model.explain(rng.normal(0, 3, d).astype(np.float32)).shape == (model._impl.attn_width,)
+                e = model.explain(rng.normal(0, 3, d).astype(np.float32))
+                if hasattr(e, "attention"):  # an ensemble: each member's attention, and shares
+                    widths = [a.shape[-1] for a in e.attention.values() if a is not None]
+                    assert sum(widths) == model._impl.attn_width
+                    assert e.share.shape == (len(e.members),)
+                else:
+                    assert e.shape == (model._impl.attn_width,)
             info = model.info
             assert info.input_size == d and info.n_classes == c and len(info.labels) == c
         except pymicro.PymicroError:
