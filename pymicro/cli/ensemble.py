@@ -97,6 +97,7 @@ def cmd_train(args) -> int:
         if stage not in bars:
             bars[stage] = _progress_bar(total, stage)[0]
             bars[stage].unit = "fit"
+            bars[stage].refresh()
         bars[stage].update(done - bars[stage].n)
 
     run = train_specialists(symbols=args.symbols, combiner=args.combiner, folds=args.folds,
