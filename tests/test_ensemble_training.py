@@ -99,7 +99,7 @@ def test_out_of_fold_refuses_mismatched_inputs():
 
 def test_compare_reports_the_ensemble_beside_members_and_the_majority_class():
     from pymicro.cli.ensemble import comparison_table
-    from pymicro.training.ensemble import compare
+    from pymicro.evaluation.ensemble import compare
 
     rng = np.random.default_rng(3)
     members = [pymicro.freeze(pymicro.preset(n).init(seed=i)) for i, n in enumerate(("momentum", "sentiment"))]

@@ -89,6 +89,7 @@ def comparison_table(comparison: dict) -> str:
 
 def cmd_train(args) -> int:
     from pymicro.cli._common import _progress_bar
+    from pymicro.evaluation.ensemble import compare_run
     from pymicro.training.ensemble import train_specialists
 
     bars: dict = {}
@@ -101,13 +102,13 @@ def cmd_train(args) -> int:
         bars[stage].update(done - bars[stage].n)
 
     run = train_specialists(symbols=args.symbols, combiner=args.combiner, folds=args.folds,
-                            epochs=args.epochs, seed=args.seed, path=args.out, progress=progress,
-                            cost_bps=args.cost_bps, slippage_bps=args.slippage_bps)
+                            epochs=args.epochs, seed=args.seed, path=args.out, progress=progress)
+    comparison = compare_run(run, cost_bps=args.cost_bps, slippage_bps=args.slippage_bps)
     for bar in bars.values():
         bar.close()
     print(f"wrote {args.out}: {run.combiner} of {', '.join(run.members)}; combiner fitted on "
           f"{run.oof_rows} out-of-fold rows; test period from {run.test_start}")
-    print(comparison_table(run.comparison))
+    print(comparison_table(comparison))
     return 0
 
 

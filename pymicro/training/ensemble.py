@@ -19,7 +19,8 @@ Members are given as ``fit_predict(X_train, y_train, X_predict) -> probabilities
 callables, so the specialists may be anything that trains. :func:`train_specialists` does
 it end to end on market data: the three presets on their own feature sets (rows aligned by
 date and symbol), out-of-fold predictions on the development period, the combiner, the
-final members, one container, and :func:`compare` on the untouched test period.
+final members, one container, and the untouched test period for
+:func:`pymicro.evaluation.ensemble.compare` (evaluation is a layer above training).
 """
 
 from __future__ import annotations
@@ -150,7 +151,7 @@ class EnsembleRun:
     blob: bytes
     combiner: str
     members: dict          # preset -> member blob
-    comparison: dict       # see compare()
+    test: dict             # the held-out rows: X, y, y_train, dates, symbols, frame (for compare)
     oof_rows: int
     test_start: str
     settings: dict
@@ -195,11 +196,12 @@ def _fit_predict_for(preset: str, *, epochs: int, seed: int, feature_names):
 
 def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", folds: int = 3,
                       epochs: int = 20, horizon: int = 5, test_fraction: float = 0.2, seed: int = 0,
-                      cost_bps: float = 5.0, slippage_bps: float = 2.0, path=None,
+                      path=None,
                       progress: Callable[[str, int, int], None] | None = None) -> EnsembleRun:
-    """Train momentum, reversal and sentiment on their own feature sets, the combiner on their
-    out-of-fold predictions, and compare the ensemble with its members and the baselines on
-    the last ``test_fraction`` of the dates, which nothing was fitted on.
+    """Train momentum, reversal and sentiment on their own feature sets and the combiner on
+    their out-of-fold predictions; hold out the last ``test_fraction`` of the dates, which
+    nothing is fitted on, in ``run.test`` (``pymicro.evaluation.ensemble.compare_run``
+    compares the ensemble with its members and the baselines there).
 
     The development period (the rest, less an embargo of ``horizon`` dates) is cut into
     ``folds + 1`` chronological blocks for the out-of-fold predictions; the final members
@@ -260,84 +262,13 @@ def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", fol
                            name=f"specialists-{combiner}", test_start=str(test_start), horizon=horizon,
                            **kw)
     X_all = np.concatenate(Xs, axis=1)
-    comparison = compare(blob, X_all[test], common.y[test], common.y[d], dates=dates[test],
-                         symbols=common.symbols[test], frame=frame, horizon=horizon,
-                         cost_bps=cost_bps, slippage_bps=slippage_bps)
+    held_out = {"X": X_all[test], "y": common.y[test], "y_train": common.y[d], "dates": dates[test],
+                "symbols": common.symbols[test], "frame": frame}
     return EnsembleRun(blob=blob, combiner=combiner, members=dict(zip(SPECIALISTS, blobs)),
-                       comparison=comparison, oof_rows=int(have.sum()), test_start=str(test_start),
+                       test=held_out, oof_rows=int(have.sum()), test_start=str(test_start),
                        settings={"folds": folds, "epochs": epochs, "horizon": horizon, "seed": seed,
-                                 "symbols": sorted(set(common.symbols.tolist())),
-                                 "cost_bps": cost_bps, "slippage_bps": slippage_bps})
+                                 "symbols": sorted(set(common.symbols.tolist()))})
 
 
 LABELS3 = ("down", "flat", "up")
 
-
-def compare(container: bytes, X, y, y_train, *, dates=None, symbols=None, frame=None, horizon: int = 5,
-            cost_bps: float = 5.0, slippage_bps: float = 2.0) -> dict:
-    """The ensemble beside each member alone and the baselines, on held-out rows.
-
-    Classification (every row): accuracy with its 95 % Wilson interval and balanced
-    accuracy, for the ensemble, each member (its classes mapped onto down/flat/up) and the
-    majority class of ``y_train``. Trading (when ``frame``, ``dates`` and ``symbols`` are
-    given): per symbol, positions from the probabilities (long when P(up) is the largest,
-    short when P(down) is), backtested net of ``cost_bps`` + ``slippage_bps`` by
-    :func:`pymicro.evaluation.backtest.run_backtest` on that symbol's closes, beside its
-    buy-and-hold and majority-class baselines; Sharpe and total return averaged over the
-    symbols. Nothing here was fitted on these rows.
-    """
-    from pymicro.metrics import accuracy_interval, balanced_accuracy, majority_class
-    from pymicro.runtime.model import load
-
-    model = load(container)
-    d = model.described
-    y = np.asarray(y)
-    probs = {"ensemble": model.predict(np.ascontiguousarray(X, np.float32))}
-    for i, m in enumerate(d["members"]):
-        p = model.member(i).predict(np.ascontiguousarray(X[:, m["columns"]], np.float32))
-        probs[m["name"]] = map_classes(p, m["class_map"], 3)
-    maj = majority_class(y_train, 3)
-    rows = {}
-    for name, p in probs.items():
-        pred = np.asarray(p).argmax(axis=1)
-        lo, hi = accuracy_interval(y, pred)
-        rows[name] = {"accuracy": float((pred == y).mean()), "accuracy_ci": [float(lo), float(hi)],
-                      "balanced_accuracy": float(balanced_accuracy(y, pred, 3))}
-    rows["majority class"] = {"accuracy": float((y == maj).mean()),
-                              "accuracy_ci": [float(v) for v in accuracy_interval(y, np.full_like(y, maj))],
-                              "balanced_accuracy": 1.0 / 3}
-    out = {"rows": int(len(y)), "classification": rows, "trading": None}
-    if frame is not None and dates is not None and symbols is not None:
-        out["trading"] = _trading(probs, frame, np.asarray(dates), np.asarray(symbols), maj,
-                                  cost_bps, slippage_bps)
-    return out
-
-
-def _trading(probs, frame, dates, symbols, maj, cost_bps, slippage_bps) -> dict:
-    from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
-
-    per = {}
-    for sym in sorted(set(symbols.tolist())):
-        rows = symbols == sym
-        bars = frame[frame["symbol"] == sym]
-        bar_days = bars["date"].to_numpy().astype("datetime64[D]")
-        close = dict(zip(bar_days.tolist(), bars["close"].to_numpy(np.float64)))
-        days = dates[rows]
-        prices = np.array([close[dd] for dd in days.tolist()])
-        for name, p in probs.items():
-            pos = positions_from_probabilities(np.asarray(p)[rows], threshold=0.0)
-            r = run_backtest(prices, pos, cost_bps, slippage_bps, dates=days, majority_class=maj)
-            per.setdefault(name, []).append(r)
-    summary = {}
-    for name, results in per.items():
-        summary[name] = {"sharpe": float(np.mean([r.strategy.metrics["sharpe"] for r in results])),
-                         "total_return": float(np.mean([r.strategy.metrics["total_return"] for r in results]))}
-    first = per["ensemble"]
-    for b in ("buy_and_hold", "majority_class"):
-        legs = [r.baselines[b] for r in first if b in r.baselines]
-        if legs:
-            summary[b.replace("_", " ")] = {"sharpe": float(np.mean([l.metrics["sharpe"] for l in legs])),
-                                            "total_return": float(np.mean([l.metrics["total_return"] for l in legs]))}
-    summary["note"] = (f"mean over {len(first)} symbols; net of {cost_bps} bps costs + {slippage_bps} bps "
-                       "slippage per unit traded; daily bars on the test period")
-    return summary
