@@ -88,7 +88,8 @@ def freeze_ensemble(members: Sequence, path: str | os.PathLike | None = None, *,
                     feature_names: Sequence[str] | None = None,
                     columns: Sequence[Sequence[int]] | None = None,
                     class_maps: Sequence[Sequence[int]] | None = None,
-                    names: Sequence[str] | None = None, meta=None, **metadata) -> bytes:
+                    names: Sequence[str] | None = None, meta=None, input_size: int | None = None,
+                    **metadata) -> bytes:
     """The container bytes of an ensemble (docs/blob-format.md, "Ensembles"); also written
     to ``path`` atomically if given.
 
@@ -99,7 +100,9 @@ def freeze_ensemble(members: Sequence, path: str | os.PathLike | None = None, *,
     index into ``labels`` each of its classes counts towards (default: by label name, then
     :data:`DEFAULT_ALIASES`). labels default to the first member's. weights (soft and
     majority votes) default to 1 each. meta: the stacked combiner's meta-model (a Network
-    or blob over ``n_members * n_classes`` inputs). Keyword arguments become metadata.
+    or blob over ``n_members * n_classes`` inputs). input_size: the width of the shared row
+    (default: len(feature_names), else the largest column + 1). Keyword arguments become
+    metadata.
     """
     from pymicro import _core
 
@@ -125,7 +128,10 @@ def freeze_ensemble(members: Sequence, path: str | os.PathLike | None = None, *,
         else:
             columns = [list(range(d["input_size"])) for d in described]
     columns = [[int(c) for c in cols] for cols in columns]
-    input_size = len(feature_names) if feature_names is not None else max(max(c) for c in columns) + 1
+    if input_size is None:
+        input_size = len(feature_names) if feature_names is not None else max(max(c) for c in columns) + 1
+    elif feature_names is not None and len(feature_names) != input_size:
+        raise BlobError(f"input_size={input_size} but {len(feature_names)} feature_names")
     if class_maps is None:
         class_maps = [_default_class_map(d["labels"], labels, n) for d, n in zip(described, names)]
     class_maps = [[int(c) for c in cm] for cm in class_maps]
