@@ -553,8 +553,13 @@ inline uint64_t ensemble_workspace_floats(const EnsemblePlan& P) {
 // returns how many rows did.
 //
 // The combiners' arithmetic is plain float32 multiplies and adds in member order, never
-// contracted into fused multiply-adds (the pragma below for clang; the native module is
-// compiled for baseline x86-64, which has no FMA), so native and wasm give the same bits.
+// contracted into fused multiply-adds (the pragmas: clang's in the body, GCC's around the
+// function, so a -march with FMA in the module's flags changes nothing), so native and
+// wasm give the same bits.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+#endif
 inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, float* out,
                              float* attn, float* member_probs, float* ws) {
 #if defined(__clang__)
@@ -674,5 +679,8 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
   }
   return n_bad;
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 }  // namespace pymicro
