@@ -259,3 +259,28 @@ def test_every_column_layout_agrees_across_backends(layout):
     np.testing.assert_allclose(pymicro.load(blob, "reference").predict(x), native, atol=1e-5)
     pytest.importorskip("wasmtime")
     assert np.array_equal(pymicro.load(blob, "wasm").predict(x), native)
+
+
+def test_the_cli_shows_and_runs_a_container(tmp_path, capsys):
+    from pymicro.cli import main
+
+    path = tmp_path / "three.pmb"
+    path.write_bytes(CONTAINERS["soft_vote"])
+    rows = tmp_path / "rows.npy"
+    np.save(rows, X[:4])
+    assert main(["ensemble", "info", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "soft_vote of 3 members" in out and "strong_sell->down" in out and "20..51" in out
+    assert main(["ensemble", "predict", str(path), str(rows), "--explain"]) == 0
+    out = capsys.readouterr().out
+    assert "dominant" in out and len(out.strip().splitlines()) == 2 + 4
+    np.save(rows, X[:4, :10])
+    assert main(["ensemble", "predict", str(path), str(rows)]) == 2  # wrong width: a typed error
+    assert "(batch, 80)" in capsys.readouterr().err
+    single = tmp_path / "one.pmb"
+    single.write_bytes(MEMBERS[0])
+    assert main(["ensemble", "info", str(single)]) == 2
+    for action in ("train", "info", "predict"):
+        with pytest.raises(SystemExit) as e:
+            main(["ensemble", action, "--help"])
+        assert e.value.code == 0
