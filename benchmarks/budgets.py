@@ -128,3 +128,13 @@ STREAM_TICK_REPLAYED_MAX_US = 1.0
 # The per-tick recomputation with the batch code over 61 bars (numpy) at least 20x slower
 # than the native call: the reason the stream exists. Measured far above it; 20x survives noise.
 STREAM_MIN_SPEEDUP_VS_NUMPY = 20.0
+# Ensembles (benchmarks/test_bench_ensemble.py): a container of the three presets, each
+# reading its own columns of one shared input row, run in one core call.
+# One row: the ensemble's call at most 1.2x the sum of its members' single calls (each
+# member called alone on its own row), medians of interleaved rounds in the same run.
+ENSEMBLE_SINGLE_MAX_RATIO_VS_MEMBERS = 1.2
+# A batch of ENSEMBLE_BATCH rows: the ensemble's throughput at least 0.8x the members'
+# combined throughput (rows / the sum of the members' batch times, each on its own
+# contiguous columns), interleaved in the same run.
+ENSEMBLE_BATCH_MIN_THROUGHPUT_RATIO = 0.8
+ENSEMBLE_BATCH = 65536

@@ -53,6 +53,7 @@ _LAZY = {
     "sandbox": ("pymicro.runtime.sandbox", None),
     "wasm": ("pymicro.runtime.wasm", None),
     "stream": ("pymicro.live.stream", None),
+    "ensemble": ("pymicro.training.ensemble", None),
 }
 _SUBPACKAGES = {"runtime", "market", "training", "evaluation", "live", "store", "agents", "cli",
                 "errors", "metrics", "tables", "plots"}

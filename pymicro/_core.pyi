@@ -30,6 +30,8 @@ def _cuda_host_forward(data: bytes | bytearray | memoryview, x: npt.ArrayLike, e
 
 def _cuda_source() -> str:
     """The text of cpp/cuda/pymicro_cuda.cuh this build was made from (what NVRTC compiles)."""
+def parse_container(data: bytes | bytearray | memoryview, check_crc: bool = True) -> dict[str, Any]:
+    """Validate an ensemble container (PMBC) and return its contents (raises BlobError)."""
 
 class NativeModel:
     def __init__(self, data: bytes | bytearray | memoryview, isa: str = "auto",
@@ -38,6 +40,7 @@ class NativeModel:
     def predict(self, x: Any) -> npt.NDArray[np.float32]: ...
     def predict_into(self, x: npt.NDArray[np.float32], out: npt.NDArray[np.float32]) -> None: ...
     def explain(self, x: Any) -> npt.NDArray[np.float32]: ...
+    def explain_members(self, x: Any) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32]]: ...
     @property
     def input_size(self) -> int: ...
     @property

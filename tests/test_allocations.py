@@ -28,10 +28,15 @@ from pymicro.runtime import bench
 
 count = ctypes.CDLL(None).pm_malloc_count
 count.restype = ctypes.c_ulonglong
+from pymicro.runtime.ensemble import freeze_ensemble
+
 result = {}
+# an ensemble container: its whole run (gathers, members, combiner) allocates nothing either
+ensemble = freeze_ensemble([bench.preset_blob("momentum"), bench.preset_blob("sentiment")],
+                           columns=[list(range(24)), list(range(10, 58))])
 for backend in ("native", "wasm"):
-    for name in ("momentum", "sentiment"):
-        model = pymicro.load(bench.preset_blob(name), backend)
+    for name in ("momentum", "sentiment", "ensemble"):
+        model = pymicro.load(ensemble if name == "ensemble" else bench.preset_blob(name), backend)
         for n in (1, 64, 5000):  # one row; a batch under the GIL; a batch without it
             x = np.random.default_rng(0).standard_normal((n, model.input_size), dtype=np.float32)
             x = x[0] if n == 1 else x
@@ -63,7 +68,7 @@ def test_predict_into_makes_no_heap_allocation_native_or_wasm(tmp_path):
                           cwd=tmp_path, env={**os.environ, "LD_PRELOAD": str(shim)})
     assert done.returncode == 0, done.stderr
     counts = json.loads(done.stdout)
-    assert len(counts) == 12
+    assert len(counts) == 18
     for case, (into, plain) in counts.items():
         assert into == 0, f"{case}: predict_into made {into} heap allocations per call"
     # The control: predict allocates its (large) output array through malloc, and the shim sees it.

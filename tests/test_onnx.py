@@ -46,3 +46,17 @@ def test_export_rejects_a_corrupt_blob():
         assert e.offset == len(blob) - 8
     else:
         raise AssertionError("a corrupt blob was exported")
+
+
+def test_an_ensemble_exports_as_one_graph_within_1e5():
+    from test_ensemble import CONTAINERS, X
+
+    for combiner, blob in CONTAINERS.items():
+        sess = session(blob)
+        outputs = {o.name: v for o, v in zip(sess.get_outputs(), sess.run(None, {"x": X}))}
+        model = pymicro.load(blob)
+        ref = pymicro.load(blob, "reference", dtype=np.float64).predict(X)
+        tol = 1e-5 if combiner != "majority_vote" else 1e-6
+        np.testing.assert_allclose(outputs["probabilities"], ref, atol=tol, rtol=0, err_msg=combiner)
+        np.testing.assert_allclose(outputs["attention"], model._impl.explain(X), atol=1e-5)
+        assert sess.get_modelmeta().custom_metadata_map["members"] == "momentum,reversal,sentiment"

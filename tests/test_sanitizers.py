@@ -140,7 +140,8 @@ def test_mutated_blobs_under_address_and_undefined_sanitizers(build):
         f"exit {result.returncode}; crashing inputs: {crashes}\n{result.stderr[-8000:]}")
     # Every section's checks were reached, and some mutants were valid blobs that ran.
     stats = dict(re.findall(r"([a-z-]+)=(\d+)", result.stderr.splitlines()[-1]))
-    for section in ("accepted", "header", "layer-table", "tensor-table", "strings", "data", "footer"):
+    for section in ("accepted", "header", "layer-table", "tensor-table", "strings", "data", "footer",
+                    "container-header", "container-deep"):
         assert int(stats.get(section, 0)) > 0, result.stderr[-2000:]
 
 

@@ -100,6 +100,7 @@ add_custom_command(
   DEPENDS ${PM_WASM_SRC}
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/kernels.inl
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/parse.hpp
+          ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/container.hpp
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/format.hpp
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/arch.hpp
   COMMENT "Building pymicro.wasm (wasm32 + SIMD128) with ${PM_WASM_NAME}"

@@ -23,6 +23,7 @@ namespace arch_wasm {
 #include "pymicro/kernels.inl"
 }  // namespace arch_wasm
 }  // namespace pymicro
+#include "pymicro/container.hpp"  // ensembles: pm_load takes a PMBC container as well
 
 #if !defined(__wasm32__)
 #error "wasm/pymicro_wasm.cpp is the wasm32 build; the native build uses cpp/arch/*.cpp"
@@ -94,6 +95,9 @@ uint64_t g_rows = 0;         // rows the row buffers hold
 bool g_loaded = false;
 
 BlobView g_view;             // large (several KiB): a global, not on the stack
+ContainerView g_cview;       // an ensemble's (larger still)
+const EnsemblePlan* g_ens = nullptr;  // set when the loaded blob is a container
+uint64_t g_params = 0;
 Status g_status;
 uint32_t g_attn_width = 0;
 
@@ -163,16 +167,35 @@ PM_EXPORT(pm_load) int32_t pm_load(uint32_t size) {
   g_blob_size = size;
   g_status = Status();
   const uint8_t* b = reinterpret_cast<const uint8_t*>(uintptr_t(g_blob));
-  if (!parse(b, size, &g_view, &g_status, true)) return kBlobInvalid;
+  g_ens = nullptr;
+  const bool container = is_container(b, size);
+  if (container ? !parse_container(b, size, &g_cview, &g_status, true)
+                : !parse(b, size, &g_view, &g_status, true))
+    return kBlobInvalid;
   const uint64_t plan = align64(uint64_t(g_blob) + size);
-  const uint64_t plan_bytes = ops().plan_bytes(&g_view);
+  const uint64_t plan_bytes = container ? ensemble_plan_bytes(g_cview, ops()) : ops().plan_bytes(&g_view);
   if (!ensure(plan + plan_bytes)) {
     set_error("out of memory building the plan: the sandbox's memory cap is too small for this model");
     return kOutOfMemory;
   }
-  ops().build_plan(&g_view, reinterpret_cast<void*>(uintptr_t(plan)));
+  uint64_t ws_floats;
+  if (container) {
+    g_ens = build_ensemble_plan(g_cview, ops(), reinterpret_cast<void*>(uintptr_t(plan)));
+    ws_floats = ensemble_workspace_floats(*g_ens);
+    g_params = 0;
+    for (uint32_t i = 0; i < g_cview.n_members; ++i) g_params += g_cview.members[i].blob.params;
+    if (g_cview.has_meta) g_params += g_cview.meta.params;
+    g_view = BlobView();  // what the shape exports read
+    g_view.input_size = g_cview.input_size;
+    g_view.n_classes = g_cview.n_classes;
+    g_view.crc = g_cview.crc;
+  } else {
+    ops().build_plan(&g_view, reinterpret_cast<void*>(uintptr_t(plan)));
+    ws_floats = ops().workspace_floats(reinterpret_cast<void*>(uintptr_t(plan)));
+    g_params = g_view.params;
+  }
   const uint64_t ws = align64(plan + plan_bytes);
-  const uint64_t ws_bytes = 4 * ops().workspace_floats(reinterpret_cast<void*>(uintptr_t(plan)));
+  const uint64_t ws_bytes = 4 * ws_floats;
   if (!ensure(ws + ws_bytes)) {
     set_error("out of memory for the workspace: the sandbox's memory cap is too small for this model");
     return kOutOfMemory;
@@ -180,7 +203,7 @@ PM_EXPORT(pm_load) int32_t pm_load(uint32_t size) {
   g_plan = uint32_t(plan);
   g_ws = uint32_t(ws);
   g_io = uint32_t(align64(ws + ws_bytes));
-  g_attn_width = 0;
+  g_attn_width = g_ens ? g_ens->attn_width : 0;
   for (uint32_t l = 0; l < g_view.n_layers && !g_attn_width; ++l)
     if (g_view.layers[l].kind == kAttention) g_attn_width = g_view.layers[l].in;
   g_loaded = true;
@@ -198,7 +221,7 @@ PM_EXPORT(pm_error_offset) uint64_t pm_error_offset() { return g_status.offset; 
 PM_EXPORT(pm_input_size) uint32_t pm_input_size() { return g_loaded ? g_view.input_size : 0; }
 PM_EXPORT(pm_n_classes) uint32_t pm_n_classes() { return g_loaded ? g_view.n_classes : 0; }
 PM_EXPORT(pm_attn_width) uint32_t pm_attn_width() { return g_loaded ? g_attn_width : 0; }
-PM_EXPORT(pm_params) uint64_t pm_params() { return g_loaded ? g_view.params : 0; }
+PM_EXPORT(pm_params) uint64_t pm_params() { return g_loaded ? g_params : 0; }
 PM_EXPORT(pm_checksum) uint32_t pm_checksum() { return g_loaded ? g_view.crc : 0; }
 
 // Row buffers for up to `rows` rows: x (rows * input_size floats), out (rows *
@@ -234,6 +257,10 @@ PM_EXPORT(pm_run) int64_t pm_run(uint32_t n, uint32_t want_attn) {
   if (!g_loaded || n > g_rows) return -1;
   if (!n) return 0;
   float* attn = want_attn && g_attn_width ? reinterpret_cast<float*>(uintptr_t(g_attn)) : nullptr;
+  if (g_ens)
+    return int64_t(run_ensemble(*g_ens, reinterpret_cast<const float*>(uintptr_t(g_x)), n,
+                                reinterpret_cast<float*>(uintptr_t(g_out)), attn, nullptr,
+                                reinterpret_cast<float*>(uintptr_t(g_ws))));
   return int64_t(ops().run(reinterpret_cast<const void*>(uintptr_t(g_plan)),
                            reinterpret_cast<const float*>(uintptr_t(g_x)), n,
                            reinterpret_cast<float*>(uintptr_t(g_out)), attn,

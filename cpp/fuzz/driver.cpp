@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include "pymicro/parse.hpp"
+#include "pymicro/container.hpp"  // parse.hpp, and the ensemble container's parser
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 extern "C" void __sanitizer_set_death_callback(void (*)(void)) __attribute__((weak));
@@ -280,13 +280,21 @@ double now() {
 }
 
 // Where the parser (without the checksum) stopped, by section: shows the deep checks ran.
-enum { kAccepted, kHeader, kLayers, kTensors, kStrings, kData, kFooter, kBuckets };
+enum { kAccepted, kHeader, kLayers, kTensors, kStrings, kData, kFooter, kContainerHead,
+       kContainerDeep, kBuckets };
 const char* const kBucketNames[kBuckets] = {"accepted", "header", "layer-table", "tensor-table",
-                                            "strings", "data", "footer"};
+                                            "strings", "data", "footer", "container-header",
+                                            "container-deep"};
 
 int classify(const Bytes& b) {
   static pymicro::BlobView v;
   pymicro::Status st;
+  if (pymicro::is_container(b.data(), b.size())) {  // ensembles (cpp/pymicro/container.hpp)
+    static pymicro::ContainerView cv;
+    if (pymicro::parse_container(b.data(), b.size(), &cv, &st, false)) return kAccepted;
+    return st.offset < 128 || (b.size() >= 8 && st.offset >= b.size() - 8) ? kContainerHead
+                                                                            : kContainerDeep;
+  }
   if (pymicro::parse(b.data(), b.size(), &v, &st, false)) return kAccepted;
   const Layout L = layout(b);
   const uint64_t off = st.offset;

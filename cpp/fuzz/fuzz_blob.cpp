@@ -47,6 +47,7 @@ namespace arch_fuzz {
 #include "pymicro/kernels.inl"
 }  // namespace arch_fuzz
 }  // namespace pymicro
+#include "pymicro/container.hpp"  // ensembles: a PMBC input goes through parse_container
 
 namespace {
 
@@ -142,6 +143,83 @@ void execute(const BlobView& v, const uint8_t* data, size_t size) {
   free(plan);
 }
 
+// An accepted container: its strings lie inside it, and the whole ensemble runs (a chunk
+// and a bit, through every combiner's code) with the same invariants as a single model.
+void execute_container(const ContainerView& v, const uint8_t* data, size_t size) {
+  const uint8_t* lo = v.base;
+  const uint8_t* hi = v.base + v.size - kFooterSize;
+  uint64_t pos = v.labels_pos;
+  const uint64_t counts[4] = {v.n_classes, v.n_members, v.n_features, 2ull * v.n_meta};
+  const uint64_t starts[4] = {v.labels_pos, v.names_pos, v.features_pos, v.meta_pos};
+  for (int list = 0; list < 4; ++list) {
+    pos = starts[list];
+    for (uint64_t i = 0; i < counts[list]; ++i) {
+      StringRef s = next_container_string(v, &pos);
+      CHECK(reinterpret_cast<const uint8_t*>(s.data) >= lo);
+      CHECK(reinterpret_cast<const uint8_t*>(s.data) + s.size <= hi);
+    }
+  }
+  for (uint32_t m = 0; m < v.n_members; ++m) {
+    walk_strings(v.members[m].blob);
+    CHECK(v.members[m].blob.base >= lo && v.members[m].blob.base + v.members[m].blob.size <= hi);
+  }
+  const ArchOps& ops = arch_fuzz::ops;
+  void* mem = aligned(ensemble_plan_bytes(v, ops));
+  const EnsemblePlan* P = build_ensemble_plan(v, ops, mem);
+  float* ws = static_cast<float*>(aligned(4 * ensemble_workspace_floats(*P)));
+  const uint64_t rows = kEnsembleChunk + 5, I = v.input_size, C = v.n_classes;
+  float* x = static_cast<float*>(malloc(4 * rows * I));
+  float* out = static_cast<float*>(malloc(4 * rows * C));
+  float* one = static_cast<float*>(malloc(4 * C));
+  float* attn = P->attn_width ? static_cast<float*>(malloc(4 * rows * P->attn_width)) : nullptr;
+  float* members = static_cast<float*>(malloc(4 * rows * P->n_members * C));
+  uint32_t h = 2166136261u;
+  for (size_t i = 0; i < size && i < 4096; ++i) h = (h ^ data[i]) * 16777619u;
+  for (uint64_t i = 0; i < rows * I; ++i) {
+    h = h * 1664525u + 1013904223u;
+    x[i] = float(int32_t(h >> 8) - (1 << 23)) / float(1 << 21);
+  }
+  const uint64_t nan_row = rows - 2;
+  x[nan_row * I + (h % I)] = __builtin_nanf("");
+  uint64_t bad = run_ensemble(*P, x, rows, out, attn, members, ws);
+  CHECK(bad >= 1 && bad <= rows);
+  for (uint64_t r = 0; r < rows; ++r) {
+    for (uint64_t c = 0; c < C; ++c) {
+      float p = out[r * C + c];
+      if (r == nan_row) CHECK(p != p);
+      if (p == p) CHECK(p >= 0.0f && p <= 1.0f + 1e-5f);
+    }
+    if (r % 37 && r + 1 != rows) continue;  // a sample of rows alone: the batch's bits
+    run_ensemble(*P, x + r * I, 1, one, nullptr, nullptr, ws);
+    bool finite = true;
+    for (uint64_t c = 0; c < C; ++c) finite = finite && one[c] == one[c] && out[r * C + c] == out[r * C + c];
+    if (finite) CHECK(memcmp(one, out + r * C, 4 * C) == 0);
+    CHECK((one[0] != one[0]) == (out[r * C] != out[r * C]));
+  }
+  free(members);
+  free(attn);
+  free(one);
+  free(out);
+  free(x);
+  free(ws);
+  free(mem);
+}
+
+void fuzz_container(const uint8_t* blob, size_t size) {
+  static ContainerView v;  // about 100 KiB: keep it off the stack
+  Status st;
+  bool with_crc = parse_container(blob, size, &v, &st, true);
+  if (!with_crc) check_status(st, size);
+  Status st2;
+  bool ok = parse_container(blob, size, &v, &st2, false);
+  if (!ok) check_status(st2, size);
+  if (with_crc) CHECK(ok);
+  if (ok) {
+    CHECK(v.base == blob && v.size == size);
+    execute_container(v, blob, size);
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -149,6 +227,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint8_t* blob = static_cast<uint8_t*>(malloc(size ? size : 1));
   if (size) memcpy(blob, data, size);
 
+  if (is_container(blob, size)) {
+    fuzz_container(blob, size);
+    free(blob);
+    return 0;
+  }
   static BlobView v;  // about 10 KiB: keep it off the stack
   Status st;
   bool with_crc = parse(blob, size, &v, &st, true);

@@ -146,7 +146,8 @@ inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
     return fail(size);
   }
   if (b[0] == 'P' && b[1] == 'M' && b[2] == 'B' && b[3] == 'C') {
-    m.s("this is an ensemble container (PMBC), reserved in format v1; load its member blobs");
+    m.s("this is an ensemble container (PMBC), not a single model: load it with pymicro.load, "
+        "which reads containers (cpp/pymicro/container.hpp)");
     return fail(0);
   }
   if (!(b[0] == 'P' && b[1] == 'M' && b[2] == 'B' && b[3] == '1')) {

@@ -15,6 +15,7 @@
 
 #include "pymicro/arch.hpp"
 #include "pool.hpp"
+#include "pymicro/container.hpp"
 
 namespace py = pybind11;
 using namespace pymicro;
@@ -168,6 +169,61 @@ py::dict describe(const BlobView& v) {
   return d;
 }
 
+// An ensemble container as Python data: each member's own description plus its columns,
+// class map, weight and name; the meta-model's description (stacked).
+py::dict describe_container(const ContainerView& v) {
+  py::dict d;
+  d["container"] = true;
+  d["input_size"] = v.input_size;
+  d["n_classes"] = v.n_classes;
+  d["combiner"] = combiner_name(v.combiner);
+  d["size"] = v.size;
+  d["checksum"] = v.crc;
+  py::list labels, members;
+  uint64_t pos = v.labels_pos;
+  for (uint32_t i = 0; i < v.n_classes; ++i) labels.append(blob_string(next_container_string(v, &pos)));
+  pos = v.names_pos;
+  uint64_t params = 0;
+  for (uint32_t i = 0; i < v.n_members; ++i) {
+    const MemberView& M = v.members[i];
+    py::dict md = describe(M.blob);
+    md["name"] = blob_string(next_container_string(v, &pos));
+    md["weight"] = M.weight;
+    md["offset"] = M.offset;
+    py::list cols, map;
+    for (uint32_t k = 0; k < M.n_inputs; ++k) cols.append(member_col(v, i, k));
+    for (uint32_t j = 0; j < M.n_classes; ++j) map.append(member_class(v, i, j));
+    md["columns"] = cols;
+    md["class_map"] = map;
+    params += M.blob.params;
+    members.append(md);
+  }
+  py::list features;
+  pos = v.features_pos;
+  for (uint32_t i = 0; i < v.n_features; ++i) features.append(blob_string(next_container_string(v, &pos)));
+  d["feature_names"] = features;
+  py::dict meta;
+  pos = v.meta_pos;
+  for (uint32_t i = 0; i < v.n_meta; ++i) {
+    std::string key = blob_string(next_container_string(v, &pos));
+    meta[py::str(key)] = blob_string(next_container_string(v, &pos));
+  }
+  d["labels"] = labels;
+  d["members"] = members;
+  d["metadata"] = meta;
+  d["meta_model"] = v.has_meta ? py::object(describe(v.meta)) : py::none();
+  if (v.has_meta) params += v.meta.params;
+  d["params"] = params;
+  return d;
+}
+
+std::unique_ptr<ContainerView> parse_container_or_raise(const uint8_t* data, size_t size, bool check_crc) {
+  auto v = std::make_unique<ContainerView>();
+  Status st;
+  if (!parse_container(data, size, v.get(), &st, check_crc)) raise_blob(st);
+  return v;
+}
+
 // float32 in native byte order, C-contiguous and aligned: usable in place.
 bool is_fast_array(py::handle x) {
   using py::detail::npy_api;
@@ -209,11 +265,21 @@ class NativeModel {
     size_ = size_t(info.size);
     blob_ = aligned_bytes(size_ ? size_ : 1);
     std::memcpy(blob_.get(), info.ptr, size_);
-    view_ = parse_or_raise(static_cast<const uint8_t*>(blob_.get()), size_, true);
     ops_ = find_isa(isa);
     if (!ops_)
       raise("BackendError",
             "ISA '" + isa + "' is not available on this CPU; choose one of: " + isa_names());
+    if (is_container(static_cast<const uint8_t*>(blob_.get()), size_)) {  // an ensemble: container.hpp
+      cview_ = parse_container_or_raise(static_cast<const uint8_t*>(blob_.get()), size_, true);
+      plan_ = aligned_bytes(ensemble_plan_bytes(*cview_, *ops_));
+      ens_ = build_ensemble_plan(*cview_, *ops_, plan_.get());
+      ws_floats_ = ensemble_workspace_floats(*ens_);
+      view_.input_size = cview_->input_size;  // what the input checks and outputs read
+      view_.n_classes = cview_->n_classes;
+      attn_width_ = ens_->attn_width;
+      return;
+    }
+    view_ = parse_or_raise(static_cast<const uint8_t*>(blob_.get()), size_, true);
     plan_ = aligned_bytes(ops_->plan_bytes(&view_));
     ops_->build_plan(&view_, plan_.get());
     ws_floats_ = ops_->workspace_floats(plan_.get());
@@ -271,13 +337,28 @@ class NativeModel {
     return attn;
   }
 
+  // An ensemble's explanation: (attention of every member, concatenated, or None; each
+  // member's probabilities mapped onto the common labels, (rows, members, classes)).
+  py::tuple explain_members(py::handle x) {
+    if (!ens_) raise("InputError", "explain_members: this is a single model, not an ensemble");
+    py::object keep;
+    auto a = input(x, keep);
+    const uint64_t n = rows_of(a, "x");
+    std::vector<float> probs(n * view_.n_classes);
+    py::array_t<float> members({py::ssize_t(n), py::ssize_t(ens_->n_members), py::ssize_t(view_.n_classes)});
+    py::object attn = attn_width_ ? new_f32(2, py::ssize_t(n), py::ssize_t(attn_width_)) : py::none();
+    execute(static_cast<const float*>(a.data()), n, probs.data(),
+            attn_width_ ? f32_data(attn) : nullptr, 1, members.mutable_data());
+    return py::make_tuple(attn, members);
+  }
+
   uint32_t input_size() const { return view_.input_size; }
   uint32_t n_classes() const { return view_.n_classes; }
   uint32_t attn_width() const { return attn_width_; }
   std::string isa() const { return ops_->name; }
   uint32_t tile() const { return ops_->tile; }
   py::bytes blob() const { return py::bytes(static_cast<const char*>(blob_.get()), size_); }
-  py::dict info() const { return describe(view_); }
+  py::dict info() const { return ens_ ? describe_container(*cview_) : describe(view_); }
   bool raises_on_nonfinite() const { return raise_on_nonfinite_; }
 
  private:
@@ -357,14 +438,21 @@ class NativeModel {
     return ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
   }
 
-  void execute(const float* x, uint64_t n, float* out, float* attn, unsigned threads = 1) const {
+  uint64_t run(const float* x, uint64_t n, float* out, float* attn, float* members) const {
+    if (ens_) return run_ensemble(*ens_, x, n, out, attn, members, workspace(ws_floats_));
+    return ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
+  }
+
+  // An ensemble runs its members in one pass on one thread; a single model may split.
+  void execute(const float* x, uint64_t n, float* out, float* attn, unsigned threads = 1,
+               float* members = nullptr) const {
     if (n == 0) return;
     uint64_t bad;
     if (n >= kReleaseGilRows) {
       py::gil_scoped_release release;
-      bad = run_split(x, n, out, attn, threads);
+      bad = ens_ ? run(x, n, out, attn, members) : run_split(x, n, out, attn, threads);
     } else {
-      bad = ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
+      bad = run(x, n, out, attn, members);
     }
     if (bad && raise_on_nonfinite_) report_nonfinite(x, n, out);
   }
@@ -392,6 +480,8 @@ class NativeModel {
   AlignedPtr blob_, plan_;
   size_t size_ = 0;
   BlobView view_;
+  std::unique_ptr<ContainerView> cview_;  // an ensemble's (heap: members' views are large)
+  const EnsemblePlan* ens_ = nullptr;     // inside plan_
   const ArchOps* ops_;
   uint64_t ws_floats_ = 0;
   uint32_t attn_width_ = 0;
@@ -540,6 +630,14 @@ PYBIND11_MODULE(_core, m) {
     return describe(parse_or_raise(static_cast<const uint8_t*>(info.ptr), size_t(info.size), check_crc));
   }, py::arg("data"), py::arg("check_crc") = true,
      "Validate a blob and return its contents as Python data (raises BlobError).");
+  m.def("parse_container", [](py::buffer data, bool check_crc) {
+    py::buffer_info info = data.request();
+    if (info.itemsize != 1 || info.ndim != 1 || info.strides[0] != 1)
+      raise("InputError", "a container must be a contiguous bytes-like object");
+    return describe_container(*parse_container_or_raise(static_cast<const uint8_t*>(info.ptr),
+                                                        size_t(info.size), check_crc));
+  }, py::arg("data"), py::arg("check_crc") = true,
+     "Validate an ensemble container (PMBC) and return its contents as Python data (raises BlobError).");
   m.def("isas", [] {
     py::list names;
     for (auto* o : available_isas()) names.append(o->name);
@@ -587,6 +685,7 @@ PYBIND11_MODULE(_core, m) {
       .def("predict_into", &NativeModel::predict_into, py::arg("x"), py::arg("out"), py::kw_only(),
            py::arg("threads") = py::none())
       .def("explain", &NativeModel::explain, py::arg("x"))
+      .def("explain_members", &NativeModel::explain_members, py::arg("x"))
       .def_property_readonly("input_size", &NativeModel::input_size)
       .def_property_readonly("n_classes", &NativeModel::n_classes)
       .def_property_readonly("attn_width", &NativeModel::attn_width)

@@ -99,7 +99,8 @@ def nonfinite_error(x: np.ndarray, out: np.ndarray, blob: bytes) -> PymicroError
     r = int(nan_rows[0])
     from pymicro import _core
 
-    described = _core.parse(blob, False)
+    # an ensemble container's members each normalise their own columns: no single mean/std
+    described = {"mean": None} if bytes(blob[:4]) == b"PMBC" else _core.parse(blob, False)
     if described["mean"] is not None:  # as the core normalises: (x - mean) * (1 / std)
         with np.errstate(over="ignore", invalid="ignore"):
             z = (a[r] - described["mean"]) * (np.float32(1) / described["std"])

@@ -222,6 +222,11 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
         raise InputError(f"nan_policy must be 'raise' or 'propagate', got {nan_policy!r}")
     out_dtype = _result_dtype(dtype, backend) if backend in BACKENDS else None  # else: BackendError below
     blob = _read_source(source)
+    if blob[:4] == b"PMBC":  # an ensemble container: pymicro/runtime/ensemble.py
+        from pymicro.runtime.ensemble import load_ensemble
+
+        return load_ensemble(blob, backend, isa=isa, nan_policy=nan_policy,
+                             allow_large=allow_large, dtype=out_dtype)
     described = _core.parse(blob)
     if described["params"] > MAX_PARAMS and not allow_large:
         raise ParameterBudgetError(

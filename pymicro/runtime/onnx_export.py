@@ -29,6 +29,10 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
     from pymicro.runtime.model import Model, _read_source
 
     blob = source.blob if isinstance(source, Model) else _read_source(source)
+    if blob[:4] == b"PMBC":  # an ensemble container: members and combiner as one graph
+        from pymicro.runtime.onnx_ensemble import export_ensemble_onnx
+
+        return export_ensemble_onnx(blob, path)
     d = _core.parse(blob)
     nodes, inits = [], []
 
@@ -40,27 +44,7 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
         nodes.append(helper.make_node(op, inputs, [out], **attrs))
         return out
 
-    h = "x"
-    if d["mean"] is not None:
-        h = node("Sub", [h, const("norm_mean", d["mean"])], "centred")
-        h = node("Div", [h, const("norm_std", d["std"])], "normalised")
-    attention_out = None
-    for i, layer in enumerate(d["layers"]):
-        p = f"l{i}_"
-        if layer["kind"] == "attention":
-            logits = node("Gemm", [h, const(p + "W_a", layer["W_a"]), const(p + "b_a", layer["b_a"])],
-                          p + "logits", transB=1)
-            a = node("Softmax", [logits], "attention" if attention_out is None else p + "attention",
-                     axis=-1)
-            attention_out = attention_out or a
-            gated = node("Mul", [a, h], p + "gated")
-            h = node("Gemm", [gated, const(p + "W_v", layer["W_v"]), const(p + "b_v", layer["b_v"])],
-                     p + "values", transB=1)
-            continue
-        z = node("Gemm", [h, const(p + "W", layer["W"]), const(p + "b", layer["b"])], p + "z",
-                 transB=1)
-        h = ACTIVATIONS_BY_NAME[layer["activation"]].onnx(node, const, z, p)  # pymicro/activations.py
-    node("Softmax", [h], "probabilities", axis=-1)
+    attention_out = network_nodes(d, node, const, "x", "probabilities")
 
     n, c = d["input_size"], d["n_classes"]
     outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", c])]
@@ -79,3 +63,31 @@ def export_onnx(source, path: str | os.PathLike | None = None) -> bytes:
     if path is not None:
         write_atomic(path, data)
     return data
+
+
+def network_nodes(d: dict, node, const, x: str, out: str, prefix: str = "",
+                  attention_name: str = "attention") -> str | None:
+    """One parsed blob's nodes, from input ``x`` to probabilities ``out`` (names prefixed
+    with ``prefix``); returns its first attention output's name, or None."""
+    h = x
+    if d["mean"] is not None:
+        h = node("Sub", [h, const(prefix + "norm_mean", d["mean"])], prefix + "centred")
+        h = node("Div", [h, const(prefix + "norm_std", d["std"])], prefix + "normalised")
+    attention_out = None
+    for i, layer in enumerate(d["layers"]):
+        p = f"{prefix}l{i}_"
+        if layer["kind"] == "attention":
+            logits = node("Gemm", [h, const(p + "W_a", layer["W_a"]), const(p + "b_a", layer["b_a"])],
+                          p + "logits", transB=1)
+            a = node("Softmax", [logits], attention_name if attention_out is None else p + "attention",
+                     axis=-1)
+            attention_out = attention_out or a
+            gated = node("Mul", [a, h], p + "gated")
+            h = node("Gemm", [gated, const(p + "W_v", layer["W_v"]), const(p + "b_v", layer["b_v"])],
+                     p + "values", transB=1)
+            continue
+        z = node("Gemm", [h, const(p + "W", layer["W"]), const(p + "b", layer["b"])], p + "z",
+                 transB=1)
+        h = ACTIVATIONS_BY_NAME[layer["activation"]].onnx(node, const, z, p)  # pymicro/activations.py
+    node("Softmax", [h], out, axis=-1)
+    return attention_out

@@ -54,6 +54,20 @@ def seed_blobs() -> dict[str, bytes]:
         for key in params:
             params[key] = params[key] * 25.0
     seeds["wide-saturated"] = pymicro.freeze(wide)
+    # Ensemble containers (PMBC): every combiner, members with and without normalisation,
+    # overlapping columns and a five-class member mapped onto three labels.
+    from pymicro.runtime.ensemble import freeze_ensemble
+
+    members = [seeds["momentum-norm"], seeds["reversal"], seeds["sentiment-norm"]]
+    cols = [list(range(24)), list(range(10, 42)), list(range(4, 52))]
+    seeds["ensemble-soft"] = freeze_ensemble(members, columns=cols, weights=[1.0, 2.0, 0.5],
+                                             note="é")
+    seeds["ensemble-majority"] = freeze_ensemble(members[:2], combiner="majority_vote",
+                                                 columns=cols[:2])
+    meta = Spec(9, (Dense(4, "tanh"),), 3, name="meta", labels=("down", "flat", "up"))
+    seeds["ensemble-stacked"] = freeze_ensemble(
+        members, combiner="stacked", columns=cols, meta=normalise(meta.init(5), 5),
+        feature_names=[f"f{i}" for i in range(52)])
     return seeds
 
 
@@ -128,7 +142,13 @@ def main() -> None:
             check_probabilities(model.predict(rng.normal(0, 3, d).astype(np.float32)), (c,))
             check_probabilities(model.predict(rng.normal(0, 3, (9, d)).astype(np.float32)), (9, c))
             if model._impl.attn_width:
-                assert model.explain(rng.normal(0, 3, d).astype(np.float32)).shape == (model._impl.attn_width,)
+                e = model.explain(rng.normal(0, 3, d).astype(np.float32))
+                if hasattr(e, "attention"):  # an ensemble: each member's attention, and shares
+                    widths = [a.shape[-1] for a in e.attention.values() if a is not None]
+                    assert sum(widths) == model._impl.attn_width
+                    assert e.share.shape == (len(e.members),)
+                else:
+                    assert e.shape == (model._impl.attn_width,)
             info = model.info
             assert info.input_size == d and info.n_classes == c and len(info.labels) == c
         except pymicro.PymicroError:
