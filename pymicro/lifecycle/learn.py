@@ -52,7 +52,7 @@ MODES = ("finetune", "rolling")
 MIN_NEW_ROWS = 200
 CONFIDENCE = 0.95
 
-__all__ = ["MODES", "bootstrap_version", "learn", "network_of", "paired_log_loss_test"]
+__all__ = ["MODES", "bootstrap_version", "continue_training", "learn", "network_of", "paired_log_loss_test"]
 
 
 def network_of(blob: bytes) -> Network:
@@ -176,3 +176,26 @@ def learn(registry: Registry, name: str, data, *, mode: str = "finetune", epochs
     return {"name": name, "parent": champion.to_dict(), "candidate": registry.get_version(name, version.version).to_dict(),
             "decision": decision, "drift": {k: drift[k] for k in ("status", "max_psi", "drifted", "window")},
             "aliases": registry.aliases(name)}
+
+
+def continue_training(registry: Registry, model_id: str, data, *, epochs: int = 5, **options) -> dict:
+    """``neural_train(model_id, new_data, epochs)``: continuous learning from a registered model.
+
+    A model with no versions yet (one ``neural_train`` or ``pymicro train`` registered) becomes
+    version 1 and ``champion`` of its name first, its unseen data starting at the blob's
+    ``test_start`` (the first date of its test split). Then :func:`learn` runs on ``data``.
+    The model must be its name's champion: a challenger is fine-tuned from the champion only."""
+    record = registry.get(model_id)
+    name = record.name
+    versions = [v for v in registry.versions(name) if v.model_id == model_id]
+    if not registry.versions(name):
+        meta = load(registry.read_blob(model_id), backend="reference").described["metadata"]
+        if "test_start" not in meta:
+            raise RegistryError(f"{model_id!r} has no 'test_start' in its metadata: which bars did it not see?")
+        registry.add_version(registry.read_blob(model_id), name, aliases=[CHAMPION],
+                             data_window={"unseen_from": _day(np.datetime64(meta["test_start"]))},
+                             config={"source": "registered model"}, reason="first version")
+    elif not versions or CHAMPION not in versions[0].aliases:
+        raise RegistryError(f"{model_id!r} is not the champion of {name!r} (aliases {registry.aliases(name)}); "
+                            "continuous learning starts from the champion")
+    return learn(registry, name, data, epochs=epochs, **options)

@@ -767,6 +767,9 @@ class Registry:
                            (name, kind, version, _now(), text)).lastrowid
 
     def _move(self, con, name, alias, version, kind, reason) -> None:
+        now = con.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+        if kind == "move" and (now[0] if now else None) == version:
+            return  # already there: no log entry, so rollback() never "returns" to the same version
         if version is None:
             con.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
         else:
