@@ -149,3 +149,21 @@ def test_learn_refuses_without_a_champion_or_new_bars(tmp_path):
         learn(reg, "late", _history())
     with pytest.raises(TrainingError, match="mode"):
         learn(reg, "late", _history(), mode="magic")
+
+
+@pytest.mark.slow
+def test_learn_command_one_shot(tmp_path, capsys):
+    import json
+
+    from pymicro.cli import main
+
+    store = tmp_path / "store"
+    blob = pymicro.freeze(pymicro.preset("momentum").init(0), preset="momentum", horizon=5, threshold=0.5,
+                          symbols="SP500", test_start="2015-01-02")
+    model_id = Registry(store).add(blob, "cron")
+    assert main(["learn", model_id, "--store", str(store), "--symbols", "SP500", "--epochs", "2"]) == 0
+    line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert line["challenger"] == 2 and line["promoted"] == (line["interval"][0] > 0)
+    assert line["champion"] == (2 if line["promoted"] else 1)
+    assert main(["learn", "cron", "--store", str(store), "--every", "soon"]) == 2
+    assert "--every" in capsys.readouterr().err
