@@ -68,11 +68,11 @@ def _frame_of(rows: list[Any]):
     from pymicro.market.data import validate_ohlcv
 
     if not all(isinstance(r, dict) for r in rows):
-        raise ToolError("new_data rows are OHLCV objects: {date, symbol, open, high, low, close, volume}")
+        raise ToolError("continuous learning: new_data rows are OHLCV objects: {date, symbol, open, high, low, close, volume}")
     try:
         return validate_ohlcv(pd.DataFrame(rows), max_gap_days=None, source="new_data")
     except PymicroError as e:
-        raise ToolError(f"new_data: {e}") from None
+        raise ToolError(f"continuous learning: new_data: {e}") from None
 
 
 def _learn(report: Callable, registry: Registry, model_id: str, frame, epochs: int, learning_rate: float,
