@@ -28,8 +28,9 @@ async def test_neural_train_fine_tunes_and_promote_rollback(tmp_path):
         assert refused.is_error and "model_id" in refused.content[0].text
         result = await s.call_tool("neural_train", {"model_id": model_id, "epochs": 2})
         assert not result.is_error, result.content[0].text
-        out = result.structured_content
-        out = out.get("result", out)  # a union output (TrainOutcome | LearnOutcome) is wrapped
+        trained = result.structured_content
+        out = trained["learning"]
+        assert trained["model_id"] == out["candidate"]["model_id"] and trained["epochs_run"] <= 2
         assert out["parent"]["version"] == 1 and out["candidate"]["version"] == 2
         assert out["candidate"]["parent_hash"] == out["parent"]["content_hash"]
         decision = out["decision"]

@@ -177,34 +177,6 @@ async def neural_model_status(model_id: ModelId, *, ctx: Context) -> ModelStatus
     return _status(server_of(ctx), model_id)
 
 
-@tool("Promote a model version to champion", read_only=False, idempotent=True)
-async def neural_model_promote(name: ModelName,
-                               version: Annotated[int | None, Field(ge=1, description=
-                                                  "The version to promote; default: the challenger.")] = None,
-                               reason: Annotated[str | None, Field(max_length=500)] = None, *,
-                               ctx: Context) -> VersionOutcome:
-    """Point `champion` at `version` (default: the current challenger) in one atomic move;
-    the move is logged, so neural_model_rollback undoes it."""
-    registry = server_of(ctx).registry
-    try:
-        return _version_outcome(registry, registry.promote(name, version, reason=reason))
-    except PymicroError as e:
-        raise ToolError(str(e)) from None
-
-
-@tool("Roll an alias back to its previous version", read_only=False, idempotent=False)
-async def neural_model_rollback(name: ModelName,
-                                alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "champion",
-                                reason: Annotated[str | None, Field(max_length=500)] = None, *,
-                                ctx: Context) -> VersionOutcome:
-    """Point `alias` back at the version it held before its last move: the exact previous blob."""
-    registry = server_of(ctx).registry
-    try:
-        return _version_outcome(registry, registry.rollback(name, alias, reason=reason))
-    except PymicroError as e:
-        raise ToolError(str(e)) from None
-
-
 @tool("List registered models")
 async def list_models(status: Status | None = None, name: ModelName | None = None,
                       limit: Annotated[int, Field(ge=1, le=MAX_LIST)] = 100, *,
@@ -304,3 +276,30 @@ async def verify_model(model_id: ModelId,
     return await Progress(ctx, total=4 + n_chunks).run(_verify, server.registry, model_id, n_samples,
                                                         seed, tolerance)
 
+
+@tool("Promote a model version to champion", read_only=False, idempotent=True)
+async def neural_model_promote(name: ModelName,
+                               version: Annotated[int | None, Field(ge=1, description=
+                                                  "The version to promote; default: the challenger.")] = None,
+                               reason: Annotated[str | None, Field(max_length=500)] = None, *,
+                               ctx: Context) -> VersionOutcome:
+    """Point `champion` at `version` (default: the current challenger) in one atomic move;
+    the move is logged, so neural_model_rollback undoes it."""
+    registry = server_of(ctx).registry
+    try:
+        return _version_outcome(registry, registry.promote(name, version, reason=reason))
+    except PymicroError as e:
+        raise ToolError(str(e)) from None
+
+
+@tool("Roll an alias back to its previous version", read_only=False, idempotent=False)
+async def neural_model_rollback(name: ModelName,
+                                alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "champion",
+                                reason: Annotated[str | None, Field(max_length=500)] = None, *,
+                                ctx: Context) -> VersionOutcome:
+    """Point `alias` back at the version it held before its last move: the exact previous blob."""
+    registry = server_of(ctx).registry
+    try:
+        return _version_outcome(registry, registry.rollback(name, alias, reason=reason))
+    except PymicroError as e:
+        raise ToolError(str(e)) from None

@@ -23,32 +23,6 @@ from pymicro.store.registry import Registry
 from pymicro.training.toolchain import GPU_BACKENDS, select_device
 from pymicro.training.trainer import run_training
 
-class TrainOutcome(BaseModel):
-    model_id: str
-    name: str
-    preset: str
-    architecture: str
-    params: int
-    data: dict[str, Any] = Field(description="Symbols, dates, rows per split (chronological), features, "
-                                             "horizon and threshold.")
-    epochs_run: int
-    best_epoch: int
-    stopped_early: bool
-    seconds: float
-    seconds_per_epoch: float
-    device: str
-    validation: dict[str, float] = Field(description="Loss and accuracy of both splits at the best epoch.")
-    performance: dict[str, Any] = Field(description="Out-of-sample (test split) accuracy with a confidence "
-                                                    "interval, beside the majority-class baseline on the same "
-                                                    "rows; the same figures `pymicro train` reports.")
-    parity: dict[str, Any] = Field(description="The frozen blob (native core) against tinygrad on the "
-                                               "validation rows.")
-    leak_checks: dict[str, Any] = Field(description="The fast leak checks of pymicro.evaluation.validation on this "
-                                                    "run's data and split: status ('ok', 'warning', 'critical'), "
-                                                    "a verdict to read beside the figures, the risks found.")
-    resource_uri: str
-
-
 class LearnOutcome(BaseModel):
     """neural_train with model_id: one round of continuous learning (pymicro.lifecycle.learn)."""
 
@@ -60,6 +34,35 @@ class LearnOutcome(BaseModel):
                                                  "the majority class.")
     drift: dict[str, Any]
     aliases: dict[str, int]
+
+
+class TrainOutcome(BaseModel):
+    model_id: str
+    name: str
+    preset: str | None = None
+    architecture: str | None = None
+    params: int | None = None
+    data: dict[str, Any] | None = Field(default=None, description="Symbols, dates, rows per split (chronological), features, "
+                                             "horizon and threshold.")
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    stopped_early: bool | None = None
+    seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    device: str | None = None
+    validation: dict[str, float] | None = Field(default=None, description="Loss and accuracy of both splits at the best epoch.")
+    performance: dict[str, Any] | None = Field(default=None, description="Out-of-sample (test split) accuracy with a confidence "
+                                                    "interval, beside the majority-class baseline on the same "
+                                                    "rows; the same figures `pymicro train` reports.")
+    parity: dict[str, Any] | None = Field(default=None, description="The frozen blob (native core) against tinygrad on the "
+                                               "validation rows.")
+    leak_checks: dict[str, Any] | None = Field(default=None, description="The fast leak checks of pymicro.evaluation.validation on this "
+                                                    "run's data and split: status ('ok', 'warning', 'critical'), "
+                                                    "a verdict to read beside the figures, the risks found.")
+    resource_uri: str
+    learning: LearnOutcome | None = Field(default=None, description=
+        "With model_id: the continuous-learning round (parent, candidate, decision, drift, aliases); the "
+        "other fields then describe the candidate where they apply and are null otherwise.")
 
 
 def _frame_of(rows: list[Any]):
@@ -76,7 +79,7 @@ def _frame_of(rows: list[Any]):
 
 
 def _learn(report: Callable, registry: Registry, model_id: str, frame, epochs: int, learning_rate: float,
-           seed: int) -> LearnOutcome:
+           seed: int) -> TrainOutcome:
     from pymicro.lifecycle.learn import continue_training
 
     report(0, f"fine-tuning {model_id}")
@@ -85,7 +88,10 @@ def _learn(report: Callable, registry: Registry, model_id: str, frame, epochs: i
     except PymicroError as e:
         raise ToolError(str(e)) from None
     report(1, "promoted" if out["decision"]["promoted"] else "kept as challenger")
-    return LearnOutcome(**out)
+    candidate = out["candidate"]
+    return TrainOutcome(model_id=candidate["model_id"], name=out["name"], epochs_run=candidate["config"]["epochs_run"],
+                        best_epoch=candidate["config"]["best_epoch"], data={"window": candidate["data_window"]},
+                        resource_uri=RESOURCE_PREFIX + candidate["model_id"], learning=LearnOutcome(**out))
 
 
 def _device(use_gpu: bool | None) -> str | None:
@@ -177,7 +183,7 @@ async def neural_train(
         lookback_days: Annotated[int, Field(ge=100, le=100_000)] | None = None,
         seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0,
         name: ModelName | None = None, *,
-        ctx: Context) -> TrainOutcome | LearnOutcome:
+        ctx: Context) -> TrainOutcome:
     """Train a network (tinygrad) on the embedded daily data of `symbols` (default: all), as
     `pymicro train` does: features and labels, a chronological train / validation / test split
     with an embargo, the best-validation-loss epoch kept, frozen, checked against tinygrad, and
