@@ -66,6 +66,21 @@ class ModelStatus(BaseModel):
     metrics: dict[str, Any] = Field(description="Metrics recorded in the registry (training, evaluation).")
     has_report: bool
     resource_uri: str
+    versions: list[dict[str, Any]] = Field(default_factory=list, description=
+                                           "The versions of this model's name (lineage: parent version and hash, "
+                                           "data window, config, aliases), oldest first.")
+    aliases: dict[str, int] = Field(default_factory=dict, description="{alias: version}, e.g. champion, challenger.")
+    drift: dict[str, Any] | None = Field(default=None, description="The newest drift report stored for this name "
+                                                                   "(status, max PSI, drifted features), if any.")
+    last_decision: dict[str, Any] | None = Field(default=None, description="The newest promotion decision.")
+
+
+class VersionOutcome(BaseModel):
+    name: str
+    version: int
+    model_id: str
+    content_hash: str
+    aliases: dict[str, int]
 
 
 class Check(BaseModel):
@@ -99,7 +114,22 @@ def _status(server: PymicroServer, model_id: str) -> ModelStatus:
         has_normalization=info.has_normalization, content_hash=record.content_hash,
         blob_size=record.blob_size, metadata={str(k): str(v) for k, v in info.metadata.items()},
         metrics=record.metrics, has_report=record.report_file is not None,
-        resource_uri=RESOURCE_PREFIX + record.id)
+        resource_uri=RESOURCE_PREFIX + record.id, **_lifecycle(server.registry, record.name))
+
+
+def _lifecycle(registry: Registry, name: str) -> dict:
+    drift = registry.events(name, "drift", limit=1)
+    decision = registry.events(name, "decision", limit=1)
+    return {"versions": [v.to_dict() for v in registry.versions(name)], "aliases": registry.aliases(name),
+            "drift": ({k: drift[0]["payload"].get(k) for k in ("status", "max_psi", "drifted", "predictions",
+                                                               "accuracy", "window")} | {"at": drift[0]["at"]})
+            if drift else None,
+            "last_decision": decision[0]["payload"] if decision else None}
+
+
+def _version_outcome(registry: Registry, record) -> VersionOutcome:
+    return VersionOutcome(name=record.name, version=record.version, model_id=record.model_id,
+                          content_hash=record.content_hash, aliases=registry.aliases(record.name))
 
 
 @resource(RESOURCE_PREFIX + "{model_id}", name="model", title="A registered model",
@@ -246,3 +276,30 @@ async def verify_model(model_id: ModelId,
     return await Progress(ctx, total=4 + n_chunks).run(_verify, server.registry, model_id, n_samples,
                                                         seed, tolerance)
 
+
+@tool("Promote a model version to champion", read_only=False, idempotent=True)
+async def neural_model_promote(name: ModelName,
+                               version: Annotated[int | None, Field(ge=1, description=
+                                                  "The version to promote; default: the challenger.")] = None,
+                               reason: Annotated[str | None, Field(max_length=500)] = None, *,
+                               ctx: Context) -> VersionOutcome:
+    """Point `champion` at `version` (default: the current challenger) in one atomic move;
+    the move is logged, so neural_model_rollback undoes it."""
+    registry = server_of(ctx).registry
+    try:
+        return _version_outcome(registry, registry.promote(name, version, reason=reason))
+    except PymicroError as e:
+        raise ToolError(str(e)) from None
+
+
+@tool("Roll an alias back to its previous version", read_only=False, idempotent=False)
+async def neural_model_rollback(name: ModelName,
+                                alias: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,31}$")] = "champion",
+                                reason: Annotated[str | None, Field(max_length=500)] = None, *,
+                                ctx: Context) -> VersionOutcome:
+    """Point `alias` back at the version it held before its last move: the exact previous blob."""
+    registry = server_of(ctx).registry
+    try:
+        return _version_outcome(registry, registry.rollback(name, alias, reason=reason))
+    except PymicroError as e:
+        raise ToolError(str(e)) from None

@@ -17,36 +17,81 @@ from pymicro.agents.server import (
     resolve_data_file, server_of, tool,
 )
 from pymicro.agents.training_checks import leak_checks
+from pymicro.errors import PymicroError
 from pymicro.market.data import load_ohlcv
 from pymicro.store.registry import Registry
 from pymicro.training.toolchain import GPU_BACKENDS, select_device
 from pymicro.training.trainer import run_training
 
+class LearnOutcome(BaseModel):
+    """neural_train with model_id: one round of continuous learning (pymicro.lifecycle.learn)."""
+
+    name: str
+    parent: dict[str, Any] = Field(description="The champion version it was fine-tuned from.")
+    candidate: dict[str, Any] = Field(description="The new version (the challenger, or the champion if promoted).")
+    decision: dict[str, Any] = Field(description="promoted, the rule, the paired block-bootstrap test on the "
+                                                 "holdout (log-loss improvement, its interval), accuracies beside "
+                                                 "the majority class.")
+    drift: dict[str, Any]
+    aliases: dict[str, int]
+
+
 class TrainOutcome(BaseModel):
     model_id: str
     name: str
-    preset: str
-    architecture: str
-    params: int
-    data: dict[str, Any] = Field(description="Symbols, dates, rows per split (chronological), features, "
+    preset: str | None = None
+    architecture: str | None = None
+    params: int | None = None
+    data: dict[str, Any] | None = Field(default=None, description="Symbols, dates, rows per split (chronological), features, "
                                              "horizon and threshold.")
-    epochs_run: int
-    best_epoch: int
-    stopped_early: bool
-    seconds: float
-    seconds_per_epoch: float
-    device: str
-    validation: dict[str, float] = Field(description="Loss and accuracy of both splits at the best epoch.")
-    performance: dict[str, Any] = Field(description="Out-of-sample (test split) accuracy with a confidence "
+    epochs_run: int | None = None
+    best_epoch: int | None = None
+    stopped_early: bool | None = None
+    seconds: float | None = None
+    seconds_per_epoch: float | None = None
+    device: str | None = None
+    validation: dict[str, float] | None = Field(default=None, description="Loss and accuracy of both splits at the best epoch.")
+    performance: dict[str, Any] | None = Field(default=None, description="Out-of-sample (test split) accuracy with a confidence "
                                                     "interval, beside the majority-class baseline on the same "
                                                     "rows; the same figures `pymicro train` reports.")
-    parity: dict[str, Any] = Field(description="The frozen blob (native core) against tinygrad on the "
+    parity: dict[str, Any] | None = Field(default=None, description="The frozen blob (native core) against tinygrad on the "
                                                "validation rows.")
-    leak_checks: dict[str, Any] = Field(description="The fast leak checks of pymicro.evaluation.validation on this "
+    leak_checks: dict[str, Any] | None = Field(default=None, description="The fast leak checks of pymicro.evaluation.validation on this "
                                                     "run's data and split: status ('ok', 'warning', 'critical'), "
                                                     "a verdict to read beside the figures, the risks found.")
     resource_uri: str
+    learning: LearnOutcome | None = Field(default=None, description=
+        "With model_id: the continuous-learning round (parent, candidate, decision, drift, aliases); the "
+        "other fields then describe the candidate where they apply and are null otherwise.")
 
+
+def _frame_of(rows: list[Any]):
+    import pandas as pd
+
+    from pymicro.market.data import validate_ohlcv
+
+    if not all(isinstance(r, dict) for r in rows):
+        raise ToolError("continuous learning: new_data rows are OHLCV objects: {date, symbol, open, high, low, close, volume}")
+    try:
+        return validate_ohlcv(pd.DataFrame(rows), max_gap_days=None, source="new_data")
+    except PymicroError as e:
+        raise ToolError(f"continuous learning: new_data: {e}") from None
+
+
+def _learn(report: Callable, registry: Registry, model_id: str, frame, epochs: int, learning_rate: float,
+           seed: int) -> TrainOutcome:
+    from pymicro.lifecycle.learn import continue_training
+
+    report(0, f"fine-tuning {model_id}")
+    try:
+        out = continue_training(registry, model_id, frame, epochs=epochs, learning_rate=learning_rate, seed=seed)
+    except PymicroError as e:
+        raise ToolError(str(e)) from None
+    report(1, "promoted" if out["decision"]["promoted"] else "kept as challenger")
+    candidate = out["candidate"]
+    return TrainOutcome(model_id=candidate["model_id"], name=out["name"], epochs_run=candidate["config"]["epochs_run"],
+                        best_epoch=candidate["config"]["best_epoch"], data={"window": candidate["data_window"]},
+                        resource_uri=RESOURCE_PREFIX + candidate["model_id"], learning=LearnOutcome(**out))
 
 
 def _device(use_gpu: bool | None) -> str | None:
@@ -116,10 +161,15 @@ async def neural_train(
         use_gpu: Annotated[bool | None, Field(description="true: train on a GPU through tinygrad (an error if "
                                                           "there is none); false: the CPU; default: a GPU if "
                                                           "found, else the CPU.")] = None,
-        model_id: Annotated[ModelId | None, Field(description="Continuous learning (fine-tuning a registered "
-                                                              "model): not implemented yet; refused.")] = None,
+        model_id: Annotated[ModelId | None, Field(description=
+                                                  "Continuous learning: fine-tune this registered model (its "
+                                                  "name's champion) on bars it has not seen; the result is a "
+                                                  "LearnOutcome (see pymicro.lifecycle.learn).")] = None,
         new_data: Annotated[list[Any] | None, Field(max_length=10_000, description=
-                                                    "Continuous learning: not implemented yet; refused.")] = None,
+                                                    "With model_id: OHLCV rows {date, symbol, open, high, low, "
+                                                    "close, volume}, old bars (for the features' warm-up) and new; "
+                                                    "default: the data_path file, else the embedded history of "
+                                                    "the model's symbols.")] = None,
         symbols: Annotated[list[Symbol], Field(min_length=1, max_length=len(SYMBOLS))] | None = None,
         hidden_sizes: Annotated[list[Annotated[int, Field(ge=1, le=256)]],
                                 Field(min_length=1, max_length=8)] | None = None,
@@ -143,12 +193,34 @@ async def neural_train(
     total) once the model is registered, early stopping or not. One training job at a time
     per server: a second call while one runs is refused. The fast leak checks of
     pymicro.evaluation.validation run after training; their verdict is in `leak_checks`.
-    `model_id`/`new_data` (continuous learning) are refused: fine-tuning is not implemented yet."""
-    if model_id is not None or new_data is not None:
-        raise ToolError("continuous learning (model_id / new_data: updating a registered model with new "
-                        "examples) is not implemented yet; neural_train only trains a new model from scratch. "
-                        "Call it without model_id and new_data to train a new model, or keep using the "
-                        "registered one.")
+    With `model_id` (continuous learning): the model's name's champion is fine-tuned for
+    `epochs` on the bars it has not seen, the newest of which are held out; the candidate
+    becomes `challenger` and is promoted to `champion` only when a paired block bootstrap of
+    the holdout log-loss improvement clears zero at 95 % (pymicro.lifecycle.learn)."""
+    if new_data is not None and model_id is None:
+        raise ToolError("new_data is for continuous learning: give model_id too (the model to fine-tune)")
+    if model_id is not None:
+        server = server_of(ctx)
+        if new_data is not None:
+            frame = _frame_of(new_data)
+        elif data_path is not None:
+            frame = load_ohlcv(resolve_data_file(server, data_path))
+        else:
+            from pymicro.market.data import load_embedded
+            from pymicro.runtime.model import load as load_blob
+
+            try:
+                meta = load_blob(server.registry.read_blob(model_id), backend="reference").described["metadata"]
+            except PymicroError as e:
+                raise ToolError(str(e)) from None
+            frame = load_embedded([s for s in meta.get("symbols", "").split(",") if s] or None)
+        if not server.train_lock.acquire(blocking=False):
+            raise ToolError("a training job is already running on this server; try again when it has finished")
+        try:
+            return await Progress(ctx, total=1).run(_learn, server.registry, model_id, frame, epochs,
+                                                    learning_rate, seed)
+        finally:
+            server.train_lock.release()
     if model_type is not None and model_type != "custom":
         if preset != "momentum" and preset != model_type:
             raise ToolError(f"preset {preset!r} and model_type {model_type!r} differ: give one of them")

@@ -66,7 +66,9 @@ BUSY_TIMEOUT_S = 30.0
 CRASH_ENV = "PYMICRO_REGISTRY_CRASH_AT"
 #: The steps of ``add`` and ``remove`` at which ``PYMICRO_REGISTRY_CRASH_AT`` kills the process.
 CRASH_STEPS = ("add:report-written", "add:blob-written", "add:row-inserted", "add:committed",
-               "remove:row-deleted", "remove:committed", "remove:blob-unlinked", "remove:done")
+               "remove:row-deleted", "remove:committed", "remove:blob-unlinked", "remove:done",
+               "version:row-inserted", "version:committed", "alias:half-moved", "alias:committed",
+               "retain:rows-deleted", "retain:committed", "retain:blob-unlinked")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS models (
@@ -84,6 +86,44 @@ CREATE TABLE IF NOT EXISTS models (
     status        TEXT NOT NULL DEFAULT 'registered'
 );
 CREATE INDEX IF NOT EXISTS models_name ON models(name);
+CREATE TABLE IF NOT EXISTS versions (
+    name            TEXT NOT NULL,
+    version         INTEGER NOT NULL,
+    model_id        TEXT NOT NULL REFERENCES models(id),
+    created         TEXT NOT NULL,
+    content_hash    TEXT NOT NULL,
+    parent_version  INTEGER,
+    parent_hash     TEXT,
+    data_window     TEXT NOT NULL DEFAULT '{}',
+    config          TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (name, version)
+);
+CREATE INDEX IF NOT EXISTS versions_model ON versions(model_id);
+CREATE TABLE IF NOT EXISTS aliases (
+    name     TEXT NOT NULL,
+    alias    TEXT NOT NULL,
+    version  INTEGER NOT NULL,
+    moved    TEXT NOT NULL,
+    PRIMARY KEY (name, alias)
+);
+CREATE TABLE IF NOT EXISTS alias_log (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    name     TEXT NOT NULL,
+    alias    TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    version  INTEGER,
+    at       TEXT NOT NULL,
+    reason   TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq      INTEGER PRIMARY KEY AUTOINCREMENT,
+    name     TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    version  INTEGER,
+    at       TEXT NOT NULL,
+    payload  TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_name ON events(name, kind);
 """
 _COLUMNS = ("id", "name", "created", "params", "input_size", "n_classes", "content_hash",
             "blob_file", "blob_size", "metrics", "report_file", "status")
@@ -101,6 +141,10 @@ def _write_file(path: Path, data: bytes) -> None:
         write_atomic(path, data)
     except OSError as e:
         raise RegistryError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
 
 def _crash_point(step: str) -> None:
@@ -157,6 +201,43 @@ class ModelRecord:
     metrics: dict = field(default_factory=dict)
     report_file: str | None = None
     status: str = "registered"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+ALIAS_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}", re.ASCII)
+#: The aliases ``learn`` and ``promote`` move; any other matching ALIAS_RE is a custom alias.
+CHAMPION, CHALLENGER = "champion", "challenger"
+_VCOLUMNS = ("name", "version", "model_id", "created", "content_hash", "parent_version", "parent_hash",
+             "data_window", "config")
+
+
+def check_alias(alias) -> str:
+    if not isinstance(alias, str) or not ALIAS_RE.fullmatch(alias):
+        raise RegistryError(f"alias {_shown(alias)} is not allowed: 1-32 lower-case ASCII letters, digits, "
+                            "'_' or '-', starting with a letter")
+    return alias
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    """One version of a named model: its blob (``model_id``, ``content_hash``) and lineage.
+
+    ``parent_version`` is the version it was fine-tuned from (None: trained from scratch),
+    ``parent_hash`` that parent's content hash (kept even after the parent is retired),
+    ``data_window`` the dates it trained on, ``config`` how; ``aliases`` point at it now."""
+
+    name: str
+    version: int
+    model_id: str
+    created: str
+    content_hash: str
+    parent_version: int | None = None
+    parent_hash: str | None = None
+    data_window: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -312,6 +393,17 @@ class Registry:
         The blob is validated by the core first. Adding the same bytes under the same name
         again returns the same id, replacing metrics and report if they are given.
         """
+        prepared = self._prepare(blob, name, metrics, report, status)
+        stale: list[Path] = []
+        with self._write() as con:
+            model_id = self._store(con, prepared, stale)
+        _crash_point("add:committed")
+        if stale:
+            self._unlink_unnamed(stale)
+        return model_id
+
+    def _prepare(self, blob, name, metrics, report, status) -> dict:
+        """Everything ``add`` checks and computes before it takes the write lock."""
         from pymicro import _core
 
         if not isinstance(blob, (bytes, bytearray, memoryview)):
@@ -322,39 +414,38 @@ class Registry:
         described = _core.parse(blob)  # BlobError if the bytes are not a valid blob
         name = slug(described["metadata"].get("name", "model")) if name is None else check_name(name)
         self._check_status(status)
-        metrics_json = self._metrics_json(metrics)
         report_data, report_ext = self._report_bytes(report)
-        digest = hashlib.sha256(blob).hexdigest()
+        return {"blob": blob, "name": name, "described": described, "status": status, "metrics": metrics,
+                "metrics_json": self._metrics_json(metrics), "report_data": report_data,
+                "report_ext": report_ext, "digest": hashlib.sha256(blob).hexdigest()}
 
-        stale: list[Path] = []
-        with self._write() as con:
-            for n in (8, 16, 64):  # a longer prefix only if another blob took this one
-                model_id = f"{name}-{digest[:n]}"
-                row = self._row(con, model_id)
-                if row is None or row[_COLUMNS.index("content_hash")] == digest:
-                    break
-            blob_file = f"{model_id}.pmb"
-            blob_path = self._confined(self.blobs_dir, blob_file)
-            report_file = None if report_data is None else f"{model_id}.{report_ext}"
+    def _store(self, con, p: dict, stale: list[Path]) -> str:
+        """Write the files and the row of a prepared blob inside the caller's write transaction."""
+        name, digest, blob, metrics = p["name"], p["digest"], p["blob"], p["metrics"]
+        for n in (8, 16, 64):  # a longer prefix only if another blob took this one
+            model_id = f"{name}-{digest[:n]}"
+            row = self._row(con, model_id)
+            if row is None or row[_COLUMNS.index("content_hash")] == digest:
+                break
+        blob_file = f"{model_id}.pmb"
+        blob_path = self._confined(self.blobs_dir, blob_file)
+        report_file = None if p["report_data"] is None else f"{model_id}.{p['report_ext']}"
+        if report_file is not None:
+            _write_file(self._confined(self.reports_dir, report_file), p["report_data"])
+            _crash_point("add:report-written")
+        if row is not None:  # the same bytes under the same name: keep the record
+            if metrics is not None:
+                con.execute("UPDATE models SET metrics = ? WHERE id = ?", (p["metrics_json"], model_id))
+            old_report = row[_COLUMNS.index("report_file")]
             if report_file is not None:
-                _write_file(self._confined(self.reports_dir, report_file), report_data)
-                _crash_point("add:report-written")
-            if row is not None:  # the same bytes under the same name: keep the record
-                if metrics is not None:
-                    con.execute("UPDATE models SET metrics = ? WHERE id = ?", (metrics_json, model_id))
-                old_report = row[_COLUMNS.index("report_file")]
-                if report_file is not None:
-                    con.execute("UPDATE models SET report_file = ? WHERE id = ?", (report_file, model_id))
-                    if old_report and old_report != report_file:  # unlinked once the row stops naming it
-                        stale.append(self._confined(self.reports_dir, old_report))
-                if not blob_path.exists():  # heal a store whose blob file was deleted by hand
-                    _write_file(blob_path, blob)
-            else:
-                self._insert(con, model_id, name, described, digest, blob, blob_path, metrics_json, report_file,
-                             status)
-        _crash_point("add:committed")
-        if stale:
-            self._unlink_unnamed(stale)
+                con.execute("UPDATE models SET report_file = ? WHERE id = ?", (report_file, model_id))
+                if old_report and old_report != report_file:  # unlinked once the row stops naming it
+                    stale.append(self._confined(self.reports_dir, old_report))
+            if not blob_path.exists():  # heal a store whose blob file was deleted by hand
+                _write_file(blob_path, blob)
+        else:
+            self._insert(con, model_id, name, p["described"], digest, blob, blob_path, p["metrics_json"],
+                         report_file, p["status"])
         return model_id
 
     def _insert(self, con, model_id, name, described, digest, blob, blob_path, metrics_json, report_file,
@@ -448,6 +539,10 @@ class Registry:
             if row is None:
                 raise RegistryError(f"unknown model id {model_id!r} in the store {self.root}")
             record = self._record(row)
+            named = con.execute("SELECT name, version FROM versions WHERE model_id = ?", (model_id,)).fetchone()
+            if named is not None:
+                raise RegistryError(f"{model_id!r} is version {named[1]} of {named[0]!r}; versions leave the "
+                                    "store through retain(), which keeps aliased versions and rollback targets")
             paths = [self._confined(self.blobs_dir, record.blob_file)]
             if record.report_file:
                 paths.append(self._confined(self.reports_dir, record.report_file))
@@ -467,6 +562,255 @@ class Registry:
         if merge:
             metrics = {**self.get(model_id).metrics, **(metrics or {})}
         return self._update(model_id, "metrics", self._metrics_json(metrics))
+
+    # ------------------------------------------------------------------ versions, aliases, lineage
+    #
+    # A *name* has versions 1, 2, ... in the order they were added; each is one model row
+    # (one blob). Aliases (``champion``, ``challenger``, custom) point at a version and move
+    # in one transaction with their log entry, so a reader (one SELECT, one snapshot) sees an
+    # alias before or after a move, never between. ``alias_log`` is a stack per alias:
+    # a move pushes, a rollback pops, so rollback() returns to exactly the version (the
+    # same blob bytes) the alias held before its last move.
+
+    def add_version(self, blob, name: str, *, parent: int | None = None, data_window: dict | None = None,
+                    config: dict | None = None, metrics: dict | None = None, report=None,
+                    aliases: tuple[str, ...] | list[str] = (), reason: str | None = None) -> VersionRecord:
+        """Store ``blob`` as the next version of ``name`` (its parent ``parent``, a version of the
+        same name) and point ``aliases`` at it, all in one transaction. The same bytes added
+        again return the version they already are (aliases still move)."""
+        prepared = self._prepare(blob, check_name(name), metrics, report, "registered")
+        window_json, config_json = self._metrics_json(data_window), self._metrics_json(config)
+        aliases = [check_alias(a) for a in aliases]
+        stale: list[Path] = []
+        with self._write() as con:
+            parent_hash = None
+            if parent is not None:
+                parent_hash = self._vrow(con, name, self._check_version(parent))[_VCOLUMNS.index("content_hash")]
+            model_id = self._store(con, prepared, stale)
+            row = con.execute(f"SELECT {', '.join(_VCOLUMNS)} FROM versions WHERE name = ? AND model_id = ?",
+                              (name, model_id)).fetchone()
+            if row is None:
+                version = con.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
+                                      (name,)).fetchone()[0]
+                con.execute(f"INSERT INTO versions ({', '.join(_VCOLUMNS)}) VALUES ({', '.join('?' * len(_VCOLUMNS))})",
+                            (name, version, model_id, _now(), prepared["digest"], parent, parent_hash,
+                             window_json, config_json))
+                _crash_point("version:row-inserted")
+            else:
+                version = row[1]
+            for alias in aliases:
+                self._move(con, name, alias, version, "move", reason)
+        _crash_point("version:committed")
+        if stale:
+            self._unlink_unnamed(stale)
+        return self.get_version(name, version)
+
+    def versions(self, name: str) -> list[VersionRecord]:
+        """Every version of ``name``, oldest first, with the aliases that point at each."""
+        check_name(name)
+        with self._connect() as con:
+            con.execute("BEGIN")
+            try:
+                rows = con.execute(f"SELECT {', '.join(_VCOLUMNS)} FROM versions WHERE name = ? ORDER BY version",
+                                   (name,)).fetchall()
+                pointing = con.execute("SELECT alias, version FROM aliases WHERE name = ?", (name,)).fetchall()
+            finally:
+                con.execute("COMMIT")
+        return [self._vrecord(r, pointing) for r in rows]
+
+    def names(self) -> list[str]:
+        """The names that have versions."""
+        with self._connect() as con:
+            return [r[0] for r in con.execute("SELECT DISTINCT name FROM versions ORDER BY name")]
+
+    def get_version(self, name: str, ref: int | str) -> VersionRecord:
+        """Version ``ref`` of ``name``: a number, or an alias resolved in the same query."""
+        check_name(name)
+        with self._connect() as con:
+            if isinstance(ref, str):
+                row = con.execute(f"SELECT {', '.join('v.' + c for c in _VCOLUMNS)} FROM aliases a JOIN versions v "
+                                  "ON v.name = a.name AND v.version = a.version WHERE a.name = ? AND a.alias = ?",
+                                  (name, check_alias(ref))).fetchone()
+                if row is None:
+                    raise RegistryError(f"{name!r} has no alias {ref!r}")
+            else:
+                row = self._vrow(con, name, self._check_version(ref))
+            pointing = con.execute("SELECT alias, version FROM aliases WHERE name = ?", (name,)).fetchall()
+        return self._vrecord(row, pointing)
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """``{alias: version}`` of ``name``, read in one statement (one consistent snapshot)."""
+        check_name(name)
+        with self._connect() as con:
+            return dict(con.execute("SELECT alias, version FROM aliases WHERE name = ? ORDER BY alias", (name,)))
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str | None = None) -> VersionRecord:
+        """Point ``alias`` at ``version`` (atomically; logged, so rollback() can undo it)."""
+        check_name(name)
+        check_alias(alias)
+        with self._write() as con:
+            self._vrow(con, name, self._check_version(version))
+            self._move(con, name, alias, version, "move", reason)
+        _crash_point("alias:committed")
+        return self.get_version(name, version)
+
+    def promote(self, name: str, version: int | None = None, reason: str | None = None) -> VersionRecord:
+        """Make ``version`` (default: the ``challenger``) the ``champion``; the challenger alias
+        is cleared when it pointed there. One transaction: no reader sees both aliases on one
+        version, or neither moved."""
+        check_name(name)
+        with self._write() as con:
+            current = dict(con.execute("SELECT alias, version FROM aliases WHERE name = ?", (name,)))
+            if version is None:
+                if CHALLENGER not in current:
+                    raise RegistryError(f"{name!r} has no challenger to promote; name a version")
+                version = current[CHALLENGER]
+            self._vrow(con, name, self._check_version(version))
+            self._move(con, name, CHAMPION, version, "move", reason or "promote")
+            _crash_point("alias:half-moved")
+            if current.get(CHALLENGER) == version:
+                self._move(con, name, CHALLENGER, None, "move", reason or "promoted to champion")
+        _crash_point("alias:committed")
+        return self.get_version(name, version)
+
+    def rollback(self, name: str, alias: str = CHAMPION, reason: str | None = None) -> VersionRecord:
+        """Point ``alias`` back at the version it held before its last move (undoing moves one at
+        a time); RegistryError if it has no earlier version."""
+        check_name(name)
+        check_alias(alias)
+        with self._write() as con:
+            stack = self._stack(con, name, alias)
+            if len(stack) < 2 or stack[-2] is None:
+                raise RegistryError(f"{name!r}'s {alias!r} has no earlier version to roll back to")
+            target = stack[-2]
+            self._vrow(con, name, target)
+            self._move(con, name, alias, target, "rollback", reason or "rollback")
+            _crash_point("alias:half-moved")
+        _crash_point("alias:committed")
+        return self.get_version(name, target)
+
+    def alias_history(self, name: str, alias: str | None = None) -> list[dict]:
+        """The alias log of ``name``: ``{seq, alias, kind, version, at, reason}``, oldest first."""
+        check_name(name)
+        sql, args = "SELECT seq, alias, kind, version, at, reason FROM alias_log WHERE name = ?", [name]
+        if alias is not None:
+            sql, args = sql + " AND alias = ?", [name, check_alias(alias)]
+        with self._connect() as con:
+            rows = con.execute(sql + " ORDER BY seq", args).fetchall()
+        return [dict(zip(("seq", "alias", "kind", "version", "at", "reason"), r)) for r in rows]
+
+    def lineage(self, name: str, version: int | str) -> list[VersionRecord]:
+        """``version`` and its ancestors (parent, grandparent, ...) still in the store, newest first."""
+        out = [self.get_version(name, version)]
+        while out[-1].parent_version is not None and len(out) < 10_000:
+            try:
+                out.append(self.get_version(name, out[-1].parent_version))
+            except RegistryError:  # retired by retain(); its hash stays in the child's parent_hash
+                break
+        return out
+
+    def retain(self, name: str, keep_last: int = 5) -> list[VersionRecord]:
+        """Retire the versions of ``name`` the rules no longer keep, and return them. Kept: the
+        ``keep_last`` newest, every version an alias points at, and every version an alias
+        would roll back to. Rows go first (one transaction), then the blobs no row names."""
+        check_name(name)
+        if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
+            raise RegistryError(f"keep_last must be an int >= 1, got {_shown(keep_last)}")
+        paths: list[Path] = []
+        with self._write() as con:
+            rows = con.execute(f"SELECT {', '.join(_VCOLUMNS)} FROM versions WHERE name = ? ORDER BY version",
+                               (name,)).fetchall()
+            pointing = con.execute("SELECT alias, version FROM aliases WHERE name = ?", (name,)).fetchall()
+            keep = {r[1] for r in rows[-keep_last:]} | {v for _, v in pointing}
+            for (alias,) in con.execute("SELECT DISTINCT alias FROM alias_log WHERE name = ?", (name,)).fetchall():
+                stack = self._stack(con, name, alias)
+                keep |= {v for v in stack[-2:] if v is not None}
+            retired = [self._vrecord(r, pointing) for r in rows if r[1] not in keep]
+            for record in retired:
+                con.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, record.version))
+                if con.execute("SELECT 1 FROM versions WHERE model_id = ?", (record.model_id,)).fetchone() is None:
+                    model = self._record(self._row(con, record.model_id))
+                    con.execute("DELETE FROM models WHERE id = ?", (record.model_id,))
+                    paths.append(self._confined(self.blobs_dir, model.blob_file))
+                    if model.report_file:
+                        paths.append(self._confined(self.reports_dir, model.report_file))
+            if retired:
+                self._event(con, name, "retain", None, {"retired": [r.version for r in retired],
+                                                        "keep_last": keep_last})
+            _crash_point("retain:rows-deleted")
+        _crash_point("retain:committed")
+        self._unlink_unnamed(paths, step="retain:blob-unlinked")
+        return retired
+
+    def log_event(self, name: str, kind: str, payload: dict, version: int | None = None) -> int:
+        """Store a JSON ``payload`` (a drift report, a promotion decision) about ``name``; returns its seq."""
+        check_name(name)
+        check_alias(kind)
+        with self._write() as con:
+            return self._event(con, name, kind, version, payload)
+
+    def events(self, name: str, kind: str | None = None, limit: int = 100) -> list[dict]:
+        """The newest ``limit`` events of ``name`` (optionally one kind), oldest first."""
+        check_name(name)
+        sql, args = "SELECT seq, kind, version, at, payload FROM events WHERE name = ?", [name]
+        if kind is not None:
+            sql, args = sql + " AND kind = ?", [name, check_alias(kind)]
+        with self._connect() as con:
+            rows = con.execute(sql + " ORDER BY seq DESC LIMIT ?", [*args, int(limit)]).fetchall()
+        return [{"seq": s, "kind": k, "version": v, "at": a, "payload": json.loads(p)} for s, k, v, a, p in rows[::-1]]
+
+    # version helpers (inside a transaction)
+
+    def _event(self, con, name, kind, version, payload) -> int:
+        text = self._metrics_json(payload)
+        return con.execute("INSERT INTO events (name, kind, version, at, payload) VALUES (?, ?, ?, ?, ?)",
+                           (name, kind, version, _now(), text)).lastrowid
+
+    def _move(self, con, name, alias, version, kind, reason) -> None:
+        now = con.execute("SELECT version FROM aliases WHERE name = ? AND alias = ?", (name, alias)).fetchone()
+        if kind == "move" and (now[0] if now else None) == version:
+            return  # already there: no log entry, so rollback() never "returns" to the same version
+        if version is None:
+            con.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
+        else:
+            con.execute("INSERT INTO aliases (name, alias, version, moved) VALUES (?, ?, ?, ?) "
+                        "ON CONFLICT (name, alias) DO UPDATE SET version = excluded.version, moved = excluded.moved",
+                        (name, alias, version, _now()))
+        con.execute("INSERT INTO alias_log (name, alias, kind, version, at, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                    (name, alias, kind, version, _now(), None if reason is None else str(reason)[:500]))
+
+    @staticmethod
+    def _stack(con, name, alias) -> list[int | None]:
+        """Replay the alias log: a move pushes its version (None: cleared), a rollback pops."""
+        stack: list[int | None] = []
+        for kind, version in con.execute("SELECT kind, version FROM alias_log WHERE name = ? AND alias = ? "
+                                         "ORDER BY seq", (name, alias)):
+            if kind == "rollback":
+                stack.pop()
+            else:
+                stack.append(version)
+        return stack
+
+    def _vrow(self, con, name, version):
+        row = con.execute(f"SELECT {', '.join(_VCOLUMNS)} FROM versions WHERE name = ? AND version = ?",
+                          (name, version)).fetchone()
+        if row is None:
+            raise RegistryError(f"{name!r} has no version {version} in the store {self.root}")
+        return row
+
+    @staticmethod
+    def _vrecord(row, pointing) -> VersionRecord:
+        values = dict(zip(_VCOLUMNS, row))
+        values["data_window"] = json.loads(values["data_window"] or "{}")
+        values["config"] = json.loads(values["config"] or "{}")
+        values["aliases"] = tuple(sorted(a for a, v in pointing if v == values["version"]))
+        return VersionRecord(**values)
+
+    @staticmethod
+    def _check_version(version) -> int:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise RegistryError(f"a version is an int >= 1, got {_shown(version)}")
+        return version
 
     # ------------------------------------------------------------------ helpers
 

@@ -303,7 +303,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
           learning_rate: float = 1e-3, seed: int = 0, patience: int | None = 10,
           class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
           shuffle: bool = True, device: str | None = None, rule_mask=None,
-          rule_weight: float = 0.0) -> TrainResult:
+          rule_weight: float = 0.0, init: Network | None = None,
+          lr_schedule: str | None = None) -> TrainResult:
     """Train ``spec`` on the given splits and return the best-validation-loss network.
 
     ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
@@ -317,6 +318,12 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     (see :mod:`pymicro.training.reasoning_loss`): each batch's loss gains ``rule_weight`` times the
     mean probability the network puts on classes a domain rule says contradict it. Early
     stopping still watches the plain validation cross-entropy.
+
+    ``init`` (warm start, for fine-tuning): a Network of this spec whose weights training
+    starts from instead of ``spec.init(seed)``; its ``mean``/``std``, when it has them, are
+    kept (the weights were learnt on inputs scaled that way) instead of re-estimated.
+    ``lr_schedule="cosine"``: epoch ``e`` of ``E`` trains at
+    ``learning_rate * (1 + cos(pi * (e - 1) / E)) / 2``; None keeps it constant.
     """
     if not isinstance(spec, Spec):
         raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
@@ -338,6 +345,13 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         mask = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
         if mask is None or mask.shape != (len(Xtr), spec.n_classes) or not np.isin(mask, (0, 1)).all():
             raise TrainingError(f"rule_weight > 0 needs rule_mask of 0/1 with shape ({len(Xtr)}, {spec.n_classes})")
+    if lr_schedule not in (None, "cosine"):
+        raise TrainingError(f"lr_schedule must be None or 'cosine', got {lr_schedule!r}")
+    if init is not None:
+        if not isinstance(init, Network) or len(init.params) != len(spec.weighted_layers()) or any(
+                {k: v.shape for k, v in got.items()} != {k: v.shape for k, v in want.items()}
+                for got, want in zip(init.params, spec.init(0).params)):
+            raise TrainingError("init must be a Network with the spec's layer shapes (the parent's architecture)")
     weights = class_weights(ytr, spec.n_classes, class_weight)
 
     t_start = time.perf_counter()
@@ -346,14 +360,17 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     from tinygrad.nn.optim import Adam
 
     dev = _toolchain.select_device(device)
-    mean, std = normalization(Xtr)
+    if init is not None and init.mean is not None and init.std is not None:
+        mean, std = np.asarray(init.mean, np.float32), np.asarray(init.std, np.float32)
+    else:
+        mean, std = normalization(Xtr)
     Xtr_n = ((Xtr - mean) / std).astype(np.float32)
     Xva_n = ((Xva - mean) / std).astype(np.float32)
 
     Tensor.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
-    init = spec.init(seed=int(seed))
-    net = TinyNet(Network(spec, init.params), dev)
+    start = spec.init(seed=int(seed)) if init is None else init
+    net = TinyNet(Network(spec, [{k: np.array(v, np.float32) for k, v in p.items()} for p in start.params]), dev)
     opt = Adam(net.parameters(), lr=float(learning_rate))
 
     n, bs = len(Xtr_n), int(batch_size)
@@ -413,6 +430,9 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     epoch = 0
     for epoch in range(1, int(epochs) + 1):
         t_epoch = time.perf_counter()
+        if lr_schedule == "cosine":  # the jitted step reads opt.lr from its buffer
+            opt.lr.assign(Tensor([learning_rate * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2],
+                                 device=dev, dtype=opt.lr.dtype).reshape(opt.lr.shape)).realize()
         order = rng.permutation(n) if shuffle else np.arange(n)
         x_epoch = np.zeros((rows, spec.input_size), np.float32)
         yw_epoch = np.zeros((rows, spec.n_classes), np.float32)
@@ -468,7 +488,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         class_weights=weights, compiler=_toolchain.compiler_kind(),
         settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
                   "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
-                  "rule_weight": float(rule_weight),
+                  "rule_weight": float(rule_weight), "warm_start": init is not None,
+                  "lr_schedule": lr_schedule,
                   "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
                   "tinygrad": _tinygrad_version()})
 

@@ -1,0 +1,50 @@
+"""MCP: neural_train(model_id) runs continuous learning; neural_model_status shows versions,
+aliases and drift; neural_model_promote and neural_model_rollback move the champion."""
+
+from __future__ import annotations
+
+import pytest
+from netgen import perturbed
+from test_mcp import stdio_session
+
+import pymicro
+from pymicro.store.registry import Registry
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def test_neural_train_fine_tunes_and_promote_rollback(tmp_path):
+    home = tmp_path / "home"
+    blob = pymicro.freeze(perturbed(pymicro.preset("momentum"), seed=4), preset="momentum", horizon=5,
+                          threshold=0.5, symbols="SP500", train_end="2009-06-01", test_start="2011-01-03")
+    model_id = Registry(home / "models").add(blob, "momo")
+    async with stdio_session(home) as s:
+        refused = await s.call_tool("neural_train", {"new_data": [{"date": "2020-01-01"}]})
+        assert refused.is_error and "model_id" in refused.content[0].text
+        result = await s.call_tool("neural_train", {"model_id": model_id, "epochs": 2})
+        assert not result.is_error, result.content[0].text
+        trained = result.structured_content
+        out = trained["learning"]
+        assert trained["model_id"] == out["candidate"]["model_id"] and trained["epochs_run"] <= 2
+        assert out["parent"]["version"] == 1 and out["candidate"]["version"] == 2
+        assert out["candidate"]["parent_hash"] == out["parent"]["content_hash"]
+        decision = out["decision"]
+        assert decision["promoted"] == (decision["test"]["interval"][0] > 0)
+        assert out["aliases"]["champion"] == (2 if decision["promoted"] else 1)
+
+        status = (await s.call_tool("neural_model_status", {"model_id": model_id})).structured_content
+        assert [v["version"] for v in status["versions"]] == [1, 2]
+        assert status["drift"]["status"] in ("stable", "moderate", "significant")
+        assert status["last_decision"]["challenger"] == 2
+
+        promoted = (await s.call_tool("neural_model_promote", {"name": "momo", "version": 2})).structured_content
+        assert promoted["aliases"]["champion"] == 2
+        back = (await s.call_tool("neural_model_rollback", {"name": "momo"})).structured_content
+        assert back["version"] == 1 and back["content_hash"] == pymicro.load(blob).info.content_hash
+        missing = await s.call_tool("neural_model_rollback", {"name": "nothing"})
+        assert missing.is_error and "no earlier version" in missing.content[0].text
