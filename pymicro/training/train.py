@@ -303,7 +303,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
           learning_rate: float = 1e-3, seed: int = 0, patience: int | None = 10,
           class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
           shuffle: bool = True, device: str | None = None, rule_mask=None,
-          rule_weight: float = 0.0) -> TrainResult:
+          rule_weight: float = 0.0, init: Network | None = None) -> TrainResult:
     """Train ``spec`` on the given splits and return the best-validation-loss network.
 
     ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
@@ -317,6 +317,10 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     (see :mod:`pymicro.training.reasoning_loss`): each batch's loss gains ``rule_weight`` times the
     mean probability the network puts on classes a domain rule says contradict it. Early
     stopping still watches the plain validation cross-entropy.
+
+    ``init``: a :class:`Network` of ``spec`` to start from instead of ``spec.init(seed)``
+    (federated rounds start from the averaged weights); its ``mean``/``std``, when set, are
+    the normalisation used instead of the training split's (so nodes share one).
     """
     if not isinstance(spec, Spec):
         raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
@@ -346,14 +350,19 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     from tinygrad.nn.optim import Adam
 
     dev = _toolchain.select_device(device)
-    mean, std = normalization(Xtr)
+    if init is not None and (not isinstance(init, Network) or init.spec != spec):
+        raise TrainingError("init must be a Network of the same spec as the one being trained")
+    if init is not None and init.mean is not None:
+        mean, std = np.asarray(init.mean, np.float32), np.asarray(init.std, np.float32)
+    else:
+        mean, std = normalization(Xtr)
     Xtr_n = ((Xtr - mean) / std).astype(np.float32)
     Xva_n = ((Xva - mean) / std).astype(np.float32)
 
     Tensor.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
-    init = spec.init(seed=int(seed))
-    net = TinyNet(Network(spec, init.params), dev)
+    start = spec.init(seed=int(seed)) if init is None else init
+    net = TinyNet(Network(spec, start.params), dev)
     opt = Adam(net.parameters(), lr=float(learning_rate))
 
     n, bs = len(Xtr_n), int(batch_size)
