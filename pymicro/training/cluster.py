@@ -120,7 +120,8 @@ def _accepts_n_workers(client) -> bool:
 def scatter(client, data):
     """Send ``data`` to every worker once and return a future standing for it: tasks given the
     future receive the object itself, so large arrays travel once, not once per task."""
-    return client.scatter(data, broadcast=True, hash=False)
+    # a list of one: scatter splits a top-level collection (a dict by its keys), never its elements
+    return client.scatter([data], broadcast=True, hash=False)[0]
 
 
 def train_remote(spec, X_train, y_train, X_val, y_val, *, scheduler=None, progress=None, **train_kwargs):
