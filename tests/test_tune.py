@@ -188,3 +188,16 @@ def test_federated_averaging_against_pooled_and_per_node():
     assert pymicro.load(r["federated"]["blob"]).info.has_normalization
     with pytest.raises(TrainingError, match="two nodes"):
         neural_train_distributed(nodes={"only": ("IBM",)})
+
+
+@pytest.mark.slow
+def test_the_tune_cli_runs_a_study_and_writes_blob_study_and_plots(tmp_path, capsys):
+    code = main(["tune", "--symbols", "SP500", "--trials", "3", "--epochs", "1", "--folds", "2", "--workers", "1",
+                 "--parallel", "3", "--out", str(tmp_path), "--study", "cli"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "best balanced_accuracy on the walk-forward validation folds" in out and "default model" in out
+    assert pymicro.load(tmp_path / "momentum-tuned.pmb").info.params > 0
+    assert (tmp_path / "cli.journal").stat().st_size > 0
+    assert (tmp_path / "cli.history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "cli.importances.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
