@@ -18,7 +18,7 @@ import pymicro  # noqa: E402
 from pymicro.cli import main  # noqa: E402
 from pymicro.errors import ClusterError, TrainingError  # noqa: E402
 from pymicro.training.cluster import dask_client, scatter  # noqa: E402
-from pymicro.training.tune import journal_storage, portfolio_returns, prepare_data, tune  # noqa: E402
+from pymicro.training.tune import DEFAULT_SPACE, journal_storage, portfolio_returns, prepare_data, tune  # noqa: E402
 
 SPACE = {"learning_rate": ("float_log", 1e-3, 1e-2), "hidden_1": ("categorical", (8, 16)),
          "hidden_2": ("categorical", (4, 8)), "dropout": ("float", 0.0, 0.3), "attention": ("categorical", (0, 4)),
@@ -201,3 +201,18 @@ def test_the_tune_cli_runs_a_study_and_writes_blob_study_and_plots(tmp_path, cap
     assert (tmp_path / "cli.journal").stat().st_size > 0
     assert (tmp_path / "cli.history.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "cli.importances.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_seeds_parameter_ranges_map_to_the_search_space():
+    from pymicro.training.tune import neural_optimize, search_space_from_ranges
+
+    space = search_space_from_ranges({"learning_rate": [0.0001, 0.01], "dropout": [0.1, 0.5], "hidden_size": [8, 64]})
+    assert space["learning_rate"] == ("float_log", 0.0001, 0.01) and space["dropout"] == ("float", 0.1, 0.5)
+    assert space["hidden_1"][1][0] == 8 and space["hidden_1"][1][-1] == 64 and space["hidden_2"] == space["hidden_1"]
+    assert space["batch_size"] == DEFAULT_SPACE["batch_size"]
+    with pytest.raises(TrainingError, match="tunable"):
+        search_space_from_ranges({"momentum": [0, 1]})
+    with pytest.raises(TrainingError, match="low < high"):
+        search_space_from_ranges({"dropout": [0.5, 0.1]})
+    with pytest.raises(TrainingError, match="optimization_metric"):
+        neural_optimize(preset="momentum", optimization_metric="profit")

@@ -54,7 +54,8 @@ from pymicro.runtime.model import load
 from pymicro.runtime.spec import Attention, Dense, Dropout, Spec, preset as preset_spec
 from pymicro.training.cluster import dask_client, scatter
 
-__all__ = ["DEFAULT_SPACE", "OBJECTIVES", "TuneData", "TuneResult", "prepare_data", "tune"]
+__all__ = ["DEFAULT_SPACE", "OBJECTIVES", "TuneData", "TuneResult", "neural_optimize", "prepare_data",
+           "search_space_from_ranges", "tune"]
 
 OBJECTIVES = ("balanced_accuracy", "sharpe")
 
@@ -580,4 +581,72 @@ def _plots(study, out_dir: Path, study_name: str) -> dict:
         fig.savefig(path, format="png", dpi=100)
         plt.close(fig)
         out[key] = path
+    return out
+
+
+# ----------------------------------------------------------------------------- the seed's tool
+
+_METRICS = {"sharpe_ratio": "sharpe", "sharpe": "sharpe", "balanced_accuracy": "balanced_accuracy",
+            "accuracy": "balanced_accuracy"}
+_RANGE_KEYS = {"learning_rate", "dropout", "hidden_size", "hidden_1", "hidden_2", "attention", "batch_size",
+               "label_threshold"}
+
+
+def search_space_from_ranges(parameter_ranges: dict | None) -> dict:
+    """The seed's ``parameter_ranges`` ({"learning_rate": [1e-4, 1e-2], "dropout": [0.1, 0.5],
+    "hidden_size": [8, 64]}) as a search space: two numbers are a range (learning rate on a log
+    scale; ``hidden_size`` bounds both hidden widths, in steps of 4), a longer list is a set of
+    choices. Unnamed parameters keep :data:`DEFAULT_SPACE`."""
+    space = dict(DEFAULT_SPACE)
+    for key, value in (parameter_ranges or {}).items():
+        if key not in _RANGE_KEYS:
+            raise TrainingError(f"parameter_ranges has {key!r}; tunable: {sorted(_RANGE_KEYS)}")
+        if not isinstance(value, (list, tuple)) or len(value) < 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            raise TrainingError(f"parameter_ranges[{key!r}] must be [low, high] or a list of choices, got {value!r}")
+        if key in ("hidden_size", "hidden_1", "hidden_2") and len(value) == 2:
+            lo, hi = int(value[0]), int(value[1])
+            if not 1 <= lo <= hi <= 256:
+                raise TrainingError(f"parameter_ranges[{key!r}] must satisfy 1 <= low <= high <= 256, got {value!r}")
+            choices = tuple(sorted({lo, hi, *range(-(-lo // 4) * 4, hi + 1, 4)} - {0}))
+            for name in (("hidden_1", "hidden_2") if key == "hidden_size" else (key,)):
+                space[name] = ("categorical", choices)
+        elif key in ("label_threshold", "batch_size", "attention") or len(value) > 2:
+            space[key] = ("categorical", tuple(value))
+        else:
+            lo, hi = float(value[0]), float(value[1])
+            if not lo < hi:
+                raise TrainingError(f"parameter_ranges[{key!r}] needs low < high, got {value!r}")
+            if key == "learning_rate":
+                if lo <= 0:
+                    raise TrainingError(f"learning_rate range must be > 0, got {value!r}")
+                space[key] = ("float_log", lo, hi)
+            else:
+                space[key] = ("float", lo, hi)
+    return space
+
+
+def neural_optimize(model_id: str | None = None, *, parameter_ranges: dict | None = None,
+                    optimization_metric: str = "sharpe_ratio", trials: int = 100, registry=None,
+                    preset: str | None = None, symbols=None, **tune_kwargs) -> dict:
+    """The seed's ``neural_optimize`` as a plain function (an MCP tool wraps it): search the
+    hyper-parameters of the model ``model_id`` (its preset and symbols from the blob's metadata,
+    read through ``registry``, a :class:`pymicro.store.registry.Registry` or folder) or of
+    ``preset``/``symbols``, with :func:`tune`; returns :meth:`TuneResult.to_dict` (JSON values).
+    ``use_gpu`` and the like are the caller's to drop: training picks its device itself."""
+    if optimization_metric not in _METRICS:
+        raise TrainingError(f"optimization_metric must be one of {sorted(_METRICS)}, got {optimization_metric!r}")
+    if model_id is not None:
+        from pymicro.store.registry import Registry
+
+        reg = registry if isinstance(registry, Registry) else Registry(registry)
+        meta = reg.load(model_id).info.metadata
+        preset = preset or meta.get("preset")
+        if symbols is None and meta.get("symbols"):
+            symbols = str(meta["symbols"]).split(",")
+    result = tune(preset or "momentum", n_trials=trials, objective=_METRICS[optimization_metric],
+                  space=search_space_from_ranges(parameter_ranges), symbols=symbols, **tune_kwargs)
+    out = result.to_dict()
+    out["model_id"] = model_id
+    out["optimization_metric"] = optimization_metric
     return out
