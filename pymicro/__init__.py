@@ -25,7 +25,7 @@ they are touched.
 from pymicro import errors as _errors
 from pymicro._version import __version__ as __version__
 from pymicro.errors import (  # every error class (the sandbox's family too), exported here
-    BackendError, BlobError, CompileLimitExceeded, DataError, DeadlineExceeded, EvaluationError,
+    BackendError, BlobError, ClusterError, CompileLimitExceeded, DataError, DeadlineExceeded, EvaluationError,
     FuelExhausted, GuestMemoryError, GuestProtocolError, GuestTrap, InputError, InputTypeError,
     MemoryLimitExceeded, MissingDependencyError, ModuleRejected, ModuleTooLarge, NodeStateError,
     NumericsError, ParameterBudgetError, ProtocolViolation, PymicroError, ReasoningError,

@@ -19,6 +19,8 @@ class                                  also a
 ``MissingDependencyError``             ``BackendError`` and ``ImportError`` (an optional extra
                                        is not installed; the message names the pip extra)
 ``ReasoningError``                     ``RuntimeError`` (the reasoning server failed)
+``ClusterError``                       ``RuntimeError`` (a Dask scheduler that does not answer,
+                                       a cluster that cannot start or lost every worker)
 ``SandboxError`` and its family        ``RuntimeError`` (a node refused or stopped a request)
 ``SandboxLimitError``                  ``SandboxError`` and ``InputError`` (so ``ValueError``):
                                        a limit (fuel, timeout, memory_mb) out of its range
@@ -140,6 +142,12 @@ class ReasoningError(PymicroError, RuntimeError):
     """The reasoning server (an MCP server, pymicro's own by default) could not be used: it is
     not configured correctly, cannot start, times out, lacks a tool, or returns an error or a
     malformed result. The message names the server and the stage that failed."""
+
+
+class ClusterError(PymicroError, RuntimeError):
+    """The Dask cluster pymicro fans work out to could not be used: a scheduler address that
+    does not answer (within the connect timeout), a local cluster that cannot start, or work
+    lost with every worker. The message names the address and what to do."""
 
 
 # --------------------------------------------------------------------------- the sandbox

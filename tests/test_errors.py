@@ -32,6 +32,7 @@ TABLE = {
     "GuestMemoryError": (ENV, {ValueError, TypeError}),
     "GuestProtocolError": (ENV, {ValueError, TypeError}),
     "ReasoningError": (ENV, {ValueError, TypeError}),
+    "ClusterError": (ENV, {ValueError, TypeError}),
     "SandboxError": (ENV, {ValueError, TypeError}),
     "FuelExhausted": (ENV, {ValueError, TypeError}),
     "DeadlineExceeded": (ENV, {ValueError, TypeError}),

@@ -184,7 +184,7 @@ def test_an_http_reasoning_server_on_loopback(store):
         proc.wait(timeout=20)
 
 
-TINY = {"symbols": ["SP500"], "epochs": 1, "batch_size": 128, "hidden_sizes": [8, 8], "lookback_days": 800,
+TINY = {"symbols": ["SP500"], "epochs": 1, "batch_size": 128, "hidden_sizes": [8, 8], "history_days": 800,
         "reasoning_features": True}
 
 

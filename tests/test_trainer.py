@@ -49,16 +49,77 @@ def test_the_seeds_quick_start_trains_freezes_and_registers(seed_quickstart):
     assert report["performance"]["accuracy"] == perf["accuracy"] and len(report["history"]["val_loss"]) >= 1
 
 
-def test_the_seed_config_keys_that_are_not_built_yet_fail_clearly(tmp_path):
+# The seed's quick start (shared/seed/micro-neural-network-training-guide.md), verbatim but for the
+# import (src.micro_neural_trainer -> pymicro.training.trainer) and epochs (100 -> 2, a test's budget).
+SEED_QUICK_START = """
+from pymicro.training.trainer import MicroNeuralTrainer
+
+trainer = MicroNeuralTrainer()
+
+config = {
+    "symbols": ["AAPL", "GOOGL"],
+    "lookback_days": 20,
+    "hidden_sizes": [32, 16, 8],  # Micro architecture
+    "epochs": 2,
+    "batch_size": 32,
+    "learning_rate": 0.001,
+    "use_attention": True,  # Reasoning attention layer
+    "distributed": True     # Use Flow Nexus
+}
+
+model = await trainer.train_reasoning_enhanced_model(
+    model_name="my_micro_trader",
+    training_config=config
+)
+
+print(f"Accuracy: {model['performance']['accuracy']:.1%}")
+"""
+
+
+def test_the_seeds_quick_start_runs_as_printed(tmp_path, monkeypatch, capsys):
+    import textwrap
+
+    monkeypatch.setenv("PYMICRO_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("PYMICRO_DASK_SCHEDULER", raising=False)
+    monkeypatch.chdir(tmp_path)
+    scope: dict = {}
+    exec("async def quick_start():\n" + textwrap.indent(SEED_QUICK_START, "    ") + "\n    return model\n", scope)
+    model = asyncio.run(scope["quick_start"]())
+    out = capsys.readouterr().out
+    assert out.startswith("Accuracy: ") and out.strip().endswith("%")
+    # lookback_days=20 is the feature look-back: only features reading <= 20 bars are inputs
+    features = model["data"]["features"]
+    assert len(features) == 20 and "ret_60" not in features and "ret_20" in features
+    assert model["architecture"].startswith("Input(20) -> Attention(32) -> Dense(16, relu) -> Dense(8, relu)")
+    assert model["data"]["symbols"] == ["AAPL", "GOOG"]
+    report = json.loads(open(model["report_path"]).read())
+    assert report["settings"]["distributed"] is True and report["settings"]["feature_lookback"] == 20
+    loaded = pymicro.load(model["blob_path"])
+    assert loaded.info.feature_names == tuple(features)
+
+
+def test_the_seed_config_keys_are_honoured_or_refused_clearly(tmp_path):
+    from pymicro.training.lookback import feature_lookbacks, features_within
+
     trainer = MicroNeuralTrainer(registry=tmp_path / "store", out_dir=tmp_path)
-    with pytest.raises(TrainingError, match="distributed=True"):
-        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "distributed": True}))
     with pytest.raises(TrainingError, match="unknown training_config keys"):
         asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "gpu": True}))
-    with pytest.raises(TrainingError, match="lookback_days=20"):
-        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "lookback_days": 20}))
+    with pytest.raises(TrainingError, match="distributed must be True or False"):
+        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "distributed": "yes"}))
+    with pytest.raises(TrainingError, match="scheduler is the Dask cluster of distributed=True"):
+        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "scheduler": "tcp://127.0.0.1:1"}))
+    with pytest.raises(TrainingError, match="feature look-back window"):
+        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "lookback_days": 0}))
+    with pytest.raises(TrainingError, match="too little history|labelled rows"):
+        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "history_days": 20}))
+    with pytest.raises(TrainingError, match="start must be a date"):
+        asyncio.run(trainer.train_reasoning_enhanced_model("m", {**SMALL, "start": "soon"}))
     with pytest.raises(TrainingError, match="hidden_sizes"):
         spec_for("momentum", [0, 8], False)
+    lb = feature_lookbacks("momentum")
+    assert lb["ret_60"] == 60 and lb["ret_1"] == 1 and lb["rsi_14"] == 14
+    assert set(features_within("momentum", 20)) == {n for n, k in lb.items() if k <= 20}
+    assert len(features_within("momentum", 20)) == 20 and len(features_within("momentum", 60)) == 24
 
 
 def test_googl_is_the_embedded_class_a_series(tmp_path):

@@ -324,6 +324,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     kept (the weights were learnt on inputs scaled that way) instead of re-estimated.
     ``lr_schedule="cosine"``: epoch ``e`` of ``E`` trains at
     ``learning_rate * (1 + cos(pi * (e - 1) / E)) / 2``; None keeps it constant.
+    Federated rounds start from the averaged weights the same way (the nodes share one
+    normalisation).
     """
     if not isinstance(spec, Spec):
         raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
@@ -360,6 +362,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     from tinygrad.nn.optim import Adam
 
     dev = _toolchain.select_device(device)
+    if init is not None and (not isinstance(init, Network) or init.spec != spec):
+        raise TrainingError("init must be a Network of the same spec as the one being trained")
     if init is not None and init.mean is not None and init.std is not None:
         mean, std = np.asarray(init.mean, np.float32), np.asarray(init.std, np.float32)
     else:

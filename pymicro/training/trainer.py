@@ -16,6 +16,7 @@ predicted by the native runtime from the frozen blob, beside the majority-class 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from pymicro.runtime.blob import freeze
 from pymicro.runtime.model import load
 from pymicro.store.registry import Registry
 from pymicro.store.registry import check_name
+from pymicro.training.lookback import history_span, within_lookback
 from pymicro.training.train import tinygrad_predict, train
 
 # Pre-2014 GOOG, the embedded series, is the class A share that trades as GOOGL since 2014.
@@ -46,13 +48,19 @@ SYMBOL_ALIASES = {"GOOGL": "GOOG"}
 
 CONFIG_KEYS = {
     "symbols": "embedded symbols to train on (default: all)",
-    "lookback_days": "most recent trading days of history per symbol to use (default: all)",
+    "lookback_days": "feature look-back window in trading days: only the preset's features that read at most this "
+                     "many bars before t are inputs (momentum: 20 keeps 20 of 24; default: all, 60 bars)",
+    "start": "first date of history to use (YYYY-MM-DD; default: the beginning of the data)",
+    "end": "last date of history to use (YYYY-MM-DD; default: the end of the data)",
+    "history_days": "most recent trading days of history per symbol to use (default: all)",
     "hidden_sizes": "widths of the hidden layers (default: the preset's)",
     "epochs": "maximum epochs (early stopping may end sooner)",
     "batch_size": "mini-batch size",
     "learning_rate": "Adam learning rate",
     "use_attention": "first hidden layer is feature attention of that width",
-    "distributed": "train on a Dask cluster (not implemented yet: must be False)",
+    "distributed": "train on Dask: the fit runs as a task on the cluster of 'scheduler' (default: "
+                   "$PYMICRO_DASK_SCHEDULER, else a local Dask cluster), the data scattered to it",
+    "scheduler": "Dask scheduler address tcp://host:port for distributed=True",
     "reasoning_features": "consult the reasoning server (MCP psycho_symbolic_reason) for each symbol, record its "
                           "findings in result['reasoning'], and train on the sentiment preset's 48 features "
                           "(the 12 reasoning features among them)",
@@ -83,7 +91,8 @@ def spec_for(preset_name: str, hidden_sizes=None, use_attention=None, feature_na
         attention = bool(use_attention) if use_attention is not None else isinstance(base.layers[0], Attention)
         layers = tuple([Attention(sizes[0])] + [Dense(s) for s in sizes[1:]] if attention
                        else [Dense(s) for s in sizes])
-    return Spec(base.input_size, layers, base.n_classes, name=name or base.name, labels=base.labels,
+    input_size = base.input_size if feature_names is None else len(feature_names)
+    return Spec(input_size, layers, base.n_classes, name=name or base.name, labels=base.labels,
                 feature_names=tuple(feature_names) if feature_names is not None else None)
 
 
@@ -137,7 +146,8 @@ def _evaluate(model, split_part, majority: int, n_classes: int) -> dict:
 
 
 def run_training(preset_name: str = "momentum", *, data=None, symbols=None, lookback_days=None,
-                 hidden_sizes=None, use_attention=None, epochs: int = 100, batch_size: int = 32,
+                 history_days=None, feature_lookback=None, start=None, end=None, distributed: bool = False,
+                 scheduler=None, hidden_sizes=None, use_attention=None, epochs: int = 100, batch_size: int = 32,
                  learning_rate: float = 1e-3, patience: int | None = 10, seed: int = 0, horizon: int = 5,
                  threshold: float = 0.5, name: str | None = None, out_dir="pymicro-models",
                  progress=None, plot: bool = True, feature_options: dict | None = None,
@@ -151,25 +161,33 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
     ``validation_split``: the fraction of rows (by date) for validation, 0.05-0.5; the test split
     keeps its 15 % and training has the rest (default: 0.15, training 0.7). ``device``: a tinygrad
     device (default: $DEV, else the first GPU found, else CPU).
+    ``feature_lookback``: the feature look-back window in bars (:mod:`pymicro.training.lookback`;
+    the seed's ``lookback_days`` key). ``start``/``end``/``history_days``: the history span.
+    ``lookback_days`` here is the old name of ``history_days`` (kept for callers that pass it).
+    ``distributed``: the fit runs as a Dask task (:func:`pymicro.training.cluster.train_remote`).
     """
 
     if symbols is not None:
         symbols = [SYMBOL_ALIASES.get(s, s) for s in ([symbols] if isinstance(symbols, str) else symbols)]
     frame = load_embedded(symbols) if data is None else data
     if lookback_days is not None:
-        if isinstance(lookback_days, bool) or not isinstance(lookback_days, int) or lookback_days < 1:
-            raise TrainingError(f"lookback_days must be a positive int, got {lookback_days!r}")
-        frame = frame.groupby("symbol", group_keys=False).tail(lookback_days)
+        if history_days is not None:
+            raise TrainingError("lookback_days (run_training's old name of history_days) and history_days both given")
+        history_days = lookback_days
+    frame = history_span(frame, start, end, history_days)
     try:
         ds = make_dataset(frame, preset_name, horizon=horizon, threshold=threshold,
                           feature_options=feature_options)
     except DataError as e:
-        if lookback_days is None:
+        if history_days is None and start is None and end is None:
             raise
-        raise TrainingError(f"lookback_days={lookback_days} leaves too little history: {e}") from None
+        raise TrainingError(f"the history span (start={start}, end={end}, history_days={history_days}) leaves "
+                            f"too little history: {e}") from None
+    if feature_lookback is not None:
+        ds = within_lookback(ds, preset_name, feature_lookback)
     if len(ds) < 300:
         raise TrainingError(
-            f"only {len(ds)} labelled rows (lookback_days={lookback_days}); the features need "
+            f"only {len(ds)} labelled rows (history_days={history_days}); the features need "
             f"{ds.meta['lookback']} bars of warm-up and the labels {horizon} bars ahead per symbol, "
             "and a three-way chronological split needs a few hundred rows: use more history")
     fractions = (0.7, 0.15)
@@ -182,9 +200,14 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
     spec = spec_for(preset_name, hidden_sizes, use_attention, ds.feature_names, name)
 
     started = time.perf_counter()
-    result = train(spec, split.train.X, split.train.y, split.validation.X, split.validation.y,
-                   epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
-                   patience=patience, progress=progress, device=device)
+    fit = train
+    if distributed:
+        from pymicro.training.cluster import train_remote
+
+        fit = functools.partial(train_remote, scheduler=scheduler)
+    result = fit(spec, split.train.X, split.train.y, split.validation.X, split.validation.y,
+                 epochs=epochs, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+                 patience=patience, progress=progress, device=device)
     training_seconds = time.perf_counter() - started
 
     out_dir = Path(out_dir)
@@ -220,7 +243,8 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
                 "validation_split": fractions[1],
                 "patience": patience, "seed": seed, "device": result.device,
                 "compiler": result.compiler, "epochs_run": result.epochs_run,
-                "stopped_early": result.stopped_early}
+                "stopped_early": result.stopped_early, "distributed": bool(distributed),
+                "feature_lookback": feature_lookback}
     plot_path = None
     if plot:
 
@@ -266,12 +290,17 @@ class MicroNeuralTrainer:
         unknown = sorted(set(config) - set(CONFIG_KEYS))
         if unknown:
             raise TrainingError(f"unknown training_config keys {unknown}; known: {sorted(CONFIG_KEYS)}")
-        if config.get("distributed"):
-            raise TrainingError("distributed=True: training on a Dask cluster is not implemented yet; "
-                                "set distributed=False to train on this machine")
-        kwargs = {k: config[k] for k in ("symbols", "lookback_days", "hidden_sizes", "use_attention", "epochs",
-                                          "batch_size", "learning_rate", "horizon", "threshold", "patience",
-                                          "seed") if k in config}
+        kwargs = {k: config[k] for k in ("symbols", "hidden_sizes", "use_attention", "epochs", "batch_size",
+                                          "learning_rate", "horizon", "threshold", "patience", "seed", "start",
+                                          "end", "history_days", "scheduler") if k in config}
+        if "lookback_days" in config:  # the seed's key: the feature look-back window
+            kwargs["feature_lookback"] = config["lookback_days"]
+        if "distributed" in config:
+            if not isinstance(config["distributed"], bool):
+                raise TrainingError(f"distributed must be True or False, got {config['distributed']!r}")
+            kwargs["distributed"] = config["distributed"]
+        if "scheduler" in config and not kwargs.get("distributed"):
+            raise TrainingError("scheduler is the Dask cluster of distributed=True; set distributed=True or drop it")
         reasoning = bool(config.get("reasoning_features"))
         validate = bool(config.get("validate", reasoning))
         preset_name = config.get("preset", "sentiment" if reasoning else "momentum")
@@ -297,8 +326,8 @@ class MicroNeuralTrainer:
 
                 try:
                     options = {"symbols": run.data["symbols"], "fit": "ridge"}
-                    if kwargs.get("lookback_days") is not None:
-                        options["lookback_days"] = kwargs["lookback_days"]
+                    if kwargs.get("history_days") is not None:  # validate_model's lookback_days: the history span
+                        options["lookback_days"] = kwargs["history_days"]
                     report = await client.validate_model(run.model_id, **options)
                 except ReasoningError as e:
                     raise ReasoningError(f"model registered as {run.model_id}, but its validation failed: {e}") \
