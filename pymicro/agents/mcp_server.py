@@ -61,6 +61,7 @@ import pymicro.agents.tools_models  # noqa: F401
 import pymicro.agents.tools_training  # noqa: F401
 import pymicro.agents.tools_evaluation  # noqa: F401
 import pymicro.agents.tools_news  # noqa: F401,E402
+import pymicro.agents.tools_tuning  # noqa: F401,E402
 from pymicro.agents.options import DESCRIPTION, arguments
 from pymicro.agents.server import MIN_TOKEN_CHARS, PymicroServer, check_host, serve_http, serve_stdio
 from pymicro.errors import PymicroError
