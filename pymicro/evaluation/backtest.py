@@ -188,6 +188,11 @@ class BacktestResult:
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        from pymicro.evaluation.positions import exposure_warning
+
+        warn = exposure_warning(self.metrics.get("exposure"))
+        if warn:
+            lines.append(f"LOW EXPOSURE: the strategy is {warn}")
         c = self.classification
         if c:
             lo, hi = c["accuracy_ci"]
@@ -195,8 +200,13 @@ class BacktestResult:
                       (f"  accuracy {c['accuracy']:.2%} ({c['confidence']:.0%} CI {lo:.2%}..{hi:.2%}, "
                        f"{c['ci_method']}), balanced accuracy {c['balanced_accuracy']:.2%}"),
                       (f"  majority-class baseline {c['majority_accuracy']:.2%} (balanced "
-                       f"{c['majority_balanced_accuracy']:.2%}); one-sided binomial p = "
-                       f"{c['p_value_vs_majority']:.3g} that the model beats it by chance")]
+                       f"{c['majority_balanced_accuracy']:.2%}); p = "
+                       f"{c.get('p_value_block', c['p_value_vs_majority']):.3g} that the model beats it by chance "
+                       f"({'block bootstrap' if 'p_value_block' in c else 'binomial'})")]
+            if c.get("test_class_frequencies"):
+                lines.append("  class frequencies of these rows: " + ", ".join(
+                    f"{name} {f:.1%}" for name, f in zip(self.settings.get("labels") or LABEL_NAMES,
+                                                          c["test_class_frequencies"])))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -467,7 +477,7 @@ def tinygrad_fit(spec, *, horizon: int, val_fraction: float = 0.2, backend: str 
 
 
 def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 63,
-                 mode: str = "expanding", horizon: int | None = None, threshold: float = 0.5,
+                 mode: str = "expanding", horizon: int | None = None, threshold: float | None = None,
                  cost_bps: float = 1.0, slippage_bps: float = 1.0, long_only: bool = False,
                  fit: Callable | None = None, train_kwargs: dict | None = None, val_fraction: float = 0.2,
                  label_threshold: float = 0.5, vol_window: int = 20, features: str | None = None,
@@ -496,7 +506,14 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
     :func:`pymicro.training.train.train`). Baselines per block: the majority class of that block's
     training rows; momentum computed on the whole history (causal). ``progress(k, steps,
     info)`` is called after each block.
+
+    ``threshold=None`` (default) chooses the confidence threshold before each block with
+    :func:`pymicro.evaluation.positions.choose_rule` on the last ``val_fraction`` of that block's
+    training rows: the default fit's early-stopping rows (a custom ``fit`` has seen them), never
+    the block itself. Each window records the threshold it used.
     """
+    from pymicro.evaluation.positions import choose_rule
+
     if mode not in ("expanding", "rolling"):
         raise EvaluationError(f"mode must be 'expanding' or 'rolling', got {mode!r}")
     for name, v in (("train_window", train_window), ("step", step)):
@@ -544,17 +561,26 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
         maj = M.majority_class(series.y[rows], n_classes)
         majority[s:e] = maj
         majority_pos[s:e] = cp[maj]
+        block_threshold = threshold
+        if threshold is None:
+            val = rows[rows.size - max(1, round(rows.size * val_fraction)):]
+            val = val[val + 1 < n]
+            rule = choose_rule(np.asarray(predict_proba(series.X[val]), np.float64),
+                               series.close[val + 1] / series.close[val] - 1.0, cost_bps=cost_bps,
+                               slippage_bps=slippage_bps, long_only=long_only,
+                               class_positions=None if n_classes == 3 else cp)
+            block_threshold = rule.threshold
         if test.size:
             probs = np.asarray(predict_proba(series.X[test]), np.float64)
             if probs.shape != (test.size, n_classes):
                 raise EvaluationError(f"predict_proba returned shape {probs.shape} for {test.size} rows; "
                                       f"expected ({test.size}, {n_classes})")
-            positions[test] = positions_from_probabilities(probs, threshold, long_only,
+            positions[test] = positions_from_probabilities(probs, block_threshold, long_only,
                                                            None if n_classes == 3 else cp)
             y_pred[test] = probs.argmax(axis=1)
         info = {"block": k, "train_start": series.dates[rows[0]], "train_end": series.dates[rows[-1]],
                 "train_rows": int(rows.size), "test_start": series.dates[s], "test_end": series.dates[e - 1],
-                "test_rows": int(test.size), "majority_class": int(maj),
+                "test_rows": int(test.size), "majority_class": int(maj), "threshold": float(block_threshold),
                 "seconds": round(time.perf_counter() - t0, 3)}
         windows.append(info)
         if progress is not None:
@@ -573,7 +599,8 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
     model = getattr(spec_obj, "name", None) if fit_given is None else getattr(fit_given, "__name__",
                                                                               type(fit_given).__name__)
     result.settings.update(model=model, mode=mode, train_window=int(train_window), step=int(step), horizon=h,
-                           threshold=float(threshold), blocks=len(starts),
+                           threshold=("chosen per block on its validation rows" if threshold is None
+                                      else float(threshold)), blocks=len(starts),
                            embargo=f"train rows i < block start - {h}")
     return result
 

@@ -1,0 +1,92 @@
+"""One position rule, chosen on validation data, in every command (issue 17, item 1)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import pymicro
+import argparse
+
+from pymicro.cli.backtest import add_parser
+from pymicro.evaluation.positions import MIN_EXPOSURE, choose_rule, exposure_warning
+from pymicro.evaluation.report import evaluate_model
+from pymicro.evaluation.validation import validate
+from pymicro.market.data import load_embedded
+from pymicro.market.dataset import make_dataset
+
+
+def test_choose_rule_never_picks_a_threshold_that_leaves_the_market():
+    rng = np.random.default_rng(0)
+    n = 400
+    r = rng.normal(0, 0.01, n)
+    probs = np.full((n, 3), 1 / 3)
+    # confident and right on a handful of rows only: the highest threshold has the best Sharpe
+    # but trades 2 % of the rows; the rule must keep at least MIN_EXPOSURE
+    probs[:, 2] = 0.36
+    probs[:, 0] = probs[:, 1] = 0.32
+    hot = np.arange(0, n, 50)
+    probs[hot] = [0.1, 0.1, 0.8]
+    r[hot] = 0.02
+    rule = choose_rule(probs, r, cost_bps=0, slippage_bps=0)
+    assert rule.candidates[0.5]["exposure"] < MIN_EXPOSURE
+    assert rule.threshold < 0.5
+    assert rule.candidates[rule.threshold]["exposure"] >= MIN_EXPOSURE
+    assert exposure_warning(0.03) and exposure_warning(0.5) is None
+
+
+def test_choose_rule_ignores_rows_without_a_next_bar():
+    probs = np.tile([0.2, 0.2, 0.6], (50, 1))
+    r = np.full(50, np.nan)
+    rule = choose_rule(probs, r)
+    assert rule.candidates[0.0]["rows"] == 0 and rule.threshold == 0.0
+
+
+def _parser():
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers(dest="command"))
+    return parser
+
+
+@pytest.fixture(scope="module")
+def blob(tmp_path_factory):
+    path = tmp_path_factory.mktemp("rule") / "m.pmb"
+    pymicro.freeze(pymicro.preset("momentum").init(seed=3), path, preset="momentum", horizon="5d",
+                   symbols="SP500")
+    return path
+
+
+def test_backtest_validate_and_report_give_one_sharpe_exposure_and_p_value(blob, tmp_path, capsys):
+    bars = load_embedded(["SP500"])
+    args = _parser().parse_args(["backtest", "--symbol", "SP500", "--blob", str(blob), "--json",
+                                 str(tmp_path / "bt.json")])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "exposure" in printed
+    bt = json.loads((tmp_path / "bt.json").read_text())
+    bt_sharpe = bt["metrics"]["strategy"]["sharpe"]
+    bt_exposure = bt["metrics"]["strategy"]["exposure"]
+    bt_p = bt["classification"]["p_value_block"]
+
+    rep = validate(str(blob), make_dataset(bars, "momentum", horizon=5), prices=bars, fit=None)
+    tr = rep.metrics["trading"]
+    ev = evaluate_model(pymicro.load(str(blob)), bars, "momentum", cost_bps=1.0, slippage_bps=1.0)
+
+    assert tr["threshold"] == ev["rule"]["threshold"] == bt["settings"]["threshold"]
+    assert bt_sharpe == pytest.approx(tr["strategy"]["sharpe"], abs=1e-9)
+    assert bt_sharpe == pytest.approx(ev["trading"]["strategy"]["sharpe"], abs=1e-9)
+    assert bt_exposure == pytest.approx(tr["exposure"], abs=1e-12) == pytest.approx(
+        ev["trading"]["strategy"]["exposure"], abs=1e-12)
+    assert bt_p == pytest.approx(rep.metrics["test"]["p_value_block"], abs=1e-12)
+    assert bt_p == pytest.approx(ev["figures"]["summary"]["p_value_block"], abs=1e-12)
+    # and validate's answer prints the exposure beside its Sharpe
+    assert "in the market" in rep.answer
+
+
+def test_validate_flags_a_strategy_that_is_rarely_in_the_market(blob):
+    bars = load_embedded(["SP500"])
+    rep = validate(str(blob), make_dataset(bars, "momentum", horizon=5), prices=bars, fit=None, threshold=0.99)
+    assert rep.metrics["trading"]["exposure"] < MIN_EXPOSURE
+    assert any("in the market only" in r.finding for r in rep.risks)
