@@ -90,3 +90,23 @@ def test_validate_flags_a_strategy_that_is_rarely_in_the_market(blob):
     rep = validate(str(blob), make_dataset(bars, "momentum", horizon=5), prices=bars, fit=None, threshold=0.99)
     assert rep.metrics["trading"]["exposure"] < MIN_EXPOSURE
     assert any("in the market only" in r.finding for r in rep.risks)
+
+
+def test_training_headline_uses_the_block_bootstrap_p_value_validate_uses(blob):
+    """Issue 17 item 2: the trainer's headline interval and p-value are dependence-aware (overlapping
+    5-bar labels), the same number validation reports for the same model and rows."""
+    from pymicro.metrics import majority_class
+    from pymicro.training.trainer import _evaluate
+
+    bars = load_embedded(["SP500", "IBM"])
+    ds = make_dataset(bars, "momentum", horizon=5)
+    split = ds.split()
+    model = pymicro.load(str(blob))
+    perf = _evaluate(model, split.test, majority_class(split.train.y, 3), 3)
+    rep = validate(model, ds, prices=bars, fit=None)
+    assert perf["p_value"] == pytest.approx(rep.metrics["test"]["p_value_block"], abs=1e-12)
+    assert perf["p_value"] != perf["p_value_vs_majority"]  # not the binomial one
+    assert "block bootstrap" in perf["ci_method"] and "block bootstrap" in perf["p_value_method"]
+    # item 3: the test split's class frequencies beside the training majority class
+    freqs = np.bincount(split.test.y, minlength=3) / len(split.test)
+    assert perf["test_class_frequencies"] == pytest.approx(freqs.tolist())

@@ -125,12 +125,11 @@ def model_figures(model, rows: Rows, table, freq, cost_bps: float, slippage_bps:
     pred_all = probs_all.argmax(axis=1)
     tr, te = rows.idx(0), rows.idx(2)
     majority = M.majority_class(rows.y[tr], n_classes)
-    block = rows.horizon * max(1, len(set(map(str, rows.symbols))))
+    block = rows.horizon * max(1, len(set(map(str, rows.symbols[te]))))  # the symbols the test rows interleave
     summary = M.classification_summary(rows.y[te], pred_all[te], n_classes=n_classes, majority=majority,
                                        block=block)
     edge = edge_test(rows.y[te], pred_all[te], np.full(te.size, majority), block, seed)
     summary["p_value_block"] = edge["p_value"]
-    summary["test_class_frequencies"] = (np.bincount(rows.y[te], minlength=n_classes) / max(1, te.size)).tolist()
     rule = rule_for_rows(rows, table, probs_all, cost_bps, slippage_bps, threshold, n_classes, class_positions,
                          long_only)
     trade = series = None

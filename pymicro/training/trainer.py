@@ -124,8 +124,11 @@ class TrainingRun:
 
 def _evaluate(model, split_part, majority: int, n_classes: int) -> dict:
 
+    # blocks of horizon x symbols rows: the labels overlap, so the interval and the p-value are
+    # block-bootstrap ones, the numbers `pymicro validate` gives for the same model and rows
     pred = model.predict(split_part.X).argmax(axis=1)
-    out = classification_summary(split_part.y, pred, n_classes=n_classes, majority=majority)
+    block = int(split_part.horizon) * max(1, len(set(map(str, split_part.symbols))))
+    out = classification_summary(split_part.y, pred, n_classes=n_classes, majority=majority, block=block)
     per_symbol = {}
     for sym in sorted(set(split_part.symbols)):
         mask = split_part.symbols == sym
