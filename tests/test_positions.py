@@ -110,3 +110,32 @@ def test_training_headline_uses_the_block_bootstrap_p_value_validate_uses(blob):
     # item 3: the test split's class frequencies beside the training majority class
     freqs = np.bincount(split.test.y, minlength=3) / len(split.test)
     assert perf["test_class_frequencies"] == pytest.approx(freqs.tolist())
+
+
+@pytest.mark.parametrize("sym, seed", [("SP500", 0), ("NASDAQ", 1)])
+def test_a_sharpe_far_above_the_references_lowers_validation_confidence(sym, seed):
+    """Issue 17 item 4: a weak leak (the next bar's return plus noise 6x its std, in a quarter of the
+    inputs) gives a Sharpe near 2-3 against buy-and-hold's 0.6-0.7; that is itself evidence, and the
+    confidence must fall below the clean model's."""
+    import sys
+    from dataclasses import replace
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_validation import FAST, model_for, per_row
+
+    bars = load_embedded(sym)
+    ds = make_dataset(bars, "momentum", horizon=5)
+    nxt = per_row(bars, ds, lambda lc: lc.diff().shift(-1))
+    rng = np.random.default_rng(seed)
+    X = ds.X.copy()
+    for c in (0, 4, 8, 12, 16, 20):
+        X[:, c] = nxt + rng.normal(0, 6 * np.nanstd(nxt), nxt.size)
+    weak = replace(ds, X=X).take(np.isfinite(X).all(axis=1))
+    clean = validate(model_for(ds, seed), ds, prices=bars, seed=seed, **FAST)
+    leaky = validate(model_for(weak, seed), weak, prices=bars, seed=seed, **FAST)
+    too_good = [r for r in leaky.risks if r.check == "plausibility" and "above the best reference" in r.finding]
+    assert too_good and too_good[0].severity in ("medium", "high")
+    assert not [r for r in clean.risks if "above the best reference" in r.finding]
+    assert leaky.checks["plausibility"].numbers["sharpe_excess_z"] > 1.645
+    assert leaky.confidence < clean.confidence
