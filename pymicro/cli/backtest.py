@@ -22,9 +22,10 @@ def add_parser(subparsers) -> None:
                     "blob, trade the probabilities (costs and slippage charged) and report metrics beside "
                     "buy-and-hold, majority-class and momentum baselines on the same dates. With --blob, "
                     "backtest one frozen model without retraining instead.")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--symbol", default="SP500", help="an embedded symbol (default: %(default)s)")
-    src.add_argument("--data", help="a CSV/Parquet file of one symbol's daily OHLCV bars")
+    p.add_argument("--symbol", default=None,
+                   help="an embedded symbol (default: SP500); with --data, the symbol of a file without a "
+                        "symbol column")
+    p.add_argument("--data", help="a CSV/Parquet file of one symbol's daily OHLCV bars")
     p.add_argument("--preset", default=None,
                    help="architecture and feature set (default: the blob's 'preset' metadata, else momentum)")
     p.add_argument("--blob", help="backtest this frozen model on every bar instead of walking forward")
@@ -57,7 +58,7 @@ def add_parser(subparsers) -> None:
 def _cli_bars(args):
     from pymicro.market import data as D
 
-    bars = D.load_ohlcv(args.data) if args.data else D.load_embedded([args.symbol])
+    bars = D.load_ohlcv(args.data, symbol=args.symbol) if args.data else D.load_embedded([args.symbol or "SP500"])
     if bars["symbol"].nunique() != 1:
         raise EvaluationError(f"{args.data} holds {bars['symbol'].nunique()} symbols; backtest takes one")
     if args.start:
@@ -102,7 +103,7 @@ def _blob_backtest(args, bars):
 def cmd_backtest(args) -> int:
 
     bars = _cli_bars(args)
-    name = args.data or args.symbol
+    name = args.data or args.symbol or "SP500"
     if args.blob:
         result = _blob_backtest(args, bars)
     else:

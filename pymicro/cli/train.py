@@ -15,7 +15,10 @@ def cmd_train(args) -> int:
     from pymicro.training.trainer import run_training
     from pymicro.agents.training_checks import leak_checks
 
-    data = load_ohlcv(args.data) if args.data else None
+    if args.symbol and not args.data:
+        raise PymicroError("--symbol names the symbol of a --data file without a symbol column; for embedded "
+                           "symbols use --symbols")
+    data = load_ohlcv(args.data, symbol=args.symbol) if args.data else None
     options = None
     if args.news:
         if args.preset != "sentiment":
@@ -57,6 +60,7 @@ def add_parser(sub) -> None:
                    help="feature set and architecture (default: %(default)s)")
     p.add_argument("--news", help="headlines CSV (timestamp, symbol, headline) for the sentiment preset")
     p.add_argument("--data", help="your own OHLCV file (.csv or .parquet: date, symbol, open, high, low, close, volume)")
+    p.add_argument("--symbol", help="the symbol of a --data file that has no symbol column")
     p.add_argument("--symbols", nargs="*", help="embedded symbols to use (default: all)")
     p.add_argument("--hidden-sizes", type=int, nargs="+", help="hidden layer widths (default: the preset's)")
     p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,
