@@ -139,3 +139,37 @@ def test_a_sharpe_far_above_the_references_lowers_validation_confidence(sym, see
     assert not [r for r in clean.risks if "above the best reference" in r.finding]
     assert leaky.checks["plausibility"].numbers["sharpe_excess_z"] > 1.645
     assert leaky.confidence < clean.confidence
+
+
+def test_backtest_annualises_with_the_datas_own_calendar():
+    """Issue 17 item 6: periods per year from the dates (hourly bars are not 252 a year), stated."""
+    from pymicro import metrics as M
+    from pymicro.evaluation.backtest import run_backtest
+
+    dates = np.arange("2024-01-01T00", "2024-03-01T00", dtype="datetime64[h]")
+    close = 100 * np.cumprod(1 + np.random.default_rng(0).normal(0, 0.001, dates.size))
+    res = run_backtest(close, np.ones(dates.size), 0, 0, dates=dates)
+    P = res.settings["periods_per_year"]
+    assert P == pytest.approx(M.periods_per_year_of(dates)) and P > 8000
+    assert res.settings["periods_per_year_source"] == "from the dates"
+    assert res.metrics["sharpe"] == pytest.approx(M.sharpe(res.returns, P))
+    assert "periods/year (from the dates)" in res.summary()
+    given = run_backtest(close, np.ones(dates.size), 0, 0, dates=dates, periods_per_year=252)
+    assert given.settings["periods_per_year_source"] == "given"
+
+
+def test_user_files_use_the_adjusted_close_or_say_they_have_none(tmp_path):
+    import pandas as pd
+
+    from pymicro.market.data import load_ohlcv
+
+    d = pd.DataFrame({"date": pd.bdate_range("2020-01-01", periods=6), "symbol": "X",
+                      "open": [10, 10, 10, 5, 5, 5.], "high": [11, 11, 11, 6, 6, 6.], "low": [9, 9, 9, 4, 4, 4.],
+                      "close": [10, 10, 10, 5, 5, 5.], "Adj Close": [5, 5, 5, 5, 5, 5.], "volume": 100})
+    d.to_csv(tmp_path / "a.csv", index=False)
+    adj = load_ohlcv(tmp_path / "a.csv")
+    assert adj["close"].tolist() == [5.0] * 6  # the 2:1 split is not a -50 % return
+    assert adj.attrs["prices"].startswith("adjusted")
+    d.drop(columns=["Adj Close"]).to_csv(tmp_path / "b.csv", index=False)
+    raw = load_ohlcv(tmp_path / "b.csv")
+    assert raw["close"].iloc[3] == 5.0 and "no adjusted-close column" in raw.attrs["prices"]

@@ -49,6 +49,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--periods-per-year", type=float, default=None,
+                   help="annualisation of a walk-forward's ratios (default: from the data's dates)")
     p.add_argument("--plot", help="write the equity curves to this PNG")
     p.add_argument("--json", help="write settings, metrics, classification and windows to this JSON file")
     p.add_argument("--quiet", action="store_true", help="no per-block progress lines")
@@ -117,6 +119,7 @@ def cmd_backtest(args) -> int:
             bars, args.preset or "momentum", train_window=args.train_window, step=args.step, mode=args.mode,
             horizon=args.horizon, threshold=args.threshold, cost_bps=args.cost_bps,
             slippage_bps=args.slippage_bps, long_only=args.long_only, label_threshold=args.label_threshold,
+            periods_per_year=args.periods_per_year,
             train_kwargs={"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                           "learning_rate": args.learning_rate, "seed": args.seed},
             progress=progress)
@@ -124,6 +127,8 @@ def cmd_backtest(args) -> int:
           + ("" if args.blob else f", walk-forward ({args.mode}, train {args.train_window} bars, "
                                   f"retrain every {args.step}, horizon {args.horizon})"))
     print(result.summary())
+    if bars.attrs.get("prices"):
+        print(f"prices: {bars.attrs['prices']}")
     if args.plot:
         plot_equity(result, args.plot, title=f"{name}: {args.preset}")
         print(f"equity curves written to {args.plot}")

@@ -64,6 +64,8 @@ def cmd_validate(args) -> int:
     print(f"pymicro validate: {args.blob} on {', '.join(sorted(set(map(str, ds.symbols))))} ({preset}, "
           f"horizon {horizon})\n")
     print(report.summary())
+    if bars.attrs.get("prices"):
+        print(f"prices: {bars.attrs['prices']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report.to_dict(), f, indent=2, allow_nan=False)

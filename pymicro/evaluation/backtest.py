@@ -183,7 +183,8 @@ class BacktestResult:
         s = self.settings
         lines = [(f"{_day(self.start)} .. {_day(self.dates[-1])}: {len(self.dates)} periods, costs "
                   f"{s['cost_bps']:g} + slippage {s['slippage_bps']:g} bps per unit traded, "
-                  f"{s['periods_per_year']:g} periods/year, risk-free 0")]
+                  f"Sharpe etc. annualised with {s['periods_per_year']:.1f} periods/year "
+                  f"({s.get('periods_per_year_source', 'given')}), risk-free 0")]
         for k, r in enumerate(rows):
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
             if k == 0:
@@ -312,7 +313,7 @@ def _leg(name: str, r_bar: np.ndarray, positions: np.ndarray, cost: float, P: fl
 
 
 def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind: str = "prices",
-                 dates=None, periods_per_year: float = M.PERIODS_PER_YEAR,
+                 dates=None, periods_per_year: float | None = None,
                  majority_class: int | None = None, class_positions: Sequence[float] | None = None,
                  long_only: bool = False, momentum_lookback: int = 20,
                  baselines: dict | None = None) -> BacktestResult:
@@ -331,6 +332,10 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
     adds or replaces baselines by name with position series of their own (one per bar),
     e.g. a momentum rule computed on a longer history. ``long_only`` turns every
     baseline's shorts into flat.
+
+    ``periods_per_year`` annualises the ratios; ``None`` (default) takes it from the dates
+    (:func:`pymicro.metrics.periods_per_year_of`) when they are time stamps, else 252 (daily
+    bars of trading days). ``settings["periods_per_year_source"]`` says which.
     """
     r_bar = _bar_returns(data, kind)
     n = r_bar.size
@@ -346,7 +351,12 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
     dates = np.asarray(dates)
     if dates.shape != (n,):
         raise EvaluationError(f"dates has shape {dates.shape}; it needs one date per bar ({n},)")
-    P = float(periods_per_year)
+    if periods_per_year is not None:
+        P, P_source = M._periods(periods_per_year), "given"
+    elif np.issubdtype(dates.dtype, np.datetime64) and n >= 20 and dates[-1] > dates[0]:
+        P, P_source = M.periods_per_year_of(dates), "from the dates"
+    else:
+        P, P_source = float(M.PERIODS_PER_YEAR), "assumed: daily bars of trading days (no dates)"
     cost = (float(cost_bps) + float(slippage_bps)) / 1e4
 
     base_pos: dict[str, np.ndarray] = {"buy_and_hold": np.ones(n)}
@@ -370,6 +380,7 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
         baselines={name: _leg(name, r_bar, bp, cost, P) for name, bp in base_pos.items()},
         dates=dates[1:], start=dates[0],
         settings={"cost_bps": float(cost_bps), "slippage_bps": float(slippage_bps), "periods_per_year": P,
+                  "periods_per_year_source": P_source,
                   "long_only": bool(long_only), "momentum_lookback": int(momentum_lookback),
                   "timing": "position at close t earns close t -> close t+1 (simple returns)"})
     if majority_class is None and "majority_class" not in base_pos:
@@ -481,7 +492,7 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
                  cost_bps: float = 1.0, slippage_bps: float = 1.0, long_only: bool = False,
                  fit: Callable | None = None, train_kwargs: dict | None = None, val_fraction: float = 0.2,
                  label_threshold: float = 0.5, vol_window: int = 20, features: str | None = None,
-                 prices=None, periods_per_year: float = M.PERIODS_PER_YEAR, momentum_lookback: int = 20,
+                 prices=None, periods_per_year: float | None = None, momentum_lookback: int = 20,
                  backend: str = "native", progress: Callable[[int, int, dict], None] | None = None
                  ) -> BacktestResult:
     """Walk forward through one instrument, retraining before every test block.

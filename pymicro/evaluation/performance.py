@@ -67,7 +67,8 @@ def trade_test_rows(rows: Rows, table, probs_all, majority, freq, cost_bps, slip
         res = run_backtest(close[bars_p], pos, cost_bps, slippage_bps, dates=cal[bars_p],
                            periods_per_year=freq.periods_per_year, majority_class=majority, class_positions=cp,
                            long_only=rule.long_only)
-        res.settings.update(threshold=rule.threshold, position_rule=rule.chosen_on)
+        res.settings.update(threshold=rule.threshold, position_rule=rule.chosen_on,
+                            periods_per_year_source=f"the '{freq.name}' frequency")
         if results is not None:
             results[s] = res
         held.append(res.strategy.positions)
@@ -82,7 +83,7 @@ def trade_test_rows(rows: Rows, table, probs_all, majority, freq, cost_bps, slip
            "cost_bps": cost_bps, "slippage_bps": slippage_bps, "threshold": rule.threshold,
            "position_rule": rule.to_dict(), "exposure": exposure,
            "low_exposure": exposure_warning(exposure),
-           "periods_per_year": freq.periods_per_year,
+           "periods_per_year": freq.periods_per_year, "periods_per_year_source": f"the '{freq.name}' frequency",
            "portfolio": "equal weight across symbols, daily mean of their net returns"}
     series = {}
     for name, per in legs.items():
