@@ -173,3 +173,20 @@ def test_user_files_use_the_adjusted_close_or_say_they_have_none(tmp_path):
     d.drop(columns=["Adj Close"]).to_csv(tmp_path / "b.csv", index=False)
     raw = load_ohlcv(tmp_path / "b.csv")
     assert raw["close"].iloc[3] == 5.0 and "no adjusted-close column" in raw.attrs["prices"]
+
+
+def test_equity_plot_is_log_scaled_for_long_histories_and_shades_exposure(tmp_path):
+    from pymicro.evaluation.backtest import plot_equity, run_backtest
+
+    rng = np.random.default_rng(1)
+    for years, scale in ((10, "log"), (1, "linear")):
+        n = 252 * years
+        close = 100 * np.cumprod(1 + rng.normal(0.0003, 0.005, n))
+        pos = np.where(np.arange(n) % 10 < 3, 1.0, 0.0)  # in the market 30 % of the time
+        res = run_backtest(close, pos, 1, 1, periods_per_year=252)
+        fig = plot_equity(res, tmp_path / f"e{years}.png")
+        ax = fig.axes[0]
+        assert ax.get_yscale() == scale
+        labels = [h.get_label() for h in ax.collections]
+        assert any("in the market" in label and "30%" in label for label in labels), labels
+    assert plot_equity(res, tmp_path / "forced.png", log_scale=True).axes[0].get_yscale() == "log"

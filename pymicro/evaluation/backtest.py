@@ -644,10 +644,13 @@ def _walk_forward_input(data, spec, horizon, label_threshold, vol_window, featur
 
 # --------------------------------------------------------------------------- plot
 
-def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_scale: bool = False) -> None:
+def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_scale: bool | None = None):
     """Write a PNG of the equity curves (strategy and baselines, 1 at the start) above the
-    strategy's drawdown. Needs matplotlib; draws on a bare ``Figure`` (the Agg canvas), so
-    pyplot's global state and any interactive backend are left alone."""
+    strategy's drawdown, with the periods the strategy was in the market shaded. Needs
+    matplotlib; draws on a bare ``Figure`` (the Agg canvas), so pyplot's global state and any
+    interactive backend are left alone. ``log_scale=None`` (default): a log axis for long
+    histories (more than 5 years, or curves that span a factor of 4 or more), where equal
+    percentage moves should look equal. Returns the Figure."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -660,8 +663,18 @@ def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_s
         ax.plot(x, np.concatenate([[1.0], leg.equity]), lw=1.6 if strategy else 1.0,
                 color="black" if strategy else None, alpha=1.0 if strategy else 0.8, zorder=3 if strategy else 2,
                 label=f"{leg.name} (Sharpe {_fmt(leg.metrics['sharpe'], 'f')})")
+    P = float(result.settings.get("periods_per_year") or M.PERIODS_PER_YEAR)
+    if log_scale is None:
+        curves = np.concatenate([leg.equity for leg in result.legs()])
+        curves = curves[curves > 0]
+        log_scale = len(result.dates) / P > 5 or (curves.size > 0 and curves.max() / curves.min() >= 4)
     if log_scale:
         ax.set_yscale("log")
+    held = np.asarray(result.strategy.positions) != 0
+    if held.any():
+        exposure = float(held.mean())
+        ax.fill_between(x[1:], 0, 1, where=held, step="pre", transform=ax.get_xaxis_transform(), color="tab:blue",
+                        alpha=0.08, lw=0, label=f"strategy in the market ({exposure:.0%} of periods)", zorder=1)
     ax.axhline(1.0, color="grey", lw=0.5)
     ax.set_ylabel("equity (start = 1)")
     s = result.settings
@@ -673,3 +686,4 @@ def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_s
     ax_dd.set_ylabel("strategy drawdown")
     ax_dd.grid(alpha=0.3)
     fig.savefig(path, dpi=110, format="png")
+    return fig
