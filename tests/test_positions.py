@@ -190,3 +190,29 @@ def test_equity_plot_is_log_scaled_for_long_histories_and_shades_exposure(tmp_pa
         labels = [h.get_label() for h in ax.collections]
         assert any("in the market" in label and "30%" in label for label in labels), labels
     assert plot_equity(res, tmp_path / "forced.png", log_scale=True).axes[0].get_yscale() == "log"
+
+
+def test_sentiment_says_what_limits_its_span_and_can_drop_macro_inputs():
+    """Issue 17 item 7: a history past the shipped macro series (2019-01) is refused or cut with the
+    reason (the inputs that stop it), not a wrong 'needs at least N bars'; macro='none' keeps every row."""
+    import warnings
+
+    import pandas as pd
+
+    from pymicro.errors import DataError
+
+    ibm = load_embedded(["IBM"])
+    late = ibm.tail(662).copy()
+    late["date"] = pd.bdate_range("2021-01-04", periods=len(late))
+    with pytest.raises(DataError) as e:
+        make_dataset(late, "sentiment")
+    assert "needs at least" not in str(e.value) and "2019-01" in str(e.value) and "macro inputs" in str(e.value)
+    ds = make_dataset(late, "sentiment", feature_options={"macro": "none"})
+    assert len(ds) > 450 and np.isfinite(ds.X).all()
+    across = ibm.copy()
+    across["date"] = pd.bdate_range("2010-01-04", periods=len(across))
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        cut = make_dataset(across, "sentiment")
+    assert any("rows stop at 2019-01" in str(x.message) for x in w)
+    assert cut.meta["span_limits"] and np.datetime64(cut.dates.max(), "D") < np.datetime64("2019-02-01")
