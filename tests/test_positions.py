@@ -216,3 +216,22 @@ def test_sentiment_says_what_limits_its_span_and_can_drop_macro_inputs():
         cut = make_dataset(across, "sentiment")
     assert any("rows stop at 2019-01" in str(x.message) for x in w)
     assert cut.meta["span_limits"] and np.datetime64(cut.dates.max(), "D") < np.datetime64("2019-02-01")
+
+
+def test_the_mcp_evaluation_uses_the_same_rule_as_validate(tmp_path):
+    """Issue 17 item 1, the MCP side: neural_evaluate's function chooses the threshold on the model's
+    validation period (train_end .. test_start, labels purged), the rule validate chooses."""
+    from pymicro.agents.tools_evaluation import _evaluate
+
+    bars = load_embedded(["SP500"])
+    ds = make_dataset(bars, "momentum", horizon=5)
+    split = ds.split()
+    path = tmp_path / "m.pmb"
+    pymicro.freeze(pymicro.preset("momentum").init(seed=3), path, preset="momentum", horizon="5d", symbols="SP500",
+                   train_end=str(split.validation_start), test_start=str(split.test_start))
+    model = pymicro.load(str(path))
+    rep = validate(model, ds, prices=bars, fit=None)
+    out = _evaluate("m", model, "SP500", str(split.test_start)[:10], None, None, None, 0.95, 1.0, 1.0, None)
+    assert out.trading["settings"]["threshold"] == rep.metrics["trading"]["threshold"]
+    assert "validation period" in out.trading["settings"]["position_rule"]
+    assert "exposure" in out.trading["metrics"]["strategy"]
