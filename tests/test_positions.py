@@ -235,3 +235,23 @@ def test_the_mcp_evaluation_uses_the_same_rule_as_validate(tmp_path):
     assert out.trading["settings"]["threshold"] == rep.metrics["trading"]["threshold"]
     assert "validation period" in out.trading["settings"]["position_rule"]
     assert "exposure" in out.trading["metrics"]["strategy"]
+
+
+def test_walk_forward_prints_the_block_bootstrap_p_value():
+    """Item 2 in the walk-forward: the printed p-value is the dependence-aware one."""
+    from pymicro.evaluation.backtest import LabelledSeries, walk_forward
+
+    rng = np.random.default_rng(0)
+    n = 600
+    close = 100 * np.cumprod(1 + rng.normal(0, 0.01, n))
+    X = rng.normal(size=(n, 4))
+    y = rng.integers(0, 3, n)
+    series = LabelledSeries(np.arange(n), close, X, y, 5)
+
+    def fit(Xt, yt):
+        return lambda Xp: np.tile([0.2, 0.3, 0.5], (len(Xp), 1))
+
+    res = walk_forward(series, None, train_window=200, step=100, fit=fit)
+    c = res.classification
+    assert "block bootstrap" in c["p_value_method"] and c["p_value"] != c["p_value_vs_majority"]
+    assert f"p = {c['p_value']:.3g}" in res.summary() and "block bootstrap of the paired edge" in res.summary()

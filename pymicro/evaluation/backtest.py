@@ -202,8 +202,8 @@ class BacktestResult:
                        f"{c['ci_method']}), balanced accuracy {c['balanced_accuracy']:.2%}"),
                       (f"  majority-class baseline {c['majority_accuracy']:.2%} (balanced "
                        f"{c['majority_balanced_accuracy']:.2%}); p = "
-                       f"{c.get('p_value_block', c['p_value_vs_majority']):.3g} that the model beats it by chance "
-                       f"({'block bootstrap' if 'p_value_block' in c else 'binomial'})")]
+                       f"{c.get('p_value', c['p_value_vs_majority']):.3g} that the model beats it by chance "
+                       f"({c.get('p_value_method', 'binomial')})")]
             if c.get("test_class_frequencies"):
                 lines.append("  class frequencies of these rows: " + ", ".join(
                     f"{name} {f:.1%}" for name, f in zip(self.settings.get("labels") or LABEL_NAMES,
