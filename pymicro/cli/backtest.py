@@ -130,7 +130,7 @@ def cmd_backtest(args) -> int:
     if bars.attrs.get("prices"):
         print(f"prices: {bars.attrs['prices']}")
     if args.plot:
-        plot_equity(result, args.plot, title=f"{name}: {args.preset}")
+        plot_equity(result, args.plot, title=f"{name}: {result.settings.get('preset') or args.preset or 'momentum'}")
         print(f"equity curves written to {args.plot}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:

@@ -669,7 +669,12 @@ def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_s
         curves = curves[curves > 0]
         log_scale = len(result.dates) / P > 5 or (curves.size > 0 and curves.max() / curves.min() >= 4)
     if log_scale:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
     held = np.asarray(result.strategy.positions) != 0
     if held.any():
         exposure = float(held.mean())
