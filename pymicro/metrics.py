@@ -263,14 +263,39 @@ def binomial_test(successes: int, n: int, p0: float, alternative: str = "greater
     return float(min(1.0, p))
 
 
+def block_mean(d, block: int, seed: int = 0, resamples: int = 2000) -> dict:
+    """Mean of ``d`` (rows in time order), its moving-block bootstrap standard error (blocks of
+    ``block`` consecutive rows, seeded), and the one-sided p-value of a mean <= 0 (normal
+    approximation): ``edge``, ``se``, ``z``, ``p_value``, ``block``."""
+    from statistics import NormalDist
+
+    d = np.asarray(d, np.float64)
+    n = d.size
+    edge = float(d.mean())
+    rng = np.random.default_rng(seed)
+    csum = np.concatenate([[0.0], np.cumsum(d)])
+    b = max(1, min(int(block), n))
+    per = -(-n // b)
+    starts = rng.integers(0, n - b + 1, size=(resamples, per))
+    means = (csum[starts + b] - csum[starts]).sum(axis=1) / (per * b)
+    se = float(means.std(ddof=1))
+    z = edge / se if se > 0 else (math.inf if edge > 0 else 0.0)
+    return {"edge": edge, "se": se, "z": z,
+            "p_value": float(1 - NormalDist().cdf(z)) if math.isfinite(z) else 0.0, "block": b}
+
+
 def classification_summary(y_true, y_pred, *, n_classes: int, majority,
-                           confidence: float = 0.95, block: int = 1) -> dict:
+                           confidence: float = 0.95, block: int = 1, seed: int = 0) -> dict:
     """Accuracy (with a confidence interval), balanced accuracy, recalls, confusion matrix,
     and the majority-class baseline on the same rows with a one-sided binomial test.
 
     ``majority`` is what a majority-class predictor outputs: the training set's most
     frequent label, one int, or one per row when it was retrained (walk-forward).
-    ``block > 1`` uses a block bootstrap interval (see :func:`accuracy_interval`).
+    ``block > 1`` uses a block bootstrap interval (see :func:`accuracy_interval`) and a
+    block-bootstrap p-value of the paired edge over the baseline (:func:`block_mean`); that
+    p-value is ``p_value`` (the binomial one, which treats overlapping labels as independent,
+    stays in ``p_value_vs_majority``). ``test_class_frequencies``: each class's share of
+    these rows, the baseline a reader recognises beside the training majority class.
     JSON-ready: plain ints, floats and lists; the recall of a class absent from
     ``y_true`` is None.
     """
@@ -279,6 +304,9 @@ def classification_summary(y_true, y_pred, *, n_classes: int, majority,
     base = float(np.mean(t == base_pred))
     method = "wilson" if block <= 1 else "block_bootstrap"
     distinct = np.unique(base_pred)
+    binomial = binomial_test(int((t == p).sum()), int(t.size), base, "greater")
+    edge = block_mean((t == p).astype(np.float64) - (t == base_pred).astype(np.float64), block, seed) \
+        if block > 1 else None
     return {
         "n": int(t.size),
         "accuracy": accuracy(t, p),
@@ -291,7 +319,11 @@ def classification_summary(y_true, y_pred, *, n_classes: int, majority,
         "majority_class": int(distinct[0]) if distinct.size == 1 else distinct.tolist(),
         "majority_accuracy": base,
         "majority_balanced_accuracy": balanced_accuracy(t, base_pred, n_classes),
-        "p_value_vs_majority": binomial_test(int((t == p).sum()), int(t.size), base, "greater"),
+        "p_value_vs_majority": binomial,
+        "p_value": binomial if block <= 1 else edge["p_value"],
+        "p_value_method": "binomial (rows independent)" if block <= 1 else
+                          f"block bootstrap of the paired edge, blocks of {edge['block']} rows",
+        "test_class_frequencies": (np.bincount(t, minlength=n_classes)[:n_classes] / t.size).tolist(),
     }
 
 

@@ -19,7 +19,7 @@ from pymicro.agents.server import (
     MAX_CELLS, MAX_REQUEST_BYTES, MAX_ROWS, SYMBOLS, Bps, Date, ModelId, Probability, Progress, PymicroServer, Rows, Symbol,
     TrainPreset, canonical_symbols, float32_rows, parse_date, server_of, tool,
 )
-from pymicro.evaluation.backtest import LabelledSeries, positions_from_probabilities, run_backtest, walk_forward
+from pymicro.evaluation.backtest import LabelledSeries, run_backtest, walk_forward
 from pymicro.market.data import embedded_symbols, load_embedded
 from pymicro.market.dataset import make_dataset
 from pymicro.metrics import classification_summary, majority_class
@@ -181,6 +181,25 @@ def _class_positions(n_classes: int):
     return None if n_classes == 3 else np.linspace(-1.0, 1.0, n_classes).tolist()
 
 
+def _position_rule(settings: dict, model, ds, bars, threshold, cost_bps, slippage_bps, long_only, cp):
+    """The one position rule of every pymicro command: ``threshold`` if given, else chosen by
+    :func:`pymicro.evaluation.positions.choose_rule` on the model's validation period (its
+    train_end .. test_start metadata) of this symbol, never on the rows being evaluated."""
+    from pymicro.evaluation.positions import PositionRule, choose_rule, fixed_rule
+
+    if threshold is not None:
+        return fixed_rule(threshold, long_only, cp)
+    if not (settings.get("train_end") and settings.get("test_start")):
+        return PositionRule(0.0, long_only, None if cp is None else tuple(cp),
+                            "the blob records no validation period (train_end/test_start): threshold 0")
+    d = ds.dates.astype("datetime64[D]")
+    val = (d >= np.datetime64(settings["train_end"], "D")) & (ds.label_end < np.datetime64(settings["test_start"]))
+    close = bars.set_index("date")["close"]
+    nxt = (close.shift(-1) / close - 1.0).reindex(ds.dates[val]).to_numpy(np.float64)
+    return choose_rule(model.predict(ds.X[val]), nxt, cost_bps=cost_bps, slippage_bps=slippage_bps,
+                       long_only=long_only, class_positions=cp, chosen_on="the model's validation period")
+
+
 def _evaluate(model_id: str, model, symbol, start, end, rows, labels, confidence, cost_bps, slippage_bps,
               threshold) -> EvaluationOutcome:
 
@@ -227,9 +246,10 @@ def _evaluate(model_id: str, model, symbol, start, end, rows, labels, confidence
     if len(part) >= 2:
         close = bars.set_index("date")["close"].reindex(part.dates).to_numpy(np.float64)
         cp = _class_positions(n_classes)
-        pos = positions_from_probabilities(probs, threshold, class_positions=cp)
-        result = run_backtest(close, pos, cost_bps, slippage_bps, dates=part.dates, majority_class=majority,
-                              class_positions=cp)
+        rule = _position_rule(settings, model, ds, bars, threshold, cost_bps, slippage_bps, False, cp)
+        result = run_backtest(close, rule.apply(probs), cost_bps, slippage_bps, dates=part.dates,
+                              majority_class=majority, class_positions=cp)
+        result.settings.update(threshold=rule.threshold, position_rule=rule.chosen_on)
         trading = result.to_dict()
     return EvaluationOutcome.make(model_id=model_id, source="embedded", symbol=sym,
                              period=[day(part.dates[0]), day(part.dates[-1])], n=len(part), labels=names,
@@ -250,6 +270,7 @@ class _BacktestPlan:
     spec: Any = None
     settings: dict | None = None
     blocks: int = 0
+    bars: Any = None  # the symbol's bars (next-bar returns for choosing the position rule)
 
 
 def _backtest_plan(server: PymicroServer, model_id, preset, symbol, start, end, walk, train_window, step,
@@ -271,7 +292,7 @@ def _backtest_plan(server: PymicroServer, model_id, preset, symbol, start, end, 
     if len(part) < 3:
         raise ToolError(f"{len(part)} labelled rows of {sym} in the period: too few to backtest")
     plan = _BacktestPlan(str(name), sym, walk, part, bars.set_index("date")["close"].reindex(part.dates), ds,
-                         model, spec, settings)
+                         model, spec, settings, bars=bars)
     if walk:
         s0 = train_window + part.horizon
         plan.blocks = -(-(len(part) - s0) // step) if s0 < len(part) - 1 else 0
@@ -293,10 +314,12 @@ def _backtest(report: Callable, server: PymicroServer, plan: _BacktestPlan, cost
     if not plan.walk:
         probs = plan.model.predict(part.X)
         majority, source = _majority(plan.full, part.dates[0])
-        result = run_backtest(plan.close.to_numpy(np.float64),
-                              positions_from_probabilities(probs, threshold, long_only, cp), cost_bps,
+        rule = _position_rule(plan.settings, plan.model, plan.full, plan.bars, threshold, cost_bps, slippage_bps,
+                              long_only, cp)
+        result = run_backtest(plan.close.to_numpy(np.float64), rule.apply(probs), cost_bps,
                               slippage_bps, dates=part.dates, majority_class=majority, class_positions=cp,
                               long_only=long_only)
+        result.settings.update(threshold=rule.threshold, position_rule=rule.chosen_on)
         result.classification = classification_summary(
             part.y, probs.argmax(axis=1), n_classes=n_classes, block=part.horizon,
             majority=majority if majority is not None else int(np.bincount(part.y, minlength=n_classes).argmax()))
@@ -350,8 +373,9 @@ async def neural_evaluate(
                           Field(min_length=1, max_length=MAX_ROWS)] | None = None,
         confidence: Annotated[float, Field(ge=0.5, le=0.999)] = 0.95,
         cost_bps: Bps = 1.0, slippage_bps: Bps = 1.0,
-        threshold: Annotated[Probability, Field(description="Minimum class probability to take a position.")]
-        = 0.5,
+        threshold: Annotated[Probability | None, Field(
+            description="Minimum class probability to take a position (default: chosen on the model's "
+                        "validation period, as every pymicro command does).")] = None,
         test_data: Annotated[_TestData | Annotated[str, Field(max_length=MAX_REQUEST_BYTES)] | None, Field(
             description="The seed guide's argument: an object {\"input\": rows, \"labels\": class indices} "
                         "(or its JSON), the same as giving input and labels.")] = None,
@@ -396,7 +420,10 @@ async def neural_backtest(
         end: Date | None = None,
         walk_forward: bool | None = None,
         cost_bps: Bps = 1.0, slippage_bps: Bps = 1.0,
-        threshold: Probability = 0.5,
+        threshold: Annotated[Probability | None, Field(
+            description="Minimum class probability to take a position (default: chosen on validation data: "
+                        "the model's validation period, or each walk-forward block's early-stopping rows).")]
+        = None,
         long_only: bool = False,
         train_window: Annotated[int, Field(ge=60, le=5000, description="Walk-forward training bars.")] = 504,
         step: Annotated[int, Field(ge=5, le=5000, description="Bars per test block (between retrains).")] = 126,

@@ -41,7 +41,12 @@ def _performance_table(perf: dict) -> str:
             [f"majority class ({perf['labels'][perf['majority_class']]})", f"{perf['majority_accuracy']:.1%}", "",
              f"{perf['majority_balanced_accuracy']:.1%}"]]
     text = table(["out-of-sample", "accuracy", "95% CI", "balanced acc."], rows)
-    text += f"\n{perf['n']} test rows; p-value of beating the majority class: {perf['p_value_vs_majority']:.3f}"
+    text += (f"\n{perf['n']} test rows; p-value of beating the majority class: "
+             f"{perf.get('p_value', perf['p_value_vs_majority']):.3f} ({perf.get('p_value_method', 'binomial')}); "
+             f"CI: {perf.get('ci_method', 'Wilson')}")
+    if perf.get("test_class_frequencies"):
+        text += "\ntest-split class frequencies: " + ", ".join(
+            f"{lab} {f:.1%}" for lab, f in zip(perf["labels"], perf["test_class_frequencies"]))
     if perf.get("per_symbol"):
         text += "\n\n" + table(["symbol", "test rows", "accuracy", "majority", "balanced acc."],
                                 [[s, v["n"], f"{v['accuracy']:.1%}", f"{v['majority_accuracy']:.1%}",

@@ -24,7 +24,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cost-bps", type=float, default=1.0)
     p.add_argument("--slippage-bps", type=float, default=1.0)
-    p.add_argument("--threshold", type=float, default=0.4, help="confidence needed to take a position")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="confidence needed to take a position (default: chosen per model on the validation "
+                        "split, as backtest and validate do)")
     p.add_argument("--ablation-seeds", type=int, nargs="*", default=[0, 1, 2],
                    help="seeds for the reasoning-loss ablation (none: skip it)")
     p.set_defaults(func=_main)

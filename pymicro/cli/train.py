@@ -15,7 +15,10 @@ def cmd_train(args) -> int:
     from pymicro.training.trainer import run_training
     from pymicro.agents.training_checks import leak_checks
 
-    data = load_ohlcv(args.data) if args.data else None
+    if args.symbol and not args.data:
+        raise PymicroError("--symbol names the symbol of a --data file without a symbol column; for embedded "
+                           "symbols use --symbols")
+    data = load_ohlcv(args.data, symbol=args.symbol) if args.data else None
     options = None
     if args.news:
         if args.preset != "sentiment":
@@ -23,6 +26,10 @@ def cmd_train(args) -> int:
         from pymicro.market.news import analyze_news, load_headlines
 
         options = {"news": analyze_news(load_headlines(args.news))}
+    if args.no_macro:
+        if args.preset != "sentiment":
+            raise PymicroError("--no-macro drops the sentiment preset's market and macro inputs; add --preset sentiment")
+        options = {**(options or {}), "macro": "none"}
     bar, update = _progress_bar(args.epochs, f"training {args.name or args.preset}")
     with bar:
         run = run_training(args.preset, data=data, symbols=args.symbols or None, hidden_sizes=args.hidden_sizes,
@@ -56,7 +63,11 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default="momentum", choices=["momentum", "reversal", "sentiment"],
                    help="feature set and architecture (default: %(default)s)")
     p.add_argument("--news", help="headlines CSV (timestamp, symbol, headline) for the sentiment preset")
+    p.add_argument("--no-macro", action="store_true",
+                   help="sentiment preset: set the features that read the shipped market and macro series (which "
+                        "end in 2019-01) to 0, so a history of any dates keeps all its rows")
     p.add_argument("--data", help="your own OHLCV file (.csv or .parquet: date, symbol, open, high, low, close, volume)")
+    p.add_argument("--symbol", help="the symbol of a --data file that has no symbol column")
     p.add_argument("--symbols", nargs="*", help="embedded symbols to use (default: all)")
     p.add_argument("--hidden-sizes", type=int, nargs="+", help="hidden layer widths (default: the preset's)")
     p.add_argument("--attention", action=argparse.BooleanOptionalAction, default=None,

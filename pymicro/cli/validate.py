@@ -19,10 +19,10 @@ def add_parser(subparsers) -> None:
                     "ratios, and figures implausible for the frequency. Prints the answer, the risks and a "
                     "confidence.")
     p.add_argument("blob", help="the frozen model (.pmb)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--symbols", nargs="+", default=None,
-                     help="embedded symbols (default: the blob's 'symbols' metadata, else SP500)")
-    src.add_argument("--data", help="a CSV/Parquet file of daily OHLCV bars")
+    p.add_argument("--symbols", nargs="+", default=None,
+                   help="embedded symbols (default: the blob's 'symbols' metadata, else SP500); with --data, "
+                        "one name for a file without a symbol column")
+    p.add_argument("--data", help="a CSV/Parquet file of daily OHLCV bars")
     p.add_argument("--preset", default=None, help="feature set (default: the blob's 'preset' metadata or momentum)")
     p.add_argument("--horizon", type=int, default=None, help="label horizon (default: the blob's, else 5)")
     p.add_argument("--label-threshold", type=float, default=None, help="label band (default: the blob's, else 0.5)")
@@ -52,7 +52,7 @@ def cmd_validate(args) -> int:
     horizon = args.horizon or int(str(meta.get("horizon", 5)).rstrip("d"))
     lt = args.label_threshold if args.label_threshold is not None else float(meta.get("threshold", 0.5))
     if args.data:
-        bars = D.load_ohlcv(args.data)
+        bars = D.load_ohlcv(args.data, symbol=args.symbols[0] if args.symbols and len(args.symbols) == 1 else None)
     else:
         syms = args.symbols or (str(meta["symbols"]).split(",") if meta.get("symbols") else ["SP500"])
         bars = D.load_embedded(syms)
@@ -64,6 +64,8 @@ def cmd_validate(args) -> int:
     print(f"pymicro validate: {args.blob} on {', '.join(sorted(set(map(str, ds.symbols))))} ({preset}, "
           f"horizon {horizon})\n")
     print(report.summary())
+    if bars.attrs.get("prices"):
+        print(f"prices: {bars.attrs['prices']}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report.to_dict(), f, indent=2, allow_nan=False)

@@ -183,11 +183,17 @@ class BacktestResult:
         s = self.settings
         lines = [(f"{_day(self.start)} .. {_day(self.dates[-1])}: {len(self.dates)} periods, costs "
                   f"{s['cost_bps']:g} + slippage {s['slippage_bps']:g} bps per unit traded, "
-                  f"{s['periods_per_year']:g} periods/year, risk-free 0")]
+                  f"Sharpe etc. annualised with {s['periods_per_year']:.1f} periods/year "
+                  f"({s.get('periods_per_year_source', 'given')}), risk-free 0")]
         for k, r in enumerate(rows):
             lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        from pymicro.evaluation.positions import exposure_warning
+
+        warn = exposure_warning(self.metrics.get("exposure"))
+        if warn:
+            lines.append(f"LOW EXPOSURE: the strategy is {warn}")
         c = self.classification
         if c:
             lo, hi = c["accuracy_ci"]
@@ -195,8 +201,13 @@ class BacktestResult:
                       (f"  accuracy {c['accuracy']:.2%} ({c['confidence']:.0%} CI {lo:.2%}..{hi:.2%}, "
                        f"{c['ci_method']}), balanced accuracy {c['balanced_accuracy']:.2%}"),
                       (f"  majority-class baseline {c['majority_accuracy']:.2%} (balanced "
-                       f"{c['majority_balanced_accuracy']:.2%}); one-sided binomial p = "
-                       f"{c['p_value_vs_majority']:.3g} that the model beats it by chance")]
+                       f"{c['majority_balanced_accuracy']:.2%}); p = "
+                       f"{c.get('p_value', c['p_value_vs_majority']):.3g} that the model beats it by chance "
+                       f"({c.get('p_value_method', 'binomial')})")]
+            if c.get("test_class_frequencies"):
+                lines.append("  class frequencies of these rows: " + ", ".join(
+                    f"{name} {f:.1%}" for name, f in zip(self.settings.get("labels") or LABEL_NAMES,
+                                                          c["test_class_frequencies"])))
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
 
@@ -302,7 +313,7 @@ def _leg(name: str, r_bar: np.ndarray, positions: np.ndarray, cost: float, P: fl
 
 
 def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind: str = "prices",
-                 dates=None, periods_per_year: float = M.PERIODS_PER_YEAR,
+                 dates=None, periods_per_year: float | None = None,
                  majority_class: int | None = None, class_positions: Sequence[float] | None = None,
                  long_only: bool = False, momentum_lookback: int = 20,
                  baselines: dict | None = None) -> BacktestResult:
@@ -321,6 +332,10 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
     adds or replaces baselines by name with position series of their own (one per bar),
     e.g. a momentum rule computed on a longer history. ``long_only`` turns every
     baseline's shorts into flat.
+
+    ``periods_per_year`` annualises the ratios; ``None`` (default) takes it from the dates
+    (:func:`pymicro.metrics.periods_per_year_of`) when they are time stamps, else 252 (daily
+    bars of trading days). ``settings["periods_per_year_source"]`` says which.
     """
     r_bar = _bar_returns(data, kind)
     n = r_bar.size
@@ -336,7 +351,12 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
     dates = np.asarray(dates)
     if dates.shape != (n,):
         raise EvaluationError(f"dates has shape {dates.shape}; it needs one date per bar ({n},)")
-    P = float(periods_per_year)
+    if periods_per_year is not None:
+        P, P_source = M._periods(periods_per_year), "given"
+    elif np.issubdtype(dates.dtype, np.datetime64) and n >= 20 and dates[-1] > dates[0]:
+        P, P_source = M.periods_per_year_of(dates), "from the dates"
+    else:
+        P, P_source = float(M.PERIODS_PER_YEAR), "assumed: daily bars of trading days (no dates)"
     cost = (float(cost_bps) + float(slippage_bps)) / 1e4
 
     base_pos: dict[str, np.ndarray] = {"buy_and_hold": np.ones(n)}
@@ -360,6 +380,7 @@ def run_backtest(data, positions, cost_bps: float, slippage_bps: float, *, kind:
         baselines={name: _leg(name, r_bar, bp, cost, P) for name, bp in base_pos.items()},
         dates=dates[1:], start=dates[0],
         settings={"cost_bps": float(cost_bps), "slippage_bps": float(slippage_bps), "periods_per_year": P,
+                  "periods_per_year_source": P_source,
                   "long_only": bool(long_only), "momentum_lookback": int(momentum_lookback),
                   "timing": "position at close t earns close t -> close t+1 (simple returns)"})
     if majority_class is None and "majority_class" not in base_pos:
@@ -467,11 +488,11 @@ def tinygrad_fit(spec, *, horizon: int, val_fraction: float = 0.2, backend: str 
 
 
 def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 63,
-                 mode: str = "expanding", horizon: int | None = None, threshold: float = 0.5,
+                 mode: str = "expanding", horizon: int | None = None, threshold: float | None = None,
                  cost_bps: float = 1.0, slippage_bps: float = 1.0, long_only: bool = False,
                  fit: Callable | None = None, train_kwargs: dict | None = None, val_fraction: float = 0.2,
                  label_threshold: float = 0.5, vol_window: int = 20, features: str | None = None,
-                 prices=None, periods_per_year: float = M.PERIODS_PER_YEAR, momentum_lookback: int = 20,
+                 prices=None, periods_per_year: float | None = None, momentum_lookback: int = 20,
                  backend: str = "native", progress: Callable[[int, int, dict], None] | None = None,
                  client=None) -> BacktestResult:
     """Walk forward through one instrument, retraining before every test block.
@@ -497,10 +518,16 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
     training rows; momentum computed on the whole history (causal). ``progress(k, steps,
     info)`` is called after each block.
 
+    ``threshold=None`` (default) chooses the confidence threshold before each block with
+    :func:`pymicro.evaluation.positions.choose_rule` on the last ``val_fraction`` of that block's
+    training rows: the default fit's early-stopping rows (a custom ``fit`` has seen them), never
+    the block itself. Each window records the threshold it used.
     ``client``: a ``distributed.Client`` (:func:`pymicro.training.cluster.dask_client`): the blocks
     are fitted concurrently as Dask tasks (the series scattered to the workers once; ``fit`` must
     pickle) and stitched in order, with the same result as the loop here.
     """
+    from pymicro.evaluation.positions import choose_rule
+
     if mode not in ("expanding", "rolling"):
         raise EvaluationError(f"mode must be 'expanding' or 'rolling', got {mode!r}")
     for name, v in (("train_window", train_window), ("step", step)):
@@ -542,34 +569,44 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
         rows = idx[max(lo, 0): s - h][trainable[max(lo, 0): s - h]]
         if rows.size == 0:
             raise EvaluationError(f"no usable training row before the block starting {_day(series.dates[s])}")
-        blocks.append((rows, idx[s:min(s + int(step), n)][usable[s:min(s + int(step), n)]]))
+        val = rows[rows.size - max(1, round(rows.size * val_fraction)):]  # where the rule is chosen
+        blocks.append((rows, idx[s:min(s + int(step), n)][usable[s:min(s + int(step), n)]], val[val + 1 < n]))
     remote = None
-    if client is not None:  # every block's fit and prediction as one Dask task, the arrays sent once
+    if client is not None:  # every block's fit and predictions as one Dask task, the arrays sent once
         ref = client.scatter((series.X, series.y), broadcast=True, hash=False)
-        remote = iter(client.gather([client.submit(_fit_block, fit, ref, r, t, pure=False) for r, t in blocks]))
+        remote = iter(client.gather([client.submit(_fit_block, fit, ref, r, t, v, pure=False)
+                                     for r, t, v in blocks]))
     for k, s in enumerate(starts):
         e = min(s + int(step), n)
-        rows, test = blocks[k]
+        rows, test, val = blocks[k]
         t0 = time.perf_counter()
-        if remote is not None:
-            probs_remote, seconds = next(remote)
-            predict_proba = (lambda _X, p=probs_remote: p)
+        if remote is not None:  # the worker predicted exactly the test and the validation rows
+            test_probs, val_probs, seconds = next(remote)
         else:
             predict_proba = fit(series.X[rows], series.y[rows])
+            val_probs = predict_proba(series.X[val]) if threshold is None else None
+            test_probs = predict_proba(series.X[test]) if test.size else None
         maj = M.majority_class(series.y[rows], n_classes)
         majority[s:e] = maj
         majority_pos[s:e] = cp[maj]
+        block_threshold = threshold
+        if threshold is None:
+            rule = choose_rule(np.asarray(val_probs, np.float64),
+                               series.close[val + 1] / series.close[val] - 1.0, cost_bps=cost_bps,
+                               slippage_bps=slippage_bps, long_only=long_only,
+                               class_positions=None if n_classes == 3 else cp)
+            block_threshold = rule.threshold
         if test.size:
-            probs = np.asarray(predict_proba(series.X[test]), np.float64)
+            probs = np.asarray(test_probs, np.float64)
             if probs.shape != (test.size, n_classes):
                 raise EvaluationError(f"predict_proba returned shape {probs.shape} for {test.size} rows; "
                                       f"expected ({test.size}, {n_classes})")
-            positions[test] = positions_from_probabilities(probs, threshold, long_only,
+            positions[test] = positions_from_probabilities(probs, block_threshold, long_only,
                                                            None if n_classes == 3 else cp)
             y_pred[test] = probs.argmax(axis=1)
         info = {"block": k, "train_start": series.dates[rows[0]], "train_end": series.dates[rows[-1]],
                 "train_rows": int(rows.size), "test_start": series.dates[s], "test_end": series.dates[e - 1],
-                "test_rows": int(test.size), "majority_class": int(maj),
+                "test_rows": int(test.size), "majority_class": int(maj), "threshold": float(block_threshold),
                 "seconds": round(seconds if remote is not None else time.perf_counter() - t0, 3)}
         windows.append(info)
         if progress is not None:
@@ -588,18 +625,21 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
     model = getattr(spec_obj, "name", None) if fit_given is None else getattr(fit_given, "__name__",
                                                                               type(fit_given).__name__)
     result.settings.update(model=model, mode=mode, train_window=int(train_window), step=int(step), horizon=h,
-                           threshold=float(threshold), blocks=len(starts),
+                           threshold=("chosen per block on its validation rows" if threshold is None
+                                      else float(threshold)), blocks=len(starts),
                            embargo=f"train rows i < block start - {h}")
     return result
 
 
-def _fit_block(fit, data, rows, test):
-    """One walk-forward block on a Dask worker: fit on ``rows``, predict ``test`` (probabilities, seconds)."""
+def _fit_block(fit, data, rows, test, val):
+    """One walk-forward block on a Dask worker: fit on ``rows``, predict ``test`` and ``val`` (the
+    rows the position rule is chosen on); returns (test probabilities, val probabilities, seconds)."""
     X, y = data
     t0 = time.perf_counter()
     predict_proba = fit(X[rows], y[rows])
     probs = np.asarray(predict_proba(X[test]), np.float64) if test.size else np.zeros((0, 0))
-    return probs, time.perf_counter() - t0
+    val_probs = np.asarray(predict_proba(X[val]), np.float64) if val.size else np.zeros((0, 0))
+    return probs, val_probs, time.perf_counter() - t0
 
 
 def _walk_forward_input(data, spec, horizon, label_threshold, vol_window, features, prices, check_spec):
@@ -630,10 +670,13 @@ def _walk_forward_input(data, spec, horizon, label_threshold, vol_window, featur
 
 # --------------------------------------------------------------------------- plot
 
-def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_scale: bool = False) -> None:
+def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_scale: bool | None = None):
     """Write a PNG of the equity curves (strategy and baselines, 1 at the start) above the
-    strategy's drawdown. Needs matplotlib; draws on a bare ``Figure`` (the Agg canvas), so
-    pyplot's global state and any interactive backend are left alone."""
+    strategy's drawdown, with the periods the strategy was in the market shaded. Needs
+    matplotlib; draws on a bare ``Figure`` (the Agg canvas), so pyplot's global state and any
+    interactive backend are left alone. ``log_scale=None`` (default): a log axis for long
+    histories (more than 5 years, or curves that span a factor of 4 or more), where equal
+    percentage moves should look equal. Returns the Figure."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -646,8 +689,23 @@ def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_s
         ax.plot(x, np.concatenate([[1.0], leg.equity]), lw=1.6 if strategy else 1.0,
                 color="black" if strategy else None, alpha=1.0 if strategy else 0.8, zorder=3 if strategy else 2,
                 label=f"{leg.name} (Sharpe {_fmt(leg.metrics['sharpe'], 'f')})")
+    P = float(result.settings.get("periods_per_year") or M.PERIODS_PER_YEAR)
+    if log_scale is None:
+        curves = np.concatenate([leg.equity for leg in result.legs()])
+        curves = curves[curves > 0]
+        log_scale = len(result.dates) / P > 5 or (curves.size > 0 and curves.max() / curves.min() >= 4)
     if log_scale:
+        from matplotlib.ticker import FuncFormatter
+
         ax.set_yscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.yaxis.set_major_formatter(plain)
+        ax.yaxis.set_minor_formatter(plain)
+    held = np.asarray(result.strategy.positions) != 0
+    if held.any():
+        exposure = float(held.mean())
+        ax.fill_between(x[1:], 0, 1, where=held, step="pre", transform=ax.get_xaxis_transform(), color="tab:blue",
+                        alpha=0.08, lw=0, label=f"strategy in the market ({exposure:.0%} of periods)", zorder=1)
     ax.axhline(1.0, color="grey", lw=0.5)
     ax.set_ylabel("equity (start = 1)")
     s = result.settings
@@ -659,3 +717,4 @@ def plot_equity(result: BacktestResult, path, *, title: str | None = None, log_s
     ax_dd.set_ylabel("strategy drawdown")
     ax_dd.grid(alpha=0.3)
     fig.savefig(path, dpi=110, format="png")
+    return fig

@@ -128,7 +128,10 @@ def check_sharpe(trade, series, n_trials, trial_sharpes, freq, reason) -> CheckR
     except EvaluationError as e:
         c.status, c.summary = "skipped", str(e)
         return c
-    c.numbers = {**st, "buy_and_hold_sharpe": bh["sharpe"], "buy_and_hold_psr": bh["psr"]}
+    c.numbers = {**st, "buy_and_hold_sharpe": bh["sharpe"], "buy_and_hold_psr": bh["psr"],
+                 "exposure": trade.get("exposure"), "threshold": trade.get("threshold")}
+    if trade.get("low_exposure"):
+        add_risk(c, "low", "the strategy is " + trade["low_exposure"])
     trials = f"{st['n_trials']} trial{'s' if st['n_trials'] != 1 else ''}"
     if st["dsr"] < 0.5:
         add_risk(c, "medium" if st["psr"] >= 0.95 else "low",
@@ -136,6 +139,9 @@ def check_sharpe(trade, series, n_trials, trial_sharpes, freq, reason) -> CheckR
               f"better than the best of {trials} without skill would show by luck"
               + (" (significant on its own, PSR {:.2f}, but not after the trials)".format(st["psr"])
                  if st["psr"] >= 0.95 else ""))
-    c.summary = (f"Sharpe {st['sharpe']:.2f} (buy-and-hold {bh['sharpe']:.2f}) over {st['periods']} periods; "
+    exp = trade.get("exposure")
+    c.summary = (f"Sharpe {st['sharpe']:.2f}"
+                 + (f" in the market {exp:.0%} of the time" if exp is not None else "")
+                 + f" (buy-and-hold {bh['sharpe']:.2f}) over {st['periods']} periods; "
                  f"PSR {st['psr']:.2f}, deflated for {trials} {st['dsr']:.2f}")
     return c

@@ -78,6 +78,24 @@ def check_plausibility(summary, edge, trade, freq, n_classes) -> CheckResult:
             add_risk(c, "medium", f"an out-of-sample Sharpe ratio of {s['sharpe']:.1f} is above what is plausible for "
                                f"{freq.name} bars ({freq.max_sharpe:g}), though within sampling error (lower 95 % "
                                f"bound {sr_lo:.1f}): expect it to shrink")
+        # too good against the references: the baselines on the same dates and what honest models of this
+        # frequency reach (about a third of the limit: Sharpe ~1 on daily bars). A Sharpe far above both is
+        # itself evidence of a leak the scans did not see; it lowers the confidence instead of raising it.
+        refs = {k: trade[k]["sharpe"] for k in ("buy_and_hold", "momentum", "majority_class")
+                if isinstance(trade.get(k), dict) and math.isfinite(trade[k]["sharpe"])}
+        typical = freq.max_sharpe / 3
+        ref_name, ref = max([("honest models' typical Sharpe", typical)] + list(refs.items()), key=lambda kv: kv[1])
+        se = math.sqrt(P * (1 + sr * sr / 2) / max(n - 1, 1)) if math.isfinite(sr) else math.inf
+        excess_z = (s["sharpe"] - ref) / se if math.isfinite(s["sharpe"]) and se > 0 else 0.0
+        nums.update(sharpe_reference=ref, sharpe_reference_name=ref_name, sharpe_excess_z=excess_z,
+                    baseline_sharpes=refs, typical_sharpe=typical)
+        if excess_z > 3:
+            add_risk(c, "high", f"the Sharpe ratio {s['sharpe']:.2f} is {excess_z:.1f} s.e. above the best reference "
+                             f"({ref_name} {ref:.2f}): too good for {freq.name} bars; treat it as a leak until explained")
+        elif excess_z > _N.inv_cdf(0.95):
+            add_risk(c, "medium", f"the Sharpe ratio {s['sharpe']:.2f} is {excess_z:.1f} s.e. above the best reference "
+                               f"({ref_name} {ref:.2f}): better than honest {freq.name} models usually are, which is "
+                               "evidence of a leak the scans did not see as much as of skill")
         if wr_lo > freq.max_win_rate and n >= 50:
             add_risk(c, "high", f"{s['win_rate']:.0%} of periods in the market win: implausible for {freq.name} bars "
                              f"(limit {freq.max_win_rate:.0%})")

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pymicro.runtime.spec import PRESETS
-from pymicro.evaluation.backtest import positions_from_probabilities, run_backtest
+from pymicro.evaluation.positions import MIN_EXPOSURE, exposure_warning
 from pymicro.market.data import load_embedded
 from pymicro.market.dataset import make_dataset
 from pymicro.plots import _pyplot
@@ -26,65 +26,56 @@ from pymicro.runtime.model import load
 from pymicro.training.reasoning_loss import ablation
 from pymicro.training.trainer import run_training
 
-CLASS_POSITIONS = {3: (-1.0, 0.0, 1.0), 5: (-1.0, -0.5, 0.0, 0.5, 1.0)}
+def evaluate_model(model, frame, preset: str, *, cost_bps: float, slippage_bps: float, threshold=None,
+                   seed: int = 0, train: float = 0.7, validation: float = 0.15, horizon: int = 5,
+                   label_threshold: float = 0.5) -> dict:
+    """A frozen model's test-split figures, the same function validate and backtest use
+    (:func:`pymicro.evaluation.performance.model_figures`): the rule chosen on the validation
+    split, the test split traded with it per symbol, net of costs, equal weight across symbols."""
+    from pymicro.evaluation.performance import model_figures
+    from pymicro.evaluation.plausibility import FREQUENCIES
+    from pymicro.evaluation.rows import as_rows, price_table
 
+    ds = make_dataset(frame, preset, horizon=horizon, threshold=label_threshold)
+    rows = as_rows(ds, None, train, validation, None)
+    table = price_table(frame, rows.symbols)
+    figs = model_figures(model, rows, table, FREQUENCIES["daily"], cost_bps, slippage_bps, threshold=threshold,
+                         seed=seed)
+    trade, series = figs["trade"], figs["series"]
+    trading, curves = {}, {}
+    if trade is not None:
+        from pymicro import metrics as M
 
-def _portfolio(per_symbol: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Equal weight across the symbols trading on each date: (dates, mean net return)."""
-    dates = np.unique(np.concatenate([d for d, _ in per_symbol.values()]))
-    total = np.zeros(len(dates))
-    count = np.zeros(len(dates))
-    for d, r in per_symbol.values():
-        idx = np.searchsorted(dates, d)
-        total[idx] += r
-        count[idx] += 1
-    return dates, total / np.maximum(count, 1)
+        for leg in ("strategy", "buy_and_hold", "momentum", "majority_class"):
+            trading[leg] = {k: trade[leg][k] for k in ("sharpe", "max_drawdown", "annualised_return")}
+            curves[leg] = (series["dates"], M.equity_curve(series[leg]))
+        trading["strategy"]["exposure"] = trade["exposure"]
+    return {"figures": figs, "trading": trading, "curves": curves, "rule": figs["rule"].to_dict(),
+            "symbols": [] if trade is None else trade["symbols"]}
 
 
 def evaluate_preset(name: str, frame, *, epochs: int, batch_size: int, patience: int, seed: int,
-                    cost_bps: float, slippage_bps: float, threshold: float, out_dir: Path, progress=None) -> dict:
-    from pymicro import metrics as M
+                    cost_bps: float, slippage_bps: float, threshold, out_dir: Path, progress=None) -> dict:
 
     run = run_training(name, data=frame, epochs=epochs, batch_size=batch_size, patience=patience, seed=seed,
                        name=f"{name}-report", out_dir=out_dir / "models", plot=False, progress=progress)
     model = load(run.blob)
     perf = run.performance
-
+    ev = evaluate_model(model, frame, name, cost_bps=cost_bps, slippage_bps=slippage_bps, threshold=threshold,
+                        seed=seed)
+    summ = ev["figures"]["summary"]
     test = make_dataset(frame, name).split().test
-    closes = {s: g.set_index("date")["close"] for s, g in frame.groupby("symbol")}
-    cp = CLASS_POSITIONS[run.spec.n_classes]
-    legs: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    positions_by_leg: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-    for sym in sorted(set(test.symbols)):
-        rows = test.symbols == sym
-        if rows.sum() < 30:
-            continue
-        dates = test.dates[rows]
-        close = closes[sym].reindex(dates).to_numpy()
-        positions = positions_from_probabilities(model.predict(test.X[rows]), threshold, class_positions=cp)
-        bt = run_backtest(close, positions, cost_bps, slippage_bps, dates=dates,
-                          majority_class=perf["majority_class"], class_positions=cp)
-        for leg in bt.legs():
-            legs.setdefault(leg.name, {})[sym] = (dates[1:], leg.returns)
-            positions_by_leg.setdefault(leg.name, {})[sym] = (dates[1:], leg.positions)
-    trading = {}
-    curves = {}
-    for leg_name, per_symbol in legs.items():
-        dates, r = _portfolio(per_symbol)
-        pos = np.concatenate([p for _, p in positions_by_leg[leg_name].values()])
-        trading[leg_name] = {"sharpe": M.sharpe(r), "max_drawdown": M.max_drawdown(r),
-                             "annualised_return": M.annualised_return(r), "exposure": M.exposure(pos)}
-        curves[leg_name] = (dates, M.equity_curve(r))
     x = np.ascontiguousarray(test.X[0], dtype=np.float32)
     return {
         "preset": name, "architecture": run.spec.describe(), "params": run.spec.params,
         "inference_us": single_call_latency(model.predict, x) * 1e6,
         "training_seconds": run.training_seconds, "epochs_run": run.settings["epochs_run"],
-        "accuracy": perf["accuracy"], "accuracy_ci": perf["accuracy_ci"],
-        "balanced_accuracy": perf["balanced_accuracy"], "majority_accuracy": perf["majority_accuracy"],
-        "p_value_vs_majority": perf["p_value_vs_majority"], "test_rows": perf["n"],
-        "test_start": run.data["test_start"], "symbols": sorted(legs.get("strategy", {})),
-        "trading": trading, "_curves": curves,
+        "accuracy": summ["accuracy"], "accuracy_ci": summ["accuracy_ci"], "ci_method": summ["ci_method"],
+        "balanced_accuracy": summ["balanced_accuracy"], "majority_accuracy": summ["majority_accuracy"],
+        "test_class_frequencies": summ["test_class_frequencies"], "labels": list(run.spec.labels),
+        "p_value_vs_majority": summ["p_value_block"], "test_rows": summ["n"],
+        "test_start": run.data["test_start"], "symbols": ev["symbols"], "position_rule": ev["rule"],
+        "trading": ev["trading"], "_curves": ev["curves"], "trained_accuracy": perf["accuracy"],
     }
 
 
@@ -112,25 +103,33 @@ def _markdown(results: list[dict], settings: dict, machine: str, ablation: dict 
              "of the embedded daily history (dates after the validation period and an embargo), never seen by "
              f"training or early stopping. Trading figures are net of {settings['cost_bps']} bp cost + "
              f"{settings['slippage_bps']} bp slippage per unit traded; positions from the native runtime's "
-             f"probabilities (confidence threshold {settings['threshold']}), taken one bar later; an equal-weight "
+             f"probabilities with one confidence threshold per model, chosen on the validation split (never the "
+             f"test split) unless given ({settings['threshold']}), taken one bar later; an equal-weight "
              "portfolio of the symbols trading on each date. Baselines on the same dates and costs.", "",
              "| preset | params | inference (µs, one call) | accuracy (95% CI) | majority class | balanced acc. | "
-             "Sharpe: model / buy&hold / momentum / majority | max DD: model / buy&hold | model in market | "
-             "training (s) |",
-             "|---|---:|---:|---|---:|---:|---|---|---:|---:|"]
+             "test-split class frequencies | Sharpe: model / buy&hold / momentum / majority | max DD: model / buy&hold | "
+             "model in market (threshold) | training (s) |",
+             "|---|---:|---:|---|---:|---|---:|---|---|---:|---:|"]
     for r in results:
         t = r["trading"]
         lo, hi = r["accuracy_ci"]
         sharpe = " / ".join(f"{t[k]['sharpe']:.2f}" if k in t else "-" for k in
                             ("strategy", "buy_and_hold", "momentum", "majority_class"))
         dd = " / ".join(f"{t[k]['max_drawdown']:.1%}" if k in t else "-" for k in ("strategy", "buy_and_hold"))
+        freqs = ", ".join(f"{lab} {f:.0%}" for lab, f in zip(r["labels"], r["test_class_frequencies"]))
+        e = t.get("strategy", {}).get("exposure")
+        expo = "-" if e is None else (f"{e:.0%} ({r['position_rule']['threshold']:g})"
+                                      + (" **low**" if exposure_warning(e) else ""))
         lines.append(f"| {r['preset']} | {r['params']:,} | {r['inference_us']:.2f} | {r['accuracy']:.1%} "
-                     f"({lo:.1%}-{hi:.1%}) | {r['majority_accuracy']:.1%} | {r['balanced_accuracy']:.1%} | "
-                     f"{sharpe} | {dd} | {t['strategy']['exposure']:.0%} | {r['training_seconds']:.0f} |")
-    lines += ["", "Test periods and symbols:", ""]
+                     f"({lo:.1%}-{hi:.1%}) | {r['majority_accuracy']:.1%} | {freqs} | {r['balanced_accuracy']:.1%} | "
+                     f"{sharpe} | {dd} | {expo} | {r['training_seconds']:.0f} |")
+    lines += ["", f"**low**: in the market less than {MIN_EXPOSURE:.0%} of the test periods; such a Sharpe ratio "
+              "rests on few positions.", "", "Test periods and symbols:", ""]
     for r in results:
         lines.append(f"- {r['preset']}: {r['test_rows']:,} test rows from {r['test_start']}; traded: "
-                     f"{', '.join(r['symbols'])}; p-value of beating the majority class {r['p_value_vs_majority']:.3f}")
+                     f"{', '.join(r['symbols'])}; p-value of beating the majority class {r['p_value_vs_majority']:.3f} "
+                     f"(block bootstrap: the {r.get('horizon', 5)}-bar labels overlap); accuracy CI: "
+                     f"{r['ci_method']}; position rule: {r['position_rule']['chosen_on']}")
     lines += ["", "![equity curves](report/equity.png)", ""]
     if ablation:
         lines += ["## Reasoning-aware loss: ablation", "",
@@ -149,7 +148,7 @@ def _markdown(results: list[dict], settings: dict, machine: str, ablation: dict 
 
 
 def build_report(presets=PRESETS, *, out_dir="docs", epochs: int = 40, batch_size: int = 64, patience: int = 8,
-                 seed: int = 0, cost_bps: float = 1.0, slippage_bps: float = 1.0, threshold: float = 0.4,
+                 seed: int = 0, cost_bps: float = 1.0, slippage_bps: float = 1.0, threshold: float | None = None,
                  ablation_seeds=(0, 1, 2), ablation_weights=(0.0, 0.1, 0.5), symbols=None,
                  progress=None) -> dict:
     """Train and evaluate each preset, write ``out_dir/report.md`` and ``out_dir/report/*.png``.

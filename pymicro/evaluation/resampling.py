@@ -71,17 +71,7 @@ def edge_test(y, pred, majority, block: int, seed: int, resamples: int = 2000) -
 
 
 def block_mean(d: np.ndarray, block: int, seed: int, resamples: int = 2000) -> dict:
-    """Mean of ``d``, its moving-block bootstrap standard error, and the one-sided p-value
-    of a mean <= 0 (normal approximation): ``edge``, ``se``, ``z``, ``p_value``, ``block``."""
-    n = d.size
-    edge = float(d.mean())
-    rng = np.random.default_rng(seed)
-    csum = np.concatenate([[0.0], np.cumsum(d)])
-    b = max(1, min(block, n))
-    per = -(-n // b)
-    starts = rng.integers(0, n - b + 1, size=(resamples, per))
-    means = (csum[starts + b] - csum[starts]).sum(axis=1) / (per * b)
-    se = float(means.std(ddof=1))
-    z = edge / se if se > 0 else (math.inf if edge > 0 else 0.0)
-    return {"edge": edge, "se": se, "z": z, "p_value": float(1 - _N.cdf(z)) if math.isfinite(z) else 0.0,
-            "block": b}
+    """:func:`pymicro.metrics.block_mean`: one implementation for training, validation and backtests."""
+    from pymicro.metrics import block_mean as _block_mean
+
+    return _block_mean(d, block, seed, resamples)

@@ -61,7 +61,7 @@ from pymicro.evaluation.leaks import (check_features, check_gap, check_label_shi
                                       check_shuffled, check_split)
 from pymicro.evaluation.overfitting import (EULER_GAMMA, check_sharpe, deflated_sharpe_ratio,
                                             expected_max_sharpe, probabilistic_sharpe_ratio, sharpe_statistics)
-from pymicro.evaluation.performance import check_accuracy, trade_test_rows
+from pymicro.evaluation.performance import check_accuracy, model_figures
 from pymicro.evaluation.plausibility import FREQUENCIES, Frequency, check_plausibility
 from pymicro.evaluation.resampling import corr, edge_test
 from pymicro.evaluation.retraining import ridge_fit, run_experiments, tinygrad_fit
@@ -109,7 +109,7 @@ def _as_model(model):
 def validate(model, data, *, prices=None, n_trials: int = 1, frequency: str = "daily", fit="tinygrad",
              shuffles: int = 3, trial_sharpes=None, train: float = 0.7, validation: float = 0.15,
              embargo: int | None = None, horizon: int | None = None, cost_bps: float = 1.0,
-             slippage_bps: float = 1.0, threshold: float = 0.0, class_positions=None, seed: int = 0,
+             slippage_bps: float = 1.0, threshold: float | None = None, class_positions=None, seed: int = 0,
              resamples: int = 200, fit_kwargs: dict | None = None) -> ValidationReport:
     """Validate ``model`` on ``data`` and explain the verdict.
 
@@ -126,7 +126,9 @@ def validate(model, data, *, prices=None, n_trials: int = 1, frequency: str = "d
     briefly), ``"ridge"`` (:func:`ridge_fit`), a callable ``fit(X, y) -> predict_proba``,
     or None to skip the retraining experiments. ``shuffles``: retrains on shuffled labels.
     ``threshold``/``class_positions``: how probabilities become positions
-    (:func:`pymicro.evaluation.backtest.positions_from_probabilities`; 0: trade the most likely class).
+    (:func:`pymicro.evaluation.backtest.positions_from_probabilities`); ``threshold=None`` (default)
+    chooses it on the validation rows (:func:`pymicro.evaluation.positions.choose_rule`), as every
+    pymicro command does; a number fixes it (0: trade the most likely class).
 
     **Confidence** = evidence x the product of the risks' penalties (critical 0.05, high
     0.25, medium 0.7, low 0.9) x 0.9 per check skipped for want of inputs, where evidence is
@@ -177,15 +179,12 @@ def validate(model, data, *, prices=None, n_trials: int = 1, frequency: str = "d
         table = None
         bars = Bars(rows, None)
 
-    probs_all = np.asarray(m.predict(np.ascontiguousarray(rows.X, np.float32)), np.float64)
-    pred_all = probs_all.argmax(axis=1)
+    figs = model_figures(m, rows, table, freq, cost_bps, slippage_bps, threshold=threshold,
+                         class_positions=class_positions, seed=seed)
+    probs_all, pred_all, majority = figs["probs_all"], figs["pred_all"], figs["majority"]
+    summary, edge, rule = figs["summary"], figs["edge"], figs["rule"]
     tr, te = rows.idx(0), rows.idx(2)
-    majority = M.majority_class(rows.y[tr], n_classes)
     h = rows.horizon
-    block = h * max(1, len(bars.symbols))
-    summary = M.classification_summary(rows.y[te], pred_all[te], n_classes=n_classes, majority=majority,
-                                       block=block)
-    edge = edge_test(rows.y[te], pred_all[te], np.full(te.size, majority), block, seed)
 
     # retraining experiments
     if isinstance(fit, str):
@@ -227,13 +226,10 @@ def validate(model, data, *, prices=None, n_trials: int = 1, frequency: str = "d
     checks["normalisation"] = check_normalisation(rows, m.described.get("mean"), m.described.get("std"))
     checks["train_test_gap"] = check_gap(rows, pred_all, majority, freq, seed, edge)
     checks["accuracy"] = check_accuracy(summary, edge, rows.label_names)
-    trade = series = None
+    trade, series = figs["trade"], figs["series"]
     trade_reason = f"{unmatched}: prices ignored" if unmatched else "no prices given"
-    if table is not None:
-        trade, series = trade_test_rows(rows, table, probs_all, majority, freq, cost_bps, slippage_bps, threshold,
-                                 n_classes, class_positions)
-        if trade is None:
-            trade_reason = f"no prices for the test rows of {series}"
+    if table is not None and trade is None:
+        trade_reason = f"no prices for the test rows of {series}"
     checks["sharpe"] = check_sharpe(trade, series, int(n_trials), trial_sharpes, freq, trade_reason)
     checks["plausibility"] = check_plausibility(summary, edge, trade, freq, n_classes)
 
@@ -255,7 +251,7 @@ def validate(model, data, *, prices=None, n_trials: int = 1, frequency: str = "d
                "trading": trade, "sharpe": checks["sharpe"].numbers or None}
     settings = {"frequency": freq.name, "periods_per_year": freq.periods_per_year, "n_trials": int(n_trials),
                 "horizon": h, "fit": None if fit_fn is None else getattr(fit_fn, "__name__", "custom"),
-                "shuffles": int(shuffles), "seed": seed, "resamples": resamples, "threshold": threshold,
+                "shuffles": int(shuffles), "seed": seed, "resamples": resamples, "threshold": rule.threshold, "position_rule": rule.to_dict(),
                 "cost_bps": cost_bps, "slippage_bps": slippage_bps, "model": meta.get("name", "custom"),
                 "prices": table is not None,
                 "content_hash": m.info.content_hash, "confidence_rule": "evidence x penalties; see docs/validation.md"}

@@ -150,7 +150,10 @@ def answer_text(checks, summary, edge, trade, label_names, confidence) -> str:
     if trade is not None and sh.status != "skipped":
         s = sh.numbers
         out.append(f"Trading its signals net of {trade['cost_bps'] + trade['slippage_bps']:g} bps per unit traded: "
-                   f"Sharpe {s['sharpe']:.2f} (buy-and-hold {s['buy_and_hold_sharpe']:.2f}); probabilistic Sharpe "
+                   f"Sharpe {s['sharpe']:.2f} in the market {trade.get('exposure', float('nan')):.0%} of the time "
+                   f"(threshold {trade.get('threshold', 0):g}, chosen on validation rows unless given; "
+                   f"{trade.get('periods_per_year', 252):g} periods a year) "
+                   f"(buy-and-hold {s['buy_and_hold_sharpe']:.2f}); probabilistic Sharpe "
                    f"{s['psr']:.2f}, deflated for {s['n_trials']} trial{'s' if s['n_trials'] != 1 else ''} "
                    f"{s['dsr']:.2f}.")
     elif sh.status == "skipped":

@@ -233,7 +233,8 @@ def load_ohlcv(
         except (pd.errors.ParserError, UnicodeDecodeError, OSError, EOFError) as e:
             raise DataError(f"{path}: cannot read as CSV: {e}") from None
         line_offset = 2  # row 0 is on line 2, after the header
-    return validate_ohlcv(
+    frame, adjusted = _use_adjusted_close(frame, path)
+    out = validate_ohlcv(
         frame,
         symbol=symbol,
         sort=sort,
@@ -242,6 +243,33 @@ def load_ohlcv(
         source=path,
         line_offset=line_offset,
     )
+    out.attrs["prices"] = adjusted
+    return out
+
+
+_ADJ_NAMES = ("adj_close", "adj close", "adjclose", "adjusted_close", "adjusted close", "adj_close_price")
+
+
+def _use_adjusted_close(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, str]:
+    """Open, high, low and close scaled by ``adj_close / close`` when the file has an adjusted close
+    (splits and dividends then do not show up as returns); otherwise the prices as given, said so."""
+    adj = [c for c in frame.columns if str(c).strip().lower() in _ADJ_NAMES]
+    closes = [c for c in frame.columns if str(c).strip().lower() == "close"]
+    if not adj or not closes:
+        return frame, ("no adjusted-close column: prices as given (a split or dividend in them shows up as a "
+                       "return)")
+    a = pd.to_numeric(frame[adj[0]], errors="coerce").to_numpy(np.float64)
+    c = pd.to_numeric(frame[closes[0]], errors="coerce").to_numpy(np.float64)
+    bad = ~(np.isfinite(a) & (a > 0) & np.isfinite(c) & (c > 0))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(f"{source}: {adj[0]!r} or close is not a positive number on data row {i}")
+    frame = frame.copy()
+    f = a / c
+    for col in frame.columns:
+        if str(col).strip().lower() in ("open", "high", "low", "close"):
+            frame[col] = pd.to_numeric(frame[col], errors="coerce") * f
+    return frame, (f"adjusted: open, high, low and close scaled by {adj[0]} / close (volume as given)")
 
 
 def _file_format(path: str, format: str | None) -> str:

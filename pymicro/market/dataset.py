@@ -136,6 +136,7 @@ def make_dataset(
     h = int(horizon)
     parts = []
     short = []
+    limits: list[str] = []
     for sym, g in bars.groupby("symbol", sort=True):
         feats = fs.compute(g, dropna=False, **(feature_options or {}))
         lab = label_details(g, h, threshold, vol_window, classes)["label"]
@@ -143,7 +144,22 @@ def make_dataset(
         end = np.full(dates.shape, np.datetime64("NaT"), dtype="datetime64[ns]")
         end[: max(len(dates) - h, 0)] = dates[h:]
         Xs = feats.to_numpy(np.float64)
-        keep = np.isfinite(Xs).all(axis=1) & lab.notna().to_numpy()
+        labelled = lab.notna().to_numpy()
+        keep = np.isfinite(Xs).all(axis=1) & labelled
+        after = labelled.copy()
+        after[: fs.lookback] = False
+        after[: int(np.flatnonzero(keep)[-1]) + 1 if keep.any() else 0] = False
+        if after.sum() > 20:  # labelled bars past the warm-up that give no row: say which inputs stop them
+            cols = [feats.columns[j] for j in np.flatnonzero(~np.isfinite(Xs[after]).all(axis=0))]
+            when = (f"rows stop at {np.datetime64(dates[keep][-1], 'D')}" if keep.any()
+                    else "no row at all")
+            limits.append(f"{sym}: {when}; {int(after.sum())} later labelled bars have no value for "
+                          f"{', '.join(cols[:6])}{' and %d more' % (len(cols) - 6) if len(cols) > 6 else ''}"
+                          + (" (the market and macro inputs: the shipped series end in 2019-01; pass "
+                             "feature_options={'macro': MacroInputs(...)} with your own, or {'macro': 'none'} to "
+                             "drop them)" if preset == "sentiment" and any(
+                                 c.startswith(("mkt_", "usd_", "short_rate", "core_", "real_")) for c in cols)
+                             else ""))
         if not keep.any():
             short.append(f"{sym} ({len(g)} bars)")
             continue
@@ -158,10 +174,16 @@ def make_dataset(
         )
     need = fs.lookback + h + 1
     if not parts:
+        if limits:
+            raise DataError("no usable rows: " + "; ".join(limits))
         raise DataError(
             f"no usable rows: each symbol needs more than lookback + horizon = {fs.lookback} + {h} bars "
             f"(at least {need}); got {', '.join(short)}"
         )
+    if limits:
+        import warnings
+
+        warnings.warn("the data's span is limited by its inputs: " + "; ".join(limits), stacklevel=2)
     dates = np.concatenate([p[0] for p in parts])
     symbols = np.concatenate([p[1] for p in parts])
     order = np.lexsort((symbols.astype(str), dates))  # by date, then symbol
@@ -178,7 +200,7 @@ def make_dataset(
         horizon=h,
         threshold=float(threshold),
         vol_window=int(vol_window),
-        meta={"lookback": fs.lookback, "skipped_symbols": short},
+        meta={"lookback": fs.lookback, "skipped_symbols": short, "span_limits": limits},
     )
 
 

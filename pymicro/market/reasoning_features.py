@@ -198,7 +198,7 @@ def sentiment_features(
     df: pd.DataFrame,
     *,
     news: pd.DataFrame | None = None,
-    macro: MacroInputs | None = None,
+    macro: MacroInputs | str | None = None,
     symbol: str | None = None,
     dropna: bool = True,
 ) -> pd.DataFrame:
@@ -207,7 +207,10 @@ def sentiment_features(
     ``df``: one symbol's daily bars. ``news``: per-day headline aggregates from
     :func:`pymicro.market.news.analyze_news` (rows of other symbols are ignored); without it,
     or on days with no headlines, the news features are 0 and their masks 0. ``macro``:
-    the market and macro inputs (default: the shipped series). ``symbol``: the
+    the market and macro inputs (default: the shipped series, which end in 2019-01: rows after
+    them are NaN); ``macro="none"`` drops them explicitly: every feature that reads a market or
+    macro input is 0 on every row (listed in ``out.attrs["dropped_inputs"]``), so a history
+    of any dates keeps all its rows. ``symbol``: the
     symbol to pick from ``news`` when ``df`` has no ``symbol`` column.
 
     Float64, indexed by date. The first :data:`pymicro.market.features.SENTIMENT_LOOKBACK`
@@ -218,15 +221,28 @@ def sentiment_features(
 
     dates, bars = bars_of_one_symbol(df)
     d64 = np.asarray(dates, "datetime64[ns]")
-    macro = MacroInputs.embedded() if macro is None else macro
+    drop = isinstance(macro, str) and macro == "none"
+    macro = MacroInputs.embedded() if macro is None or drop else macro
     if not isinstance(macro, MacroInputs):
-        raise DataError(f"macro must be a pymicro.market.macro.MacroInputs, got {type(macro).__name__}")
-    f = reasoning_arrays(bars, macro.aligned(d64))
+        raise DataError(f"macro must be a pymicro.market.macro.MacroInputs or 'none', got {macro!r}")
+    aligned = macro.aligned(d64)
+    dropped: list[str] = []
+    if drop:
+        blank = {k: np.full(np.shape(v), np.nan) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
+                 for k, v in aligned.items()}
+        with np.errstate(all="ignore"):
+            probe = reasoning_arrays(bars, blank)
+        dropped = [k for k, v in probe.items() if np.ndim(v) == 1 and len(v) and
+                   not np.isfinite(np.asarray(v, np.float64)[SENTIMENT_LOOKBACK:]).any()]
+        f = {k: (np.zeros(len(d64)) if k in dropped else v) for k, v in probe.items()}
+    else:
+        f = reasoning_arrays(bars, aligned)
     sym = _symbol_of(df, symbol)
     if news is not None and sym is None:
         raise DataError("news was given but the bars have no symbol column; pass symbol='NAME'")
     f.update(news_features(news, d64, sym))
     out = pd.DataFrame({k: f[k] for k in SENTIMENT_FEATURES}, index=dates)
+    out.attrs["dropped_inputs"] = dropped
     if dropna:
         out = out.iloc[SENTIMENT_LOOKBACK:]
         out = out[np.isfinite(out.to_numpy()).all(axis=1)]

@@ -73,6 +73,9 @@ CONFIG_KEYS = {
     "patience": "early-stopping patience in epochs (default 10)",
     "seed": "random seed (default 0)",
     "preset": "feature set and default architecture (default 'momentum')",
+    "data": "your own daily OHLCV history instead of the embedded one: a long DataFrame (date, symbol, open, "
+            "high, low, close, volume) or a CSV/Parquet path; a file without a symbol column takes the one "
+            "name in 'symbols'",
 }
 
 
@@ -133,8 +136,11 @@ class TrainingRun:
 
 def _evaluate(model, split_part, majority: int, n_classes: int) -> dict:
 
+    # blocks of horizon x symbols rows: the labels overlap, so the interval and the p-value are
+    # block-bootstrap ones, the numbers `pymicro validate` gives for the same model and rows
     pred = model.predict(split_part.X).argmax(axis=1)
-    out = classification_summary(split_part.y, pred, n_classes=n_classes, majority=majority)
+    block = int(split_part.horizon) * max(1, len(set(map(str, split_part.symbols))))
+    out = classification_summary(split_part.y, pred, n_classes=n_classes, majority=majority, block=block)
     per_symbol = {}
     for sym in sorted(set(split_part.symbols)):
         mask = split_part.symbols == sym
@@ -261,6 +267,25 @@ def run_training(preset_name: str = "momentum", *, data=None, symbols=None, look
     return run
 
 
+def _user_frame(data, symbols):
+    """A user's history: a long DataFrame as it is, or a CSV/Parquet path read by
+    :func:`pymicro.market.data.load_ohlcv` (one name in ``symbols`` names a single-symbol file)."""
+    import os
+
+    from pymicro.market.data import load_ohlcv
+
+    if isinstance(data, (str, os.PathLike)):
+        syms = [symbols] if isinstance(symbols, str) else list(symbols or [])
+        return load_ohlcv(data, symbol=syms[0] if len(syms) == 1 else None)
+    if hasattr(data, "columns"):
+        missing = [c for c in ("date", "symbol", "close") if c not in data.columns]
+        if missing:
+            raise TrainingError(f"data is missing columns {missing}: a long OHLCV frame has date, symbol, open, "
+                                "high, low, close, volume (pymicro.market.data.load_ohlcv reads files)")
+        return data
+    raise TrainingError(f"data must be a DataFrame or a CSV/Parquet path, got {type(data).__name__}")
+
+
 class MicroNeuralTrainer:
     """The seed's trainer. Models go to a :class:`pymicro.store.registry.Registry` (default store)."""
 
@@ -290,7 +315,7 @@ class MicroNeuralTrainer:
         unknown = sorted(set(config) - set(CONFIG_KEYS))
         if unknown:
             raise TrainingError(f"unknown training_config keys {unknown}; known: {sorted(CONFIG_KEYS)}")
-        kwargs = {k: config[k] for k in ("symbols", "hidden_sizes", "use_attention", "epochs", "batch_size",
+        kwargs = {k: config[k] for k in ("data", "symbols", "hidden_sizes", "use_attention", "epochs", "batch_size",
                                           "learning_rate", "horizon", "threshold", "patience", "seed", "start",
                                           "end", "history_days", "scheduler") if k in config}
         if "lookback_days" in config:  # the seed's key: the feature look-back window
@@ -308,6 +333,12 @@ class MicroNeuralTrainer:
             raise TrainingError(f"reasoning_features=True trains on the sentiment preset's features (the twelve "
                                 f"reasoning features are among its 48 inputs); preset={preset_name!r} has none")
 
+        if kwargs.get("data") is not None:
+            kwargs["data"] = _user_frame(kwargs["data"], kwargs.get("symbols"))
+            if reasoning or validate:
+                raise TrainingError("reasoning_features and validate consult a server that reads the embedded "
+                                    "history; with your own 'data' train without them and run "
+                                    "pymicro.evaluation.validation.validate on the same frame")
         check_name(model_name)
         if not (reasoning or validate):
             return (await self._train(model_name, preset_name, progress, kwargs)).summary()
