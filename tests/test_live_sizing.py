@@ -76,3 +76,30 @@ def test_paper_orders_fill_at_the_next_tick_with_slippage_and_costs():
         b.on_tick(-1.0)
     with pytest.raises(InputError):
         b.order(math.inf)
+
+
+def test_paper_trading_the_shipped_ticks_fills_after_each_decision_and_logs_it(tmp_path):
+    import dataclasses
+
+    import pymicro
+    from pymicro.live.paper import paper_trade
+    from pymicro.live.predictions import PredictionLog
+    from pymicro.live.stream import Pipeline
+    from pymicro.market.intraday import load_es_ticks, session_seconds, tick_bars
+    from pymicro.market.technical import MOMENTUM_FEATURES, momentum_features
+
+    t = load_es_ticks().iloc[:8000]
+    rows = momentum_features(tick_bars(t, 40), dropna=True).to_numpy()
+    net = dataclasses.replace(pymicro.preset("momentum"), feature_names=tuple(MOMENTUM_FEATURES)).init(seed=2)
+    net.mean, net.std = rows.mean(0).astype(np.float32), rows.std(0).astype(np.float32)
+    pipe = Pipeline(pymicro.freeze(net), bar="tick", bar_size=40, threshold=0.0)
+    price, size, ts = t.price.to_numpy(float), t.volume.to_numpy(float), session_seconds(t)
+    broker = PaperBroker(cash=100_000, cost_bps=0.5, slippage_bps=1.0)
+    log = PredictionLog(tmp_path / "p.db")
+    run = paper_trade(pipe, price, size, ts, Sizer(fraction=0.25, max_position=1.0, max_drawdown=0.5),
+                      broker, log=log, model_id="m")
+    assert len(run.targets) == pipe.bars == 8000 // 40 and any(run.targets)  # it traded after the warm-up
+    assert all(f.ts in {ts[i + 1] for i in run.decided_at if i + 1 < len(ts)} for f in run.fills)  # each fill at the tick after
+    assert len(run.fills) >= 1 and run.costs > 0
+    assert run.equity[-1] == pytest.approx(broker.equity)
+    assert log.count("m") == len(run.targets) and [r.position for r in log.recent("m", 5)] == run.targets[-5:]

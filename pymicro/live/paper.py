@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from pymicro.errors import InputError
 
 
@@ -77,4 +79,55 @@ class PaperBroker:
         return fill
 
 
-__all__ = ["Fill", "PaperBroker"]
+@dataclass(frozen=True)
+class PaperRun:
+    """What :func:`paper_trade` did: per committed bar, the equity and the target it ordered."""
+
+    equity: np.ndarray        # broker equity after each tick
+    targets: list[float]      # the target ordered at each committed bar
+    decided_at: list[int]     # the tick index of each of those decisions (fills come at the next tick)
+    fills: list[Fill]
+    costs: float
+    halted: str | None
+
+
+def paper_trade(pipe, price, size, ts, sizer, broker: PaperBroker, *, vol_window: int = 20,
+                log=None, model_id: str | None = None) -> PaperRun:
+    """Ticks through ``pipe``; at each committed bar the ``sizer`` turns its probabilities into a
+    target (``move``: the mean |return| of the last ``vol_window`` bar closes), ordered from
+    ``broker`` and filled at the next tick. ``day`` for the sizer's daily cap is ``ts // 86400``.
+    With ``log`` (a :class:`~pymicro.live.predictions.PredictionLog`) each decision is logged
+    under ``model_id``."""
+    price, size, ts = (np.asarray(a, dtype=np.float64) for a in (price, size, ts))
+    if vol_window < 2:
+        raise InputError(f"vol_window must be >= 2, got {vol_window}")
+    closes: list[float] = []
+    equity = np.empty(len(price))
+    targets: list[float] = []
+    decided: list[int] = []
+    rows = []
+    closes_on_previous_tick = pipe.bar == "time"  # a time bar is committed by the next interval's first tick
+    bars = pipe.bars
+    for i in range(len(price)):
+        broker.on_tick(price[i], ts[i])
+        equity[i] = broker.equity
+        pipe.on_tick(price[i], size[i], ts[i])
+        if pipe.bars == bars:
+            continue
+        bars = pipe.bars
+        closes.append(price[i - 1] if closes_on_previous_tick and i else price[i])
+        recent = np.asarray(closes[-(vol_window + 1):])
+        move = float(np.mean(np.abs(np.diff(recent) / recent[:-1]))) if len(recent) > 2 else math.nan
+        target = sizer.target(pipe.probabilities, move, equity=broker.equity, day=int(ts[i] // 86_400))
+        broker.order(target)
+        targets.append(target)
+        decided.append(i)
+        if log is not None:
+            rows.append((ts[i], price[i], target, pipe.probabilities.copy()))
+    if log is not None and rows:
+        t, p, q, pr = zip(*rows)
+        log.append_many(model_id, t, p, q, np.array(pr))
+    return PaperRun(equity, targets, decided, list(broker.fills), broker.costs, sizer.halted)
+
+
+__all__ = ["Fill", "PaperBroker", "PaperRun", "paper_trade"]
