@@ -113,7 +113,7 @@ class RedisSignals:
 
     def __init__(self, client, model, *, stream: str, signals: str | None = None, group: str | None = None,
                  consumer: str = "pymicro", bar: str = "volume", bar_size: float = 1000.0,
-                 threshold: float = 0.5, batch: int = 500):
+                 threshold: float = 0.5, batch: int = 500, on_signals=None):
         if batch < 1:
             raise InputError(f"batch must be >= 1, got {batch}")
         self.client, self.stream, self.batch = client, stream, int(batch)
@@ -122,6 +122,7 @@ class RedisSignals:
         self.group = group or f"pymicro-{digest[:12]}"
         self.signals = signals or f"{stream}:signals:{self.group}"
         self.consumer = consumer
+        self.on_signals = on_signals  # called after each commit: (tick ids, price, ts, positions, probabilities)
         self.labels = tuple(self.pipe.model.labels)
         self._fields = [f"p_{k:02d}_{label}" for k, label in enumerate(self.labels)]
         self.applied = 0      # ticks applied by this process (rebuilt ones not counted)
@@ -201,9 +202,11 @@ class RedisSignals:
             self.skipped += len(rows) - len(fresh)
             rows = fresh
         if not rows:
+            self._last_batch = None
             return all_ids, []
         ids, p, s, t = _ticks(rows)
         pos, probs = self.pipe.replay_ticks(p, s, t)
+        self._last_batch = (ids, p, t, pos, probs)
         out = []
         for i, tick_id in enumerate(ids):
             f = {"position": repr(float(pos[i])), "bars": "0"}
@@ -221,6 +224,8 @@ class RedisSignals:
         if out:
             self.last_id = out[-1][0]
             self.applied += len(out)
+            if self.on_signals is not None and self._last_batch is not None:
+                self.on_signals(*self._last_batch)
 
     def step(self, block_ms: int | None = None) -> int:
         """Read, apply and commit one batch; returns the entries it read (0: nothing new)."""
