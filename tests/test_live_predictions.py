@@ -47,3 +47,21 @@ def test_the_report_scores_each_decision_on_the_next_price_beside_always_long(tm
     assert costly["model"]["total_return"] < rep["model"]["total_return"]
     with pytest.raises(InputError, match="at least 3"):
         performance_report(log, "nobody")
+
+
+def test_pymicro_live_logs_every_decision(tmp_path, capsys):
+    import dataclasses
+
+    import pymicro
+    from pymicro.cli import main
+    from pymicro.market.intraday import load_es_ticks
+    from pymicro.market.technical import MOMENTUM_FEATURES
+
+    net = dataclasses.replace(pymicro.preset("momentum"), feature_names=tuple(MOMENTUM_FEATURES)).init(seed=2)
+    pymicro.freeze(net, tmp_path / "momo.pmb")
+    load_es_ticks().iloc[:3000].to_csv(tmp_path / "ticks.csv", index=False)
+    assert main(["live", str(tmp_path / "momo.pmb"), "--source", str(tmp_path / "ticks.csv"), "--bar", "tick",
+                 "--bar-size", "20", "--log", str(tmp_path / "p.db")]) == 0
+    assert "logged 3000 decisions as 'momo'" in capsys.readouterr().out
+    log = PredictionLog(tmp_path / "p.db")
+    assert log.count("momo") == 3000 and log.recent("momo", 1)[0].price == load_es_ticks().price[2999]

@@ -26,13 +26,27 @@ def _ticks(source: str):
                          "volume": df[cols["volume"]]})
 
 
+def _log(args):
+    if not args.log:
+        return None
+    from pymicro.live.predictions import PredictionLog
+
+    args.log_as = args.log_as or __import__("pathlib").Path(args.blob).stem
+    return PredictionLog(args.log)
+
+
 def _redis(args) -> int:
     from pymicro.live.redis_stream import RedisSignals, connect
 
     client, stream = connect(args.source)
+    log = _log(args)
+    keep = None
+    if log is not None:
+        def keep(ids, price, ts, pos, probs):
+            log.append_many(args.log_as, ts, price, pos, probs, ticks=ids)
     consumer = RedisSignals(client, args.blob, stream=stream, signals=args.signals, group=args.group,
                             consumer=args.consumer, bar=args.bar, bar_size=args.bar_size,
-                            threshold=args.threshold, batch=args.batch)
+                            threshold=args.threshold, batch=args.batch, on_signals=keep)
     print(f"consuming {stream} as group {consumer.group}, consumer {consumer.consumer}; signals to "
           f"{consumer.signals} (resumed after {consumer.last_id or 'nothing'}, {consumer.rebuilt} ticks "
           "replayed to rebuild the state)", flush=True)
@@ -60,6 +74,10 @@ def cmd_live(args) -> int:
     t0 = time.perf_counter()
     pos, probs = pipe.replay_ticks(price, size, ts)
     dt = time.perf_counter() - t0
+    log = _log(args)
+    if log is not None:
+        log.append_many(args.log_as, ts, price, pos, probs)
+        print(f"logged {len(pos)} decisions as {args.log_as!r} in {args.log}")
     if args.out:
         import pandas as pd
 
@@ -90,6 +108,8 @@ def add_parser(sub) -> None:
     p.add_argument("--bar-size", type=float, default=1000.0, help="seconds, ticks or volume per bar (default 1000)")
     p.add_argument("--threshold", type=float, default=0.5, help="minimum top-class probability to take a position")
     p.add_argument("--out", help="write ts, price, position and probabilities per tick to this CSV")
+    p.add_argument("--log", help="append every decision to this prediction log (SQLite; pymicro.live.predictions)")
+    p.add_argument("--log-as", help="the model id to log under (default: the blob's file name)")
     r = p.add_argument_group("redis:// sources (pip install 'pymicro[live]')")
     r.add_argument("--group", help="consumer group (default pymicro-<blob hash>)")
     r.add_argument("--consumer", default="pymicro", help="consumer name in the group (default pymicro)")
