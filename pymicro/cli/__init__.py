@@ -11,7 +11,7 @@ import sys
 from pymicro.errors import MissingDependencyError, PymicroError
 
 SUBCOMMANDS = ("quickstart", "train", "info", "predict", "export_onnx", "bench", "backtest", "validate",
-               "sandbox", "report", "mcp", "models", "live")
+               "sandbox", "report", "mcp", "models", "live", "latency")
 """The modules of :mod:`pymicro.cli`, in the order ``pymicro --help`` lists them."""
 
 
