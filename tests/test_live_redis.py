@@ -196,3 +196,16 @@ def test_a_consumer_killed_with_sigkill_resumes_with_nothing_lost_or_doubled(red
     assert f"resumed after {tick_ids[published - 1]}" in out.stdout
     _assert_equal(client, signals, tick_ids, offline)
     assert client.xpending(stream, f"pymicro-{pymicro.load(blob).info.content_hash[:12]}")["pending"] == 0
+
+
+def test_an_unreachable_server_is_a_typed_error(blob, capsys):
+    from pymicro.cli import main
+    from pymicro.live.redis_stream import StreamUnavailableError
+
+    client, stream = connect(f"redis://127.0.0.1:{_free_port()}/nobody")  # nothing listens there
+    with pytest.raises(StreamUnavailableError, match="cannot reach Redis at 127.0.0.1"):
+        RedisSignals(client, blob, stream=stream, **BAR)
+    with pytest.raises(StreamUnavailableError):
+        publish_ticks(client, stream, [1.0], [1.0], [0.0])
+    assert main(["live", str(blob), "--source", f"redis://127.0.0.1:{_free_port()}/x"]) == 2
+    assert "cannot reach Redis" in capsys.readouterr().err

@@ -33,20 +33,46 @@ state; keep the stream whole, or start a new group and signals stream.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import signal as _signal
 import time
 from urllib.parse import urlparse
 
 import numpy as np
 
-from pymicro.errors import InputError, require
+from pymicro.errors import BackendError, InputError, require
 from pymicro.live.stream import Pipeline
 
 REBUILD_CHUNK = 10_000
 
 
+class StreamUnavailableError(BackendError):
+    """The Redis server cannot be reached (refused, timed out, closed the connection)."""
+
+
 def _redis():
     return require("redis", "live", purpose="the Redis Streams adapter")
+
+
+@contextlib.contextmanager
+def _reachable(client):
+    redis = _redis()
+    try:
+        yield
+    except (redis.ConnectionError, redis.TimeoutError) as e:
+        where = getattr(getattr(client, "connection_pool", None), "connection_kwargs", {})
+        raise StreamUnavailableError(f"cannot reach Redis at {where.get('host')}:{where.get('port')}: {e}") from None
+
+
+def _guarded(fn):
+    """Redis connection failures inside ``fn`` become :class:`StreamUnavailableError`."""
+    @functools.wraps(fn)
+    def run(first, *args, **kwargs):
+        client = first if not isinstance(first, RedisSignals) else args[0] if fn.__name__ == "__init__" else first.client
+        with _reachable(client):
+            return fn(first, *args, **kwargs)
+    return run
 
 
 def connect(url: str):
@@ -66,6 +92,7 @@ def _id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
+@_guarded
 def publish_ticks(client, stream: str, price, size, ts, *, chunk: int = 2000) -> list[str]:
     """Append ticks to ``stream`` (ids chosen by Redis, increasing); returns their ids."""
     price, size, ts = (np.asarray(a, dtype=np.float64) for a in (price, size, ts))
@@ -80,6 +107,7 @@ def publish_ticks(client, stream: str, price, size, ts, *, chunk: int = 2000) ->
     return ids
 
 
+@_guarded
 def read_signals(client, signals: str) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Every signal in ``signals``: (tick ids, positions (n,), probabilities (n, classes))."""
     ids, pos, probs = [], [], []
@@ -111,6 +139,7 @@ def _ticks(rows) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
 class RedisSignals:
     """A consumer-group reader of ticks that publishes one signal per tick (see the module doc)."""
 
+    @_guarded
     def __init__(self, client, model, *, stream: str, signals: str | None = None, group: str | None = None,
                  consumer: str = "pymicro", bar: str = "volume", bar_size: float = 1000.0,
                  threshold: float = 0.5, batch: int = 500, on_signals=None):
@@ -227,6 +256,7 @@ class RedisSignals:
             if self.on_signals is not None and self._last_batch is not None:
                 self.on_signals(*self._last_batch)
 
+    @_guarded
     def step(self, block_ms: int | None = None) -> int:
         """Read, apply and commit one batch; returns the entries it read (0: nothing new)."""
         rows = self._read(block_ms)
@@ -261,4 +291,4 @@ class RedisSignals:
         return read
 
 
-__all__ = ["RedisSignals", "connect", "publish_ticks", "read_signals"]
+__all__ = ["RedisSignals", "StreamUnavailableError", "connect", "publish_ticks", "read_signals"]
