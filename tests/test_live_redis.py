@@ -209,3 +209,15 @@ def test_an_unreachable_server_is_a_typed_error(blob, capsys):
         publish_ticks(client, stream, [1.0], [1.0], [0.0])
     assert main(["live", str(blob), "--source", f"redis://127.0.0.1:{_free_port()}/x"]) == 2
     assert "cannot reach Redis" in capsys.readouterr().err
+
+
+def test_a_second_live_consumer_of_a_group_is_refused(redis_url, ticks, blob):
+    client, stream = _fresh(redis_url, "two")
+    publish_ticks(client, stream, *(a[:500] for a in ticks))
+    first = RedisSignals(client, blob, stream=stream, consumer="a", batch=100, **BAR)
+    first.step()
+    with pytest.raises(InputError, match="consumer 'a' of group"):
+        RedisSignals(client, blob, stream=stream, consumer="b", **BAR)
+    later = RedisSignals(client, blob, stream=stream, consumer="b", active_ms=0, **BAR)  # 'a' counted as dead
+    later.run(idle_exit=0.2)
+    assert later.rebuilt == 100 and later.applied == 400  # it took over where 'a' stopped

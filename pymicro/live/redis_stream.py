@@ -15,7 +15,8 @@ How a tick is applied once although Redis delivers it at least once:
 
 * The features are a fold over every tick in order, so one pipeline consumes the whole
   stream: a group serves one consumer (scale out with one group per model, not more
-  consumers in a group). Entries still pending from a dead consumer are claimed at start.
+  consumers in a group). A consumer refuses to start beside another one of its group that
+  read within ``active_ms``; entries still pending from a dead consumer are claimed.
 * A batch's signals (``XADD`` with the tick ids) and its ``XACK`` go in one ``MULTI/EXEC``:
   either both happened or neither did. A consumer killed anywhere before ``EXEC`` leaves
   its batch pending and unpublished; after ``EXEC`` the batch is published and acked.
@@ -142,7 +143,7 @@ class RedisSignals:
     @_guarded
     def __init__(self, client, model, *, stream: str, signals: str | None = None, group: str | None = None,
                  consumer: str = "pymicro", bar: str = "volume", bar_size: float = 1000.0,
-                 threshold: float = 0.5, batch: int = 500, on_signals=None):
+                 threshold: float = 0.5, batch: int = 500, on_signals=None, active_ms: int = 5000):
         if batch < 1:
             raise InputError(f"batch must be >= 1, got {batch}")
         self.client, self.stream, self.batch = client, stream, int(batch)
@@ -165,6 +166,7 @@ class RedisSignals:
         except redis.ResponseError as e:
             if "BUSYGROUP" not in str(e):
                 raise
+        self._refuse_a_second_consumer(active_ms)
         self.last_id = self._rebuild()
         self._claim()
         self._pending = True  # read this consumer's pending entries before new ones
@@ -180,6 +182,14 @@ class RedisSignals:
         if wrong:
             raise InputError(f"{self.signals} was written with other settings {wrong} (have, wanted): resume "
                              "with the same blob and bars, or use another group / signals stream")
+
+    def _refuse_a_second_consumer(self, active_ms: int) -> None:
+        """A group serves one pipeline: refuse to start beside another consumer of it that read
+        within ``active_ms`` (a dead one's entries are claimed instead)."""
+        for c in self.client.xinfo_consumers(self.stream, self.group):
+            if c["name"] != self.consumer and int(c["idle"]) < active_ms:
+                raise InputError(f"consumer {c['name']!r} of group {self.group!r} read {c['idle']} ms ago: a group "
+                                 "feeds one pipeline (the features need every tick); stop it, or use another group")
 
     def _rebuild(self) -> str | None:
         last = self.client.xrevrange(self.signals, max="+", min="-", count=1)
