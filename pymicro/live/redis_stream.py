@@ -8,8 +8,7 @@
 The input stream holds one entry per tick with the fields ``price``, ``size`` and ``ts``
 (seconds, the clock of :class:`~pymicro.live.stream.Pipeline`). The consumer reads it
 through a consumer group (``XREADGROUP``) and writes one entry per tick to the signals
-stream, **under the tick's own id**, with ``position``, ``p_<label>`` per class and
-``bars``.
+stream, **under the tick's own id**, with ``position`` and ``p_<k>_<label>`` per class.
 
 How a tick is applied once although Redis delivers it at least once:
 
@@ -248,10 +247,9 @@ class RedisSignals:
         self._last_batch = (ids, p, t, pos, probs)
         out = []
         for i, tick_id in enumerate(ids):
-            f = {"position": repr(float(pos[i])), "bars": "0"}
+            f = {"position": repr(float(pos[i]))}
             f.update({name: repr(float(probs[i, k])) for k, name in enumerate(self._fields)})
             out.append((tick_id, f))
-        out[-1][1]["bars"] = str(self.pipe.bars)
         return all_ids, out
 
     def _commit(self, all_ids, out) -> None:
