@@ -37,8 +37,10 @@ Safety:
 Layout: :mod:`pymicro.agents.server` (argument types, limits, the tool registry, progress, the
 model cache, the ``MCPServer`` subclass and the transports); the tools by family in
 ``tools_models`` (predict, status, list, verify, resources), ``tools_training`` (neural_train),
-``tools_evaluation`` (neural_evaluate, neural_backtest, validate_model) and ``tools_news``
-(analyze_news, psycho_symbolic_reason). This module imports them all and runs the server.
+``tools_evaluation`` (neural_evaluate, neural_backtest, validate_model), ``tools_news``
+(analyze_news, psycho_symbolic_reason) and ``tools_live`` (realtime_subscribe, execute_trade,
+get_recent_predictions, performance_report, create_syndicate_tool, add_syndicate_member,
+allocate_syndicate_funds: paper only, files in ``<store>/../live``). This module imports them all and runs the server.
 
 Adding a tool: write one ``async def`` in the module of its family, decorated with :func:`pymicro.agents.server.tool`,
 with typed parameters (``Annotated[..., Field(...)]`` for bounds, ``Literal`` for enums), a
@@ -62,6 +64,7 @@ import pymicro.agents.tools_training  # noqa: F401
 import pymicro.agents.tools_evaluation  # noqa: F401
 import pymicro.agents.tools_news  # noqa: F401,E402
 import pymicro.agents.tools_tuning  # noqa: F401,E402
+import pymicro.agents.tools_live  # noqa: F401,E402
 from pymicro.agents.options import DESCRIPTION, arguments
 from pymicro.agents.server import MIN_TOKEN_CHARS, PymicroServer, check_host, serve_http, serve_stdio
 from pymicro.errors import PymicroError

@@ -7,6 +7,9 @@
 
 This layer sits above evaluation and below agents (``pyproject.toml``). Its pieces:
 :mod:`pymicro.live.stream` (the incremental features and the pipeline),
-:mod:`pymicro.live.baselines` (the pure-Python and numpy peers the benchmarks and tests
-compare against).
+:mod:`pymicro.live.redis_stream` (ticks from a Redis stream, signals to another, applied once),
+:mod:`pymicro.live.sizing` (fractional Kelly with caps), :mod:`pymicro.live.paper` (paper
+fills at the next tick), :mod:`pymicro.live.syndicate` (the SQLite ledger) and
+:mod:`pymicro.live.predictions` (the bounded prediction log and its performance report).
+Paper trading only.
 """

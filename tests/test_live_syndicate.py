@@ -1,0 +1,114 @@
+"""The syndicate ledger: exact pro-rata shares in cents, append-only and hash-chained entries,
+and whole operations only after kill -9."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pymicro.errors import InputError
+from pymicro.live.syndicate import Ledger, split_cents
+
+
+@pytest.fixture
+def ledger(tmp_path):
+    lg = Ledger(tmp_path / "s.db")
+    lg.create_syndicate("micro_traders", "Micro Model Syndicate")
+    yield lg
+    lg.close()
+
+
+def test_split_cents_is_exact_and_pro_rata():
+    assert split_cents(100, [1, 1, 1]) == [34, 33, 33]
+    assert split_cents(-100, [1, 1, 1]) == [-34, -33, -33]
+    assert split_cents(1001, [5000, 3000, 2000]) == [501, 300, 200]
+    with pytest.raises(InputError):
+        split_cents(5, [0, 0])
+
+
+def test_contributions_allocations_profit_shares_and_withdrawals(ledger):
+    a = ledger.add_member("micro_traders", "Alice", "a@example.org", "trader", 6000)
+    b = ledger.add_member("micro_traders", "Bob", "b@example.org", "member", 4000)
+    assert ledger.capital("micro_traders") == 10_000
+    allocs = ledger.allocate("micro_traders", [{"id": "es", "p_up": 0.45, "p_down": 0.30, "move": 0.002},
+                                               {"id": "eurusd", "p_up": 0.30, "p_down": 0.45, "move": 0.002},
+                                               {"id": "noise", "p_up": 0.33, "p_down": 0.33, "move": 0.002}],
+                             fraction=0.25, max_position=0.2)
+    assert [(e.ref, e.amount) for e in allocs] == [("es", 2000.0), ("eurusd", -2000.0)]  # capped at 20 %, no edge: none
+    shares = ledger.settle("micro_traders", allocs[0].seq, pnl=100.01)
+    assert [(e.kind, e.member_id, e.amount) for e in shares] == [
+        ("pnl", None, 100.01), ("profit_share", a, 60.01), ("profit_share", b, 40.0)]
+    with pytest.raises(InputError, match="already settled"):
+        ledger.settle("micro_traders", allocs[0].seq, pnl=1)
+    ledger.settle("micro_traders", allocs[1].seq, pnl=-50)
+    bal = {x.member_id: x for x in ledger.balances("micro_traders")}
+    assert bal[a].capital == pytest.approx(6000 + 60.01 - 30.0) and bal[b].capital == pytest.approx(4000 + 40 - 20)
+    ledger.withdraw("micro_traders", b, 1000)
+    with pytest.raises(InputError, match="cannot withdraw"):
+        ledger.withdraw("micro_traders", b, 10_000)
+    assert ledger.balances("micro_traders")[1].withdrawn == 1000
+    assert ledger.verify() == len(ledger.entries("micro_traders"))
+    for bad in [lambda: ledger.contribute("micro_traders", "m9", 5), lambda: ledger.contribute("nope", a, 5),
+                lambda: ledger.contribute("micro_traders", a, float("nan")),
+                lambda: ledger.allocate("micro_traders", [], strategy="martingale")]:
+        with pytest.raises(InputError):
+            bad()
+
+
+def test_entries_are_append_only_and_tampering_breaks_the_chain(ledger, tmp_path):
+    a = ledger.add_member("micro_traders", "Alice", "a@example.org", "trader", 100)
+    ledger.contribute("micro_traders", a, 50)
+    raw = sqlite3.connect(tmp_path / "s.db")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("UPDATE entries SET cents = 999999 WHERE seq = 1")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("DELETE FROM entries")
+    raw.execute("DROP TRIGGER entries_append_only_u")  # someone goes around the triggers
+    raw.execute("UPDATE entries SET cents = 999999 WHERE seq = 1")
+    raw.commit()
+    with pytest.raises(InputError, match="entry 1 does not match"):
+        ledger.verify()
+
+
+CHILD = """
+import sys
+from pymicro.live.syndicate import Ledger
+lg = Ledger(sys.argv[1])
+lg.create_syndicate("s", "S")
+members = [lg.add_member("s", f"M{i}", "x@example.org", "member", 1000 + i) for i in range(20)]
+print("ready", flush=True)
+i = 0
+while True:
+    seq = lg.allocate("s", [{"id": "es", "p_up": 0.5, "p_down": 0.3, "move": 0.01}], max_position=0.01)[0].seq
+    lg.settle("s", seq, pnl=(i % 7 - 3) * 1.37)
+    lg.contribute("s", members[i % 20], 1.0)
+    i += 1
+    print(i, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_kill_9_leaves_whole_operations_only(tmp_path):
+    db = tmp_path / "k.db"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    done = 0
+    deadline = time.monotonic() + 60
+    while done < 30 and time.monotonic() < deadline:
+        done = int(child.stdout.readline())
+    child.send_signal(signal.SIGKILL)
+    child.wait(10)
+    assert done >= 30
+    lg = Ledger(db)
+    n = lg.verify()  # the chain, whole operations, shares adding up to each P&L
+    settled = [e for e in lg.entries("s", limit=100_000) if e.kind == "pnl"]
+    assert len(settled) >= done  # every round the child reported is there
+    total = sum(b.capital for b in lg.balances("s"))
+    assert total == pytest.approx(lg.capital("s")) and n > 20 * 2
+    lg.contribute("s", "m1", 1.0)  # and the ledger carries on
+    assert lg.verify() == n + 1
