@@ -111,9 +111,10 @@ def error_text(result) -> str:
 # --------------------------------------------------------------------------- stdio
 
 
-async def test_stdio_tools_schemas_predict_status_resources_progress(store):
+async def test_stdio_tool_schemas_carry_bounds_and_enums(store):
+    """Over stdio: bounds and enums are in the schemas."""
     home, model_id, blob = store
-    model = pymicro.load(blob)
+    pymicro.load(blob)
     async with stdio_session(home) as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
         assert CORE_TOOLS <= set(tools)
@@ -139,6 +140,12 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
         assert all(t.output_schema for t in tools.values())  # structured output everywhere
         assert tools["neural_predict"].annotations.read_only_hint is True
 
+
+async def test_stdio_predict_gives_this_process_numbers(store):
+    """Over stdio: predict: the same numbers as pymicro in this process."""
+    home, model_id, blob = store
+    model = pymicro.load(blob)
+    async with stdio_session(home) as s:
         # predict: the same numbers as pymicro in this process
         x = np.random.default_rng(0).normal(size=(5, 24)).astype(np.float32)
         result = await s.call_tool("neural_predict", {"model_id": model_id, "input": x.tolist()})
@@ -153,6 +160,12 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
         assert ref.structured_content["backend"] == "reference"
         np.testing.assert_allclose(ref.structured_content["probabilities"], model.predict(x[:1]), atol=1e-6)
 
+
+async def test_stdio_status_list_and_resources(store):
+    """Over stdio: status, list, resources."""
+    home, model_id, blob = store
+    pymicro.load(blob)
+    async with stdio_session(home) as s:
         # status, list, resources
         status = (await s.call_tool("neural_model_status", {"model_id": model_id})).structured_content
         assert status["params"] == pymicro.preset("momentum").params == 1107
@@ -171,6 +184,12 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
         with pytest.raises(MCPError, match="unknown model id"):
             await s.read_resource("pymicro://models/nope-deadbeef")
 
+
+async def test_stdio_progress_notifications_from_verify_model(store):
+    """Over stdio: progress notifications from a real tool."""
+    home, model_id, blob = store
+    pymicro.load(blob)
+    async with stdio_session(home) as s:
         # progress notifications from a real tool
         seen = []
 
@@ -186,7 +205,6 @@ async def test_stdio_tools_schemas_predict_status_resources_progress(store):
         total = 4 + 3  # four checks and three chunks of 4096 rows
         assert [p for p, _, _ in seen] == list(range(1, total + 1))
         assert {t for _, t, _ in seen} == {total} and "parity: 10000/10000 rows" in [m for *_, m in seen]
-
 
 def hostile_calls(model_id: str) -> list[tuple[str, dict]]:
     """200+ tool calls that must each get an error."""
@@ -409,16 +427,15 @@ async def test_stdio_neural_train_progress_one_job_at_a_time_and_registered(stor
     Registry(home / "models").remove(out["model_id"])
 
 
-async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
+async def test_stdio_data_tool_schemas(trained_store):
+    """Over stdio: every data tool publishes its bounds, enums and an output schema."""
     from pymicro.market.data import load_embedded
     from pymicro.market.dataset import make_dataset
-    from pymicro.market.news import analyze_news, validate_headlines
-    from pymicro.agents.reasoning import reason, validate_on_embedded
 
     home, model_id, blob = trained_store
-    model = pymicro.load(blob)
+    pymicro.load(blob)
     bars = load_embedded(["SP500"])
-    ds = make_dataset(bars, "momentum", horizon=5)
+    make_dataset(bars, "momentum", horizon=5)
     async with stdio_session(home) as s:
         tools = {t.name: t for t in (await s.list_tools()).tools}
         assert DATA_TOOLS <= set(tools) and all(tools[n].output_schema for n in DATA_TOOLS)
@@ -431,6 +448,17 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert props["validate_model"]["fit"]["enum"] == ["ridge", "tinygrad", "none"]
         assert tools["neural_evaluate"].annotations.read_only_hint is True
 
+
+async def test_stdio_neural_evaluate(trained_store):
+    """Over stdio: neural_evaluate on embedded dates that overlap the model's training period."""
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
+
+    home, model_id, blob = trained_store
+    model = pymicro.load(blob)
+    bars = load_embedded(["SP500"])
+    ds = make_dataset(bars, "momentum", horizon=5)
+    async with stdio_session(home) as s:
         # neural_evaluate on embedded dates that overlap the model's training period
         ev = (await s.call_tool("neural_evaluate", {"model_id": model_id, "start": "2010-01-04",
                                                     "end": "2012-12-31"})).structured_content
@@ -453,6 +481,17 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert given["classification"]["accuracy"] == pytest.approx(
             np.mean(model.predict(ds.X[:300]).argmax(axis=1) == ds.y[:300]))
 
+
+async def test_stdio_neural_backtest(trained_store):
+    """Over stdio: neural_backtest: the frozen model, then a walk-forward with one notification per block."""
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
+
+    home, model_id, blob = trained_store
+    pymicro.load(blob)
+    bars = load_embedded(["SP500"])
+    make_dataset(bars, "momentum", horizon=5)
+    async with stdio_session(home) as s:
         # neural_backtest: the frozen model, then a walk-forward with one notification per block
         bt = (await s.call_tool("neural_backtest", {"model_id": model_id, "start": "2011-01-03", "end": "2012-12-31",
                                                     "cost_bps": 2.0})).structured_content
@@ -475,6 +514,18 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert seen[1][2].startswith("block 1/2: trained on 2010-01-04..") and wf["classification"]["n"] > 0
         assert all(w["train_end"] < w["test_start"] for w in wf["windows"])
 
+
+async def test_stdio_analyze_news(trained_store):
+    """Over stdio: analyze_news: the same as pymicro.market.news in-process, with the licence note."""
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
+    from pymicro.market.news import analyze_news, validate_headlines
+
+    home, model_id, blob = trained_store
+    pymicro.load(blob)
+    bars = load_embedded(["SP500"])
+    make_dataset(bars, "momentum", horizon=5)
+    async with stdio_session(home) as s:
         # analyze_news: the same as pymicro.market.news in-process, with the licence note
         news = (await s.call_tool("analyze_news", {"headlines": HEADLINES, "calendar": "embedded"})).structured_content
         local = analyze_news(validate_headlines(__import__("pandas").DataFrame(HEADLINES)),
@@ -485,6 +536,18 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert news["days"][1]["date"] == "2010-05-04"  # after the close: the next session
         assert "individual researchers" in news["licence"] and news["headlines"] == 3
 
+
+async def test_stdio_reason_then_validate_model(trained_store):
+    """Over stdio: psycho_symbolic_reason and validate_model."""
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
+    from pymicro.agents.reasoning import reason, validate_on_embedded
+
+    home, model_id, blob = trained_store
+    model = pymicro.load(blob)
+    bars = load_embedded(["SP500"])
+    make_dataset(bars, "momentum", horizon=5)
+    async with stdio_session(home) as s:
         # psycho_symbolic_reason: the engine's answer, through the protocol
         args = {"query": "What is the market psychology for AAPL?", "force_domains": ["market_psychology"],
                 "depth": 5, "symbol": "AAPL", "date": "2011-08-08"}
@@ -499,7 +562,11 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
         assert judged["validation"]["symbols"] == ["SP500"] and judged["intent"] == ["validation"]
 
         # validate_model: pymicro.evaluation.validation on the embedded data of the model's symbols
-        seen.clear()
+        seen = []
+
+        async def on_progress(progress, total, message):
+            seen.append((progress, total, message))
+
         v = (await s.call_tool("validate_model", {"model_id": model_id}, progress_callback=on_progress))
         direct = validate_on_embedded(model)
         assert v.structured_content["answer"] == direct["answer"] and v.structured_content["symbols"] == ["SP500"]
@@ -508,7 +575,6 @@ async def test_stdio_evaluate_backtest_news_reason_validate(trained_store):
 
 
 # --------------------------------------------------------------------------- streamable HTTP
-
 
 async def test_http_session_on_loopback(store):
     home, model_id, blob = store
