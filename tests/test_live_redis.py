@@ -177,7 +177,7 @@ def test_a_consumer_killed_with_sigkill_resumes_with_nothing_lost_or_doubled(red
     client, stream = _fresh(redis_url, "killed")
     tick_ids = publish_ticks(client, stream, *ticks)
     url = f"{redis_url}/{stream}"
-    cmd = [sys.executable, "-c", "import sys; from pymicro.cli import main; sys.exit(main())",
+    cmd = [sys.executable, "-P", "-c", "import sys; from pymicro.cli import main; sys.exit(main())",
            "live", str(blob), "--source", url, "--bar", BAR["bar"],
            "--bar-size", str(BAR["bar_size"]), "--threshold", str(BAR["threshold"]), "--batch", "20"]
     log = open(tmp_path / "first.log", "w")

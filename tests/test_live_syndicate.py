@@ -95,7 +95,7 @@ while True:
 @pytest.mark.slow
 def test_kill_9_leaves_whole_operations_only(tmp_path):
     db = tmp_path / "k.db"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, "-P", "-c", CHILD, str(db)], stdout=subprocess.PIPE, text=True)
     assert child.stdout.readline().strip() == "ready"
     done = 0
     deadline = time.monotonic() + 60
