@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ import pytest
 
 import pymicro
 from pymicro.runtime.ensemble import freeze_ensemble
+from pymicro.runtime.bench import machine_name
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results" / "ensemble-latest.md"
@@ -38,16 +38,6 @@ _spec.loader.exec_module(budgets)
 ENSEMBLE_BATCH_FLOOR = 0.5  # regression guard under the goal (measured 0.6-0.7, 2026-12-05)
 COLUMNS = [list(range(0, 24)), list(range(24, 56)), list(range(56, 104))]
 _RESULTS: dict[str, float] = {}
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 @pytest.fixture(scope="module")
@@ -105,9 +95,9 @@ def test_batch_throughput_against_the_members_combined(setup):
 
     def members_one_by_one():
         for m, xx, o in zip(members, Xs, outs):
-            m.predict_into(xx, o)
+            m.predict_into(xx, o, threads=1)  # one core each side: an ensemble runs on one thread
 
-    te, tm = _interleaved(lambda: ensemble.predict_into(X, out), members_one_by_one, rounds=15, inner=1)
+    te, tm = _interleaved(lambda: ensemble.predict_into(X, out, threads=1), members_one_by_one, rounds=15, inner=1)
     ratio = tm / te  # ensemble throughput / members' combined throughput
     _RESULTS.update(batch_ensemble_mps=n / te / 1e6, batch_members_mps=n / tm / 1e6, batch_ratio=ratio)
     _write()
@@ -120,7 +110,7 @@ def test_batch_throughput_against_the_members_combined(setup):
 
 def _write() -> None:
     r = _RESULTS
-    lines = [f"# Ensemble vs its members, same run ({_dt.date.today()}, {_cpu()}, "
+    lines = [f"# Ensemble vs its members, same run ({_dt.date.today()}, {machine_name()}, "
              f"ISA {pymicro._core.isas()[0]})", "",
              "| measure | ensemble (one call) | members one by one | ratio | budget |", "|---|---:|---:|---:|---:|"]
     if "single_ratio" in r:

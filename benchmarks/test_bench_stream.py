@@ -23,17 +23,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import pymicro
 from pymicro.live.stream import Pipeline
 from pymicro.market.technical import MOMENTUM_FEATURES, momentum_arrays
+from pymicro.runtime.bench import machine_name
 
 HERE = Path(__file__).resolve().parent
 TICKS_PER_BAR = 50
@@ -48,16 +47,6 @@ def _budgets():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _ticks(n: int, seed: int = 0):
@@ -216,7 +205,7 @@ def test_tick_to_signal(benchmark):
 
     us = lambda v: "—" if v is None else f"{v / 1000:.3f}"  # noqa: E731
     base = rows["pymicro on_tick (Python)"][0]
-    lines = [f"# Tick to signal ({_cpu()}, one thread, {time.strftime('%Y-%m-%d')})", "",
+    lines = [f"# Tick to signal ({machine_name()}, one thread, {time.strftime('%Y-%m-%d')})", "",
              f"Tick bars of {TICKS_PER_BAR} ticks; momentum preset (24 features, 1107 params); "
              "per tick: update the forming bar, features, normalise, predict, size.", "",
              "| runtime | median µs/tick | p99 µs/tick | loop µs/tick (median of 2000-tick chunks) | median vs pymicro |",

@@ -60,12 +60,7 @@ inline uint32_t member_class(const ContainerView& v, uint32_t m, uint32_t j) {
   return detail::rd32(v.base + v.members[m].map_pos + 4ull * j);
 }
 // Reads the container string at *pos (validated by parse_container) and advances *pos.
-inline StringRef next_container_string(const ContainerView& v, uint64_t* pos) {
-  uint32_t n = detail::rd16(v.base + *pos);
-  StringRef r{reinterpret_cast<const char*>(v.base + *pos + 2), n};
-  *pos += 2 + n;
-  return r;
-}
+inline StringRef next_container_string(const ContainerView& v, uint64_t* pos) { return next_string(v.base, pos); }
 
 inline bool is_container(const uint8_t* b, uint64_t size) {
   return size >= 4 && b[0] == 'P' && b[1] == 'M' && b[2] == 'B' && b[3] == 'C';
@@ -316,72 +311,42 @@ inline bool parse_container(const uint8_t* b, uint64_t size, ContainerView* v, S
 
   // Strings: common labels, member names, metadata pairs.
   const uint64_t s_end = strings_off + strings_size;
-  uint64_t pos = strings_off;
-  auto read_count = [&](uint32_t* out) {
-    if (pos + 4 > s_end) return false;
-    *out = rd32(b + pos);
-    pos += 4;
-    return true;
-  };
-  auto read_str = [&](uint32_t min_len, uint32_t max_len, const char* what) {
-    if (pos + 2 > s_end) {
-      m.s(what).s(" runs past the string section");
-      return false;
-    }
-    uint32_t n = rd16(b + pos);
-    if (n < min_len || n > max_len || pos + 2 + n > s_end) {
-      m.s(what).s(" has length ").u(n).s(", allowed ").u(min_len).s("..").u(max_len)
-          .s(" within the string section");
-      return false;
-    }
-    const uint8_t* p = b + pos + 2;
-    for (uint32_t i = 0; i < n; ++i)
-      if (!p[i]) {
-        m.s(what).s(" contains a NUL byte");
-        pos += 2 + i;
-        return false;
-      }
-    if (!valid_utf8(p, n)) {
-      m.s(what).s(" is not valid UTF-8");
-      return false;
-    }
-    pos += 2 + n;
-    return true;
-  };
+  StringCursor strings{b, strings_off, s_end, m};
+  uint64_t& pos = strings.pos;
   uint32_t count = 0;
   uint64_t count_at = pos;
-  if (!read_count(&count) || count != v->n_classes) {
+  if (!strings.count(&count) || count != v->n_classes) {
     m.s("the string section must start with ").u(v->n_classes).s(" labels");
     return fail(count_at);
   }
   v->labels_pos = pos;
   for (uint32_t i = 0; i < count; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a label")) return fail(pos);
+    if (!strings.str(1, kMaxLabelBytes, "a label")) return fail(pos);
   count_at = pos;
-  if (!read_count(&count) || count != v->n_members) {
+  if (!strings.count(&count) || count != v->n_members) {
     m.s("the labels must be followed by ").u(v->n_members).s(" member names");
     return fail(count_at);
   }
   v->names_pos = pos;
   for (uint32_t i = 0; i < count; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a member name")) return fail(pos);
+    if (!strings.str(1, kMaxLabelBytes, "a member name")) return fail(pos);
   count_at = pos;
-  if (!read_count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
+  if (!strings.count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
     m.s("feature name count must be 0 or input_size=").u(v->input_size);
     return fail(count_at);
   }
   v->features_pos = pos;
   for (uint32_t i = 0; i < v->n_features; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
+    if (!strings.str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
   count_at = pos;
-  if (!read_count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
+  if (!strings.count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
     m.s("metadata count missing or over ").u(kMaxMetaEntries);
     return fail(count_at);
   }
   v->meta_pos = pos;
   for (uint32_t i = 0; i < v->n_meta; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a metadata key") ||
-        !read_str(0, kMaxMetaValueBytes, "a metadata value"))
+    if (!strings.str(1, kMaxLabelBytes, "a metadata key") ||
+        !strings.str(0, kMaxMetaValueBytes, "a metadata value"))
       return fail(pos);
   if (pos != s_end) {
     m.s("string section has ").u(s_end - pos).s(" unexplained trailing bytes");
@@ -422,7 +387,6 @@ struct EnsemblePlan {
 };
 
 namespace detail {
-inline uint64_t up64(uint64_t n) { return (n + 63) & ~uint64_t(63); }
 // dst[0..n) = src[0..n), 4 floats at a time, returning nonzero if any is NaN or Inf. The
 // check is what keeps compilers from turning the loop into a call to memmove (per row,
 // for ~100 bytes, that call cost more than the rest of the ensemble's own work; in wasm
@@ -455,20 +419,20 @@ inline uint32_t attn_width_of(const BlobView& v) {
 }  // namespace detail
 
 inline uint64_t ensemble_plan_bytes(const ContainerView& v, const ArchOps& ops) {
-  uint64_t n = detail::up64(sizeof(EnsemblePlan));
+  uint64_t n = detail::align64(sizeof(EnsemblePlan));
   for (uint32_t i = 0; i < v.n_members; ++i)
-    n += detail::up64(ops.plan_bytes(&v.members[i].blob)) +
-         detail::up64(4ull * (v.members[i].n_inputs + v.members[i].n_classes)) +
-         detail::up64(4ull * (v.n_classes + 1 + v.members[i].n_classes));
-  if (v.has_meta) n += detail::up64(ops.plan_bytes(&v.meta));
-  return n + detail::up64(4ull * v.input_size);
+    n += detail::align64(ops.plan_bytes(&v.members[i].blob)) +
+         detail::align64(4ull * (v.members[i].n_inputs + v.members[i].n_classes)) +
+         detail::align64(4ull * (v.n_classes + 1 + v.members[i].n_classes));
+  if (v.has_meta) n += detail::align64(ops.plan_bytes(&v.meta));
+  return n + detail::align64(4ull * v.input_size);
 }
 
 // Builds into mem (64-byte aligned, ensemble_plan_bytes long). Infallible for a view that
 // parse_container accepted.
 inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& ops, void* mem) {
   auto* P = static_cast<EnsemblePlan*>(mem);
-  uint8_t* cur = static_cast<uint8_t*>(mem) + detail::up64(sizeof(EnsemblePlan));
+  uint8_t* cur = static_cast<uint8_t*>(mem) + detail::align64(sizeof(EnsemblePlan));
   P->ops = &ops;
   P->input_size = v.input_size;
   P->n_classes = v.n_classes;
@@ -484,13 +448,13 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     EnsembleMemberPlan& E = P->m[i];
     ops.build_plan(&M.blob, cur);
     E.plan = cur;
-    cur += detail::up64(ops.plan_bytes(&M.blob));
+    cur += detail::align64(ops.plan_bytes(&M.blob));
     auto* idx = reinterpret_cast<uint32_t*>(cur);
     for (uint32_t k = 0; k < M.n_inputs; ++k) idx[k] = member_col(v, i, k);
     for (uint32_t j = 0; j < M.n_classes; ++j) idx[M.n_inputs + j] = member_class(v, i, j);
     E.cols = idx;
     E.map = idx + M.n_inputs;
-    cur += detail::up64(4ull * (M.n_inputs + M.n_classes));
+    cur += detail::align64(4ull * (M.n_inputs + M.n_classes));
     auto* inv = reinterpret_cast<uint32_t*>(cur);  // the class map inverted, a CSR list
     uint32_t at = 0;
     for (uint32_t c = 0; c < v.n_classes; ++c) {
@@ -500,7 +464,7 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     }
     inv[v.n_classes] = at;
     E.inv = inv;
-    cur += detail::up64(4ull * (v.n_classes + 1 + M.n_classes));
+    cur += detail::align64(4ull * (v.n_classes + 1 + M.n_classes));
     E.n_in = M.n_inputs;
     E.n_cls = M.n_classes;
     E.first_col = idx[0];
@@ -522,7 +486,7 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     P->meta = cur;
     const uint64_t ws = ops.workspace_floats(P->meta);
     if (ws > P->kernel_ws) P->kernel_ws = ws;
-    cur += detail::up64(ops.plan_bytes(&v.meta));
+    cur += detail::align64(ops.plan_bytes(&v.meta));
   }
   // Columns that no member reads. A member flags a NaN/Inf in its own columns (its row comes
   // out NaN); these are the ones left to check, so a bad cell anywhere in the row is caught.
@@ -541,8 +505,8 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
 // Floats of workspace one run_ensemble call needs (64-byte aligned).
 inline uint64_t ensemble_workspace_floats(const EnsemblePlan& P) {
   const uint64_t C = kEnsembleChunk;
-  return detail::up64(P.kernel_ws) + detail::up64(C * P.max_in) + detail::up64(C * P.max_cls) +
-         detail::up64(C * P.n_members * P.n_classes) + detail::up64(C * P.max_attn);
+  return detail::align64(P.kernel_ws) + detail::align64(C * P.max_in) + detail::align64(C * P.max_cls) +
+         detail::align64(C * P.n_members * P.n_classes) + detail::align64(C * P.max_attn);
 }
 
 // Probabilities for n rows of x (input_size each) into out (n * n_classes). Optional:
@@ -568,10 +532,10 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
   const ArchOps& ops = *P.ops;
   const uint32_t I = P.input_size, C = P.n_classes, M = P.n_members, MC = M * C;
   float* kws = ws;
-  float* xg = kws + detail::up64(P.kernel_ws);
-  float* pm = xg + detail::up64(uint64_t(kEnsembleChunk) * P.max_in);
-  float* q = pm + detail::up64(uint64_t(kEnsembleChunk) * P.max_cls);
-  float* at = q + detail::up64(uint64_t(kEnsembleChunk) * MC);
+  float* xg = kws + detail::align64(P.kernel_ws);
+  float* pm = xg + detail::align64(uint64_t(kEnsembleChunk) * P.max_in);
+  float* q = pm + detail::align64(uint64_t(kEnsembleChunk) * P.max_cls);
+  float* at = q + detail::align64(uint64_t(kEnsembleChunk) * MC);
   uint64_t n_bad = 0;
   for (uint64_t r0 = 0; r0 < n; r0 += kEnsembleChunk) {
     const uint32_t nr = uint32_t(n - r0 < kEnsembleChunk ? n - r0 : kEnsembleChunk);

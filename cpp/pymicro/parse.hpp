@@ -121,15 +121,59 @@ inline bool valid_utf8(const uint8_t* p, uint32_t n) {
   return true;
 }
 
+// Reads the string section: u32 counts and u16-length strings, each bounded, NUL-free UTF-8
+// that stays inside [pos, end). On a bad string `m` says what and `pos` is where it went wrong.
+// Shared by the model parser and the container parser (container.hpp).
+struct StringCursor {
+  const uint8_t* b;
+  uint64_t pos, end;
+  Msg& m;
+
+  bool count(uint32_t* out) {
+    if (pos + 4 > end) return false;
+    *out = rd32(b + pos);
+    pos += 4;
+    return true;
+  }
+
+  bool str(uint32_t min_len, uint32_t max_len, const char* what) {
+    if (pos + 2 > end) {
+      m.s(what).s(" runs past the string section");
+      return false;
+    }
+    uint32_t n = rd16(b + pos);
+    if (n < min_len || n > max_len || pos + 2 + n > end) {
+      m.s(what).s(" has length ").u(n).s(", allowed ").u(min_len).s("..").u(max_len)
+          .s(" within the string section");
+      return false;
+    }
+    const uint8_t* p = b + pos + 2;
+    for (uint32_t i = 0; i < n; ++i)
+      if (!p[i]) {
+        m.s(what).s(" contains a NUL byte");
+        pos += 2 + i;
+        return false;
+      }
+    if (!valid_utf8(p, n)) {
+      m.s(what).s(" is not valid UTF-8");
+      return false;
+    }
+    pos += 2 + n;
+    return true;
+  }
+};
+
 }  // namespace detail
 
-// Reads the string at *pos (already validated by parse) and advances *pos.
-inline StringRef next_string(const BlobView& v, uint64_t* pos) {
-  uint32_t n = detail::rd16(v.base + *pos);
-  StringRef r{reinterpret_cast<const char*>(v.base + *pos + 2), n};
+// Reads the string at base + *pos (already validated by parse or parse_container) and
+// advances *pos.
+inline StringRef next_string(const uint8_t* base, uint64_t* pos) {
+  uint32_t n = detail::rd16(base + *pos);
+  StringRef r{reinterpret_cast<const char*>(base + *pos + 2), n};
   *pos += 2 + n;
   return r;
 }
+inline StringRef next_string(const BlobView& v, uint64_t* pos) { return next_string(v.base, pos); }
 
 inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
                   bool check_crc = true) {
@@ -397,64 +441,34 @@ inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
 
   // Strings: labels, feature names, metadata pairs; bounded, UTF-8, no NUL.
   const uint64_t s_end = strings_off + strings_size;
-  uint64_t pos = strings_off;
-  auto read_count = [&](uint32_t* out) {
-    if (pos + 4 > s_end) return false;
-    *out = rd32(b + pos);
-    pos += 4;
-    return true;
-  };
-  auto read_str = [&](uint32_t min_len, uint32_t max_len, const char* what) {
-    if (pos + 2 > s_end) {
-      m.s(what).s(" runs past the string section");
-      return false;
-    }
-    uint32_t n = rd16(b + pos);
-    if (n < min_len || n > max_len || pos + 2 + n > s_end) {
-      m.s(what).s(" has length ").u(n).s(", allowed ").u(min_len).s("..").u(max_len)
-          .s(" within the string section");
-      return false;
-    }
-    const uint8_t* p = b + pos + 2;
-    for (uint32_t i = 0; i < n; ++i)
-      if (!p[i]) {
-        m.s(what).s(" contains a NUL byte");
-        pos += 2 + i;
-        return false;
-      }
-    if (!valid_utf8(p, n)) {
-      m.s(what).s(" is not valid UTF-8");
-      return false;
-    }
-    pos += 2 + n;
-    return true;
-  };
+  StringCursor strings{b, strings_off, s_end, m};
+  uint64_t& pos = strings.pos;
   uint32_t n_labels = 0;
   uint64_t count_at = pos;  // a wrong count is reported at the count, not after it
-  if (!read_count(&n_labels) || n_labels != v->n_classes) {
+  if (!strings.count(&n_labels) || n_labels != v->n_classes) {
     m.s("the string section must start with ").u(v->n_classes).s(" labels");
     return fail(count_at);
   }
   v->labels_pos = pos;
   for (uint32_t i = 0; i < n_labels; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a label")) return fail(pos);
+    if (!strings.str(1, kMaxLabelBytes, "a label")) return fail(pos);
   count_at = pos;
-  if (!read_count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
+  if (!strings.count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
     m.s("feature name count must be 0 or input_size=").u(v->input_size);
     return fail(count_at);
   }
   v->features_pos = pos;
   for (uint32_t i = 0; i < v->n_features; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
+    if (!strings.str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
   count_at = pos;
-  if (!read_count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
+  if (!strings.count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
     m.s("metadata count missing or over ").u(kMaxMetaEntries);
     return fail(count_at);
   }
   v->meta_pos = pos;
   for (uint32_t i = 0; i < v->n_meta; ++i)
-    if (!read_str(1, kMaxLabelBytes, "a metadata key") ||
-        !read_str(0, kMaxMetaValueBytes, "a metadata value"))
+    if (!strings.str(1, kMaxLabelBytes, "a metadata key") ||
+        !strings.str(0, kMaxMetaValueBytes, "a metadata value"))
       return fail(pos);
   if (pos != s_end) {
     m.s("string section has ").u(s_end - pos).s(" unexplained trailing bytes");

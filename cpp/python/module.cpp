@@ -317,7 +317,7 @@ class NativeModel {
     if (!o.writeable()) raise("InputError", "out is read-only");
     // The kernels read x a tile at a time while they write out: any shared byte (exact
     // aliasing included: wrong for n_classes > input_size, and the error path re-reads x)
-    // would feed them rows they already overwrote. Message: pymicro._inputs.OVERLAP_MESSAGE.
+    // would feed them rows they already overwrote. Message: pymicro.runtime.inputs.OVERLAP_MESSAGE.
     const auto xb = reinterpret_cast<uintptr_t>(a.data()), ob = reinterpret_cast<uintptr_t>(o.data());
     const uintptr_t xe = xb + uintptr_t(n) * view_.input_size * 4, oe = ob + uintptr_t(n) * view_.n_classes * 4;
     if (n && xb < oe && ob < xe)

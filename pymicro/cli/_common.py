@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
-from pymicro.errors import require
+import numpy as np
 
+from pymicro.errors import InputError, require
 from pymicro.tables import table
+
+
+def load_rows(path) -> np.ndarray:
+    """The array in a .npy file (no pickles), or an InputError naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise InputError(f"cannot read {str(path)!r} as a .npy array: {e}") from None
+
+
+def probability_rows(labels, probs) -> tuple[list, list]:
+    """(header, rows) of a probability table: the row, each class's probability, the top class."""
+    body = [[i, *(f"{p:.4f}" for p in r), labels[int(np.argmax(r))]] for i, r in enumerate(np.atleast_2d(probs))]
+    return ["row", *labels, "class"], body
 
 def _short(spec) -> str:
     """'24 > att8 > 16 > 8 > 3' for the momentum preset."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pymicro.errors import PymicroError
+from pymicro.cli._common import load_rows, probability_rows
 from pymicro.tables import table
 
 
@@ -44,19 +45,13 @@ def cmd_info(args) -> int:
 
 def cmd_predict(args) -> int:
     model = _load(args.container, args.backend, args.nan_policy)
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise PymicroError(f"cannot read {args.input} as a .npy array: {e}") from None
+    x = load_rows(args.input)
     probs = model.predict(x)
     if args.out:
         np.save(args.out, probs)
         print(f"wrote {probs.shape} probabilities to {args.out}")
         return 0
-    labels = model.labels
-    rows = np.atleast_2d(probs)
-    head = ["row", *labels, "class"]
-    body = [[i, *(f"{p:.4f}" for p in r), labels[int(np.argmax(r))]] for i, r in enumerate(rows)]
+    head, body = probability_rows(model.labels, probs)
     if args.explain:
         e = model.explain(np.atleast_2d(x))
         head += ["dominant", "share", "its confidence"]

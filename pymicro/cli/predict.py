@@ -5,26 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from pymicro.errors import PymicroError
+from pymicro.cli._common import load_rows, probability_rows
 from pymicro.tables import table
 
 def cmd_predict(args) -> int:
     import pymicro
 
     model = pymicro.load(args.blob, backend=args.backend, nan_policy=args.nan_policy)
-    try:
-        x = np.load(args.input, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise PymicroError(f"cannot read {args.input} as a .npy array: {e}") from None
-    probs = model.predict(x)
+    probs = model.predict(load_rows(args.input))
     if args.out:
         np.save(args.out, probs)
         print(f"wrote {probs.shape} probabilities to {args.out}")
     else:
-        labels = model.labels
-        rows = np.atleast_2d(probs)
-        print(table(["row", *labels, "class"],
-                    [[i, *(f"{p:.4f}" for p in r), labels[int(np.argmax(r))]] for i, r in enumerate(rows)]))
+        print(table(*probability_rows(model.labels, probs)))
     return 0
 
 

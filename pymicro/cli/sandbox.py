@@ -8,7 +8,8 @@ import sys
 
 import numpy as np
 
-from pymicro.errors import InputError, PymicroError
+from pymicro.errors import PymicroError
+from pymicro.cli._common import load_rows
 from pymicro.runtime.sandbox import DEFAULT_FUEL, DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT, create
 
 
@@ -52,10 +53,7 @@ def _run_arguments(p) -> None:
 def _run_command(args) -> int:
 
     try:
-        try:
-            x = np.load(args.input, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InputError(f"cannot read {args.input!r} as a .npy array: {e}") from None
+        x = load_rows(args.input)
         with create(fuel=args.fuel, timeout=args.timeout, memory_mb=args.memory,
                     nan_policy=args.nan_policy) as node:
             up = node.upload(args.blob)
