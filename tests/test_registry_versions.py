@@ -81,14 +81,43 @@ def test_retention_keeps_aliased_recent_and_rollback_targets(reg):
     reg.set_alias("r", "champion", 3)  # rollback would return to 2
     reg.set_alias("r", "pinned", 1)
     retired = reg.retain("r", keep_last=2)
-    assert [v.version for v in retired] == [4, 5, 6]
-    assert [v.version for v in reg.versions("r")] == [1, 2, 3, 7, 8]
+    # kept: the 2 newest (7, 8), aliased (1, 3), rollback target (2), parents of those (6, 1, 2)
+    assert [v.version for v in retired] == [4, 5]
+    assert [v.version for v in reg.versions("r")] == [1, 2, 3, 6, 7, 8]
     assert_consistent(reg.root)  # blobs of retired versions are gone, every kept one loads
-    assert reg.lineage("r", 8)[-1].version == 7 and reg.get_version("r", 7).parent_hash == sha(blob_of(6))
+    assert [v.version for v in reg.lineage("r", 8)] == [8, 7, 6]
+    assert reg.get_version("r", 6).parent_hash == sha(blob_of(5))  # the retired parent's hash stays
     assert reg.rollback("r").version == 2
-    assert reg.events("r", "retain")[-1]["payload"]["retired"] == [4, 5, 6]
+    assert reg.events("r", "retain")[-1]["payload"]["retired"] == [4, 5]
     with pytest.raises(RegistryError, match="keep_last"):
         reg.retain("r", keep_last=0)
+
+
+def test_retention_runs_on_every_new_version(tmp_path, monkeypatch):
+    reg = Registry(tmp_path / "store", keep_last=2)
+    reg.add_version(blob_of(1), "a", aliases=["champion"])
+    for i in range(2, 8):  # each fine-tuned from the one before, none promoted
+        reg.add_version(blob_of(i), "a", parent=i - 1, aliases=["challenger"])
+        kept = [v.version for v in reg.versions("a")]
+        # champion 1; the two newest (i - 1 is also the challenger's rollback target); their parents
+        assert kept == sorted({1, max(1, i - 2), i - 1, i}), (i, kept)
+    assert reg.rollback("a", "challenger").version == 6  # a rollback target is never retired
+    reg.add_version(blob_of(8), "a", parent=6, aliases=["challenger"])
+    # newest 7, 8; champion 1; challenger 8 and its rollback target 6; the parent of 6 (5) and of 7, 8 (6)
+    assert [v.version for v in reg.versions("a")] == [1, 5, 6, 7, 8]
+    assert_consistent(reg.root)
+    assert len(list((reg.root / "blobs").glob("*.pmb"))) == 5
+    off = Registry(tmp_path / "off", keep_last=0)
+    for i in range(1, 5):
+        off.add_version(blob_of(i), "b")
+    assert len(off.versions("b")) == 4
+    monkeypatch.setenv("PYMICRO_KEEP_LAST", "1")
+    assert Registry(tmp_path / "env").keep_last == 1
+    monkeypatch.setenv("PYMICRO_KEEP_LAST", "many")
+    with pytest.raises(RegistryError, match="PYMICRO_KEEP_LAST"):
+        Registry(tmp_path / "env")
+    with pytest.raises(RegistryError, match="keep_last"):
+        Registry(tmp_path / "env", keep_last=-1)
 
 
 def test_events_store_json_payloads(reg):
@@ -120,6 +149,9 @@ VCRASHER = textwrap.dedent("""
         reg.rollback("v")
     elif op == "retain":
         reg.retain("v", keep_last=1)
+    elif op == "auto-retain":  # add_version's automatic retention
+        Registry(root, keep_last=1).add_version(pymicro.freeze(pymicro.preset("reversal").init(seed=7)), "v",
+                                                aliases=["champion"])
     print("survived")
 """)
 
@@ -173,6 +205,24 @@ def test_a_kill_while_retiring_keeps_rows_and_blobs_together(tmp_path, step):
     kept = [v.version for v in again.versions("v")]
     assert kept == ([1, 2, 3, 4] if step == "retain:rows-deleted" else [4])
     assert again.read_blob(again.get_version("v", "champion").model_id) == blob_of(4)
+
+
+@pytest.mark.parametrize("step", ["version:committed", "retain:rows-deleted", "retain:committed",
+                                  "retain:blob-unlinked"])
+def test_a_kill_during_automatic_retention_keeps_rows_and_blobs_together(tmp_path, step):
+    reg = Registry(tmp_path / "store")
+    for i in range(1, 4):
+        reg.add_version(blob_of(i), "v", report={"i": i})
+    out = subprocess.run([sys.executable, "-P", "-c", VCRASHER, str(reg.root), "auto-retain", step],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == -9, out.stderr[-2000:]
+    again = assert_consistent(reg.root)
+    kept = [v.version for v in again.versions("v")]
+    # the new version 4 committed first; retention (keep 1, champion 4) retires 1-3 or nothing
+    assert kept == ([1, 2, 3, 4] if step in ("version:committed", "retain:rows-deleted") else [4])
+    assert again.get_version("v", "champion").version == 4
+    Registry(reg.root, keep_last=1).add_version(blob_of(9), "v", aliases=["champion"])  # the next one retires
+    assert [v.version for v in assert_consistent(reg.root).versions("v")] == [4, 5]
 
 
 # ------------------------------------------------------------------ a reader never sees a half-moved alias

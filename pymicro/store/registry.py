@@ -33,6 +33,13 @@ files of interrupted atomic writes) under the write lock, so no writer is mid-wa
 reader that finds a row therefore finds its blob, unless the model is removed after the
 reader read the row. ``PYMICRO_REGISTRY_CRASH_AT=<step>`` kills the process at that step
 (:data:`CRASH_STEPS`); the tests use it to check every crash point.
+
+Retention is automatic: after every :meth:`Registry.add_version` (so after every ``learn``
+round) the name's versions go through :meth:`Registry.retain` with the store's ``keep_last``
+(``Registry(root, keep_last=N)``; default ``$PYMICRO_KEEP_LAST``, else
+:data:`DEFAULT_KEEP_LAST`; 0 turns it off). Retain never retires a version an alias points
+at, one an alias would roll back to, or the parent of a version it keeps; it deletes rows
+first and blobs afterwards, with the same crash guarantees as ``remove``.
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ MAX_METRICS_BYTES = 64 << 10
 MAX_REPORT_BYTES = 4 << 20
 BUSY_TIMEOUT_S = 30.0
 CRASH_ENV = "PYMICRO_REGISTRY_CRASH_AT"
+KEEP_LAST_ENV = "PYMICRO_KEEP_LAST"
+#: Versions of a name kept by automatic retention besides aliased ones, rollback targets and parents.
+DEFAULT_KEEP_LAST = 20
 #: The steps of ``add`` and ``remove`` at which ``PYMICRO_REGISTRY_CRASH_AT`` kills the process.
 CRASH_STEPS = ("add:report-written", "add:blob-written", "add:row-inserted", "add:committed",
                "remove:row-deleted", "remove:committed", "remove:blob-unlinked", "remove:done",
@@ -124,6 +134,10 @@ CREATE TABLE IF NOT EXISTS events (
     payload  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_name ON events(name, kind);
+CREATE TRIGGER IF NOT EXISTS events_append_only_update BEFORE UPDATE ON events
+  BEGIN SELECT RAISE(ABORT, 'the registry events are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
+  BEGIN SELECT RAISE(ABORT, 'the registry events are append-only'); END;
 """
 _COLUMNS = ("id", "name", "created", "params", "input_size", "n_classes", "content_hash",
             "blob_file", "blob_size", "metrics", "report_file", "status")
@@ -141,6 +155,23 @@ def _write_file(path: Path, data: bytes) -> None:
         write_atomic(path, data)
     except OSError as e:
         raise RegistryError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _keep_last(value) -> int:
+    """The automatic retention's ``keep_last``: ``value``, else ``$PYMICRO_KEEP_LAST``, else the default."""
+    source = "keep_last"
+    if value is None:
+        text = os.environ.get(KEEP_LAST_ENV, "").strip()
+        if not text:
+            return DEFAULT_KEEP_LAST
+        source = KEEP_LAST_ENV
+        try:
+            value = int(text)
+        except ValueError:
+            raise RegistryError(f"{KEEP_LAST_ENV}={text!r} is not an integer (0 turns retention off)") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise RegistryError(f"{source} must be an int >= 0 (0: no automatic retention), got {_shown(value)}")
+    return value
 
 
 def _now() -> str:
@@ -246,7 +277,8 @@ class VersionRecord:
 class Registry:
     """A model store rooted at ``root`` (default :func:`default_root`); created on first use."""
 
-    def __init__(self, root: str | os.PathLike | None = None):
+    def __init__(self, root: str | os.PathLike | None = None, *, keep_last: int | None = None):
+        self.keep_last = _keep_last(keep_last)
         root = Path(root) if root is not None else default_root()
         try:
             root.expanduser().mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -574,10 +606,13 @@ class Registry:
 
     def add_version(self, blob, name: str, *, parent: int | None = None, data_window: dict | None = None,
                     config: dict | None = None, metrics: dict | None = None, report=None,
-                    aliases: tuple[str, ...] | list[str] = (), reason: str | None = None) -> VersionRecord:
+                    aliases: tuple[str, ...] | list[str] = (), reason: str | None = None,
+                    retain: bool = True) -> VersionRecord:
         """Store ``blob`` as the next version of ``name`` (its parent ``parent``, a version of the
         same name) and point ``aliases`` at it, all in one transaction. The same bytes added
-        again return the version they already are (aliases still move)."""
+        again return the version they already are (aliases still move). Then, unless
+        ``retain=False`` or the store's ``keep_last`` is 0, :meth:`retain` runs on ``name``
+        (a separate transaction: a crash between leaves extra versions, retired next time)."""
         prepared = self._prepare(blob, check_name(name), metrics, report, "registered")
         window_json, config_json = self._metrics_json(data_window), self._metrics_json(config)
         aliases = [check_alias(a) for a in aliases]
@@ -603,6 +638,8 @@ class Registry:
         _crash_point("version:committed")
         if stale:
             self._unlink_unnamed(stale)
+        if retain and self.keep_last:
+            self.retain(name, self.keep_last)
         return self.get_version(name, version)
 
     def versions(self, name: str) -> list[VersionRecord]:
@@ -711,8 +748,10 @@ class Registry:
 
     def retain(self, name: str, keep_last: int = 5) -> list[VersionRecord]:
         """Retire the versions of ``name`` the rules no longer keep, and return them. Kept: the
-        ``keep_last`` newest, every version an alias points at, and every version an alias
-        would roll back to. Rows go first (one transaction), then the blobs no row names."""
+        ``keep_last`` newest, every version an alias points at, every version an alias would
+        roll back to, and the parent of each of those (one generation: a long fine-tuning
+        chain still retires its middle; the child keeps the parent's hash). Rows go first
+        (one transaction), then the blobs no row names."""
         check_name(name)
         if isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1:
             raise RegistryError(f"keep_last must be an int >= 1, got {_shown(keep_last)}")
@@ -725,6 +764,8 @@ class Registry:
             for (alias,) in con.execute("SELECT DISTINCT alias FROM alias_log WHERE name = ?", (name,)).fetchall():
                 stack = self._stack(con, name, alias)
                 keep |= {v for v in stack[-2:] if v is not None}
+            parent_of = {r[1]: r[_VCOLUMNS.index("parent_version")] for r in rows}
+            keep |= {parent_of[v] for v in keep if parent_of.get(v) is not None}
             retired = [self._vrecord(r, pointing) for r in rows if r[1] not in keep]
             for record in retired:
                 con.execute("DELETE FROM versions WHERE name = ? AND version = ?", (name, record.version))
@@ -748,6 +789,24 @@ class Registry:
         check_alias(kind)
         with self._write() as con:
             return self._event(con, name, kind, version, payload)
+
+    def log_state(self, name: str, kind: str, subject: str, state: str, payload: dict,
+                  version: int | None = None, initial: str | None = None) -> int | None:
+        """Log ``payload`` (with ``subject`` and ``state`` added) as a ``kind`` event of ``name``
+        only when ``state`` differs from the newest such event's state for ``subject`` (no
+        event yet: from ``initial``). The read and the write are one transaction, so two
+        processes evaluating the same alert log one transition. Returns the seq, or None."""
+        check_name(name)
+        check_alias(kind)
+        if not isinstance(subject, str) or not isinstance(state, str):
+            raise RegistryError("subject and state must be strings")
+        with self._write() as con:
+            row = con.execute("SELECT json_extract(payload, '$.state') FROM events WHERE name = ? AND kind = ? "
+                              "AND json_extract(payload, '$.subject') = ? ORDER BY seq DESC LIMIT 1",
+                              (name, kind, subject)).fetchone()
+            if (row[0] if row else initial) == state:
+                return None
+            return self._event(con, name, kind, version, {**payload, "subject": subject, "state": state})
 
     def events(self, name: str, kind: str | None = None, limit: int = 100) -> list[dict]:
         """The newest ``limit`` events of ``name`` (optionally one kind), oldest first."""
