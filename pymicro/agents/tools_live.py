@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -100,8 +101,10 @@ async def realtime_subscribe(model_id: ModelId, source: Literal["es", "redis"] =
         if source == "es":
             p, s, t = _es(start, max_ticks)
             pipe = Pipeline(model, bar=bar, bar_size=bar_size, threshold=threshold)
+            t0 = time.perf_counter()
             pos, probs = pipe.replay_ticks(p, s, t)
-            log.append_many(model_id, t, p, pos, probs)
+            per_tick = (time.perf_counter() - t0) / max(len(pos), 1)  # the C++ replay's mean per decision
+            log.append_many(model_id, t, p, pos, probs, latency_s=per_tick)
             return pipe, pos, probs, None
         if not stream:
             raise ToolError("source 'redis' needs a stream name")

@@ -73,6 +73,10 @@ class ModelStatus(BaseModel):
     drift: dict[str, Any] | None = Field(default=None, description="The newest drift report stored for this name "
                                                                    "(status, max PSI, drifted features), if any.")
     last_decision: dict[str, Any] | None = Field(default=None, description="The newest promotion decision.")
+    alerts: list[dict[str, Any]] = Field(default_factory=list, description=
+                                         "The newest state of each alert of this name (rule, subject, state firing or "
+                                         "resolved, value, threshold, at), from the registry's alert log "
+                                         "(pymicro monitor evaluates the rules: rolling Sharpe, drift PSI, accuracy).")
 
 
 class VersionOutcome(BaseModel):
@@ -122,9 +126,22 @@ def _lifecycle(registry: Registry, name: str) -> dict:
     decision = registry.events(name, "decision", limit=1)
     return {"versions": [v.to_dict() for v in registry.versions(name)], "aliases": registry.aliases(name),
             "drift": ({k: drift[0]["payload"].get(k) for k in ("status", "max_psi", "drifted", "predictions",
-                                                               "accuracy", "window")} | {"at": drift[0]["at"]})
+                                                               "accuracy", "window")}
+                      | {"at": drift[0]["at"], "version": drift[0]["version"],
+                         "psi": {f: v["psi"] for f, v in drift[0]["payload"].get("features", {}).items()}})
             if drift else None,
-            "last_decision": decision[0]["payload"] if decision else None}
+            "last_decision": decision[0]["payload"] if decision else None,
+            "alerts": _alerts(registry, name)}
+
+
+def _alerts(registry: Registry, name: str) -> list[dict]:
+    newest: dict[str, dict] = {}
+    for e in registry.events(name, "alert", limit=10_000):
+        p = e["payload"]
+        newest[p.get("subject", "?")] = {"rule": p.get("rule"), "subject": p.get("subject"), "state": p.get("state"),
+                                         "value": p.get("value"), "threshold": p.get("threshold"),
+                                         "message": p.get("message"), "at": e["at"], "version": e["version"]}
+    return sorted(newest.values(), key=lambda a: (a["state"] != "firing", str(a["subject"])))
 
 
 def _version_outcome(registry: Registry, record) -> VersionOutcome:

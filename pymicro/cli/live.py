@@ -76,7 +76,7 @@ def cmd_live(args) -> int:
     dt = time.perf_counter() - t0
     log = _log(args)
     if log is not None:
-        log.append_many(args.log_as, ts, price, pos, probs)
+        log.append_many(args.log_as, ts, price, pos, probs, latency_s=dt / max(len(pos), 1))  # the replay's mean
         print(f"logged {len(pos)} decisions as {args.log_as!r} in {args.log}")
     if args.out:
         import pandas as pd

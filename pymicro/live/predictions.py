@@ -7,7 +7,8 @@
     performance_report(log, "es-momo", window=500)
 
 Each row is a decision made at ``ts`` on a market at ``price``: the position taken and the
-class probabilities behind it. Rows are never updated (a trigger refuses it); once a
+class probabilities behind it, and optionally ``latency_s``, the seconds the decision took
+(what ``pymicro monitor`` turns into a latency histogram). Rows are never updated (a trigger refuses it); once a
 model has more than ``capacity`` rows its oldest are dropped in the same transaction as
 the append, so the file stays bounded.
 
@@ -42,6 +43,13 @@ CREATE TRIGGER IF NOT EXISTS predictions_append_only BEFORE UPDATE ON prediction
 """
 
 
+def _add_latency_column(db: sqlite3.Connection) -> None:
+    """Logs written before the latency column get it (NULL: not measured)."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
+    if "latency_s" not in columns:
+        db.execute("ALTER TABLE predictions ADD COLUMN latency_s REAL")
+
+
 @dataclass(frozen=True)
 class Prediction:
     seq: int
@@ -51,6 +59,7 @@ class Prediction:
     position: float
     probabilities: list[float | None]
     tick: str | None
+    latency_s: float | None = None
 
 
 class PredictionLog:
@@ -62,12 +71,14 @@ class PredictionLog:
         self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(SCHEMA)
+        _add_latency_column(self._db)
 
     def close(self) -> None:
         self._db.close()
 
-    def append_many(self, model_id: str, ts, price, position, probabilities, ticks=None) -> int:
-        """Append one row per decision (arrays of one length; probabilities (n, classes), NaN kept as null)."""
+    def append_many(self, model_id: str, ts, price, position, probabilities, ticks=None, latency_s=None) -> int:
+        """Append one row per decision (arrays of one length; probabilities (n, classes), NaN kept as null;
+        ``latency_s`` seconds per decision, one number for all or one each, >= 0)."""
         if not isinstance(model_id, str) or not 0 < len(model_id) <= 200:
             raise InputError("model_id must be a string of 1..200 characters")
         ts, price, position = (np.asarray(a, dtype=np.float64).reshape(-1) for a in (ts, price, position))
@@ -77,13 +88,20 @@ class PredictionLog:
         if not (np.isfinite(ts).all() and np.isfinite(price).all() and (price > 0).all() and np.isfinite(position).all()):
             raise InputError("ts, position must be finite and price finite and > 0")
         ticks = [None] * len(ts) if ticks is None else [str(t) for t in ticks]
-        rows = [(model_id, float(t), float(p), float(q), json.dumps([x if math.isfinite(x) else None for x in pr]), k)
-                for t, p, q, pr, k in zip(ts, price, position, probs.tolist(), ticks)]
+        if latency_s is None:
+            lat = [None] * len(ts)
+        else:
+            arr = np.broadcast_to(np.asarray(latency_s, dtype=np.float64), (len(ts),))
+            if not (np.isfinite(arr).all() and (arr >= 0).all()):
+                raise InputError("latency_s must be finite and >= 0")
+            lat = arr.tolist()
+        rows = [(model_id, float(t), float(p), float(q), json.dumps([x if math.isfinite(x) else None for x in pr]), k,
+                 la) for t, p, q, pr, k, la in zip(ts, price, position, probs.tolist(), ticks, lat)]
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT INTO predictions (model_id, ts, price, position, probabilities, tick) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO predictions (model_id, ts, price, position, probabilities, tick, latency_s) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             last = db.execute("SELECT MAX(seq) FROM predictions WHERE model_id = ?", (model_id,)).fetchone()[0]
             cut = db.execute("SELECT seq FROM predictions WHERE model_id = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
                              (model_id, self.capacity)).fetchone()
@@ -95,9 +113,10 @@ class PredictionLog:
             raise
         return int(last)
 
-    def append(self, model_id: str, ts: float, price: float, position: float, probabilities, tick=None) -> int:
+    def append(self, model_id: str, ts: float, price: float, position: float, probabilities, tick=None,
+               latency_s: float | None = None) -> int:
         return self.append_many(model_id, [ts], [price], [position], [list(probabilities)],
-                                None if tick is None else [tick])
+                                None if tick is None else [tick], latency_s)
 
     def count(self, model_id: str) -> int:
         return self._db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", (model_id,)).fetchone()[0]
@@ -109,9 +128,16 @@ class PredictionLog:
         """The last ``limit`` decisions of ``model_id``, oldest first."""
         if limit < 1:
             raise InputError(f"limit must be >= 1, got {limit}")
-        rows = self._db.execute("SELECT seq, model_id, ts, price, position, probabilities, tick FROM predictions "
-                                "WHERE model_id = ? ORDER BY seq DESC LIMIT ?", (model_id, int(limit))).fetchall()
-        return [Prediction(s, m, t, p, q, json.loads(pr), k) for s, m, t, p, q, pr, k in reversed(rows)]
+        rows = self._db.execute("SELECT seq, model_id, ts, price, position, probabilities, tick, latency_s "
+                                "FROM predictions WHERE model_id = ? ORDER BY seq DESC LIMIT ?",
+                                (model_id, int(limit))).fetchall()
+        return [Prediction(s, m, t, p, q, json.loads(pr), k, la) for s, m, t, p, q, pr, k, la in reversed(rows)]
+
+    def latencies(self, model_id: str) -> np.ndarray:
+        """The measured ``latency_s`` of ``model_id``'s logged decisions (rows without one left out)."""
+        rows = self._db.execute("SELECT latency_s FROM predictions WHERE model_id = ? AND latency_s IS NOT NULL",
+                                (model_id,)).fetchall()
+        return np.array([r[0] for r in rows], dtype=np.float64)
 
 
 def _figures(returns: np.ndarray, hits: np.ndarray, periods_per_year: float) -> dict:
@@ -122,6 +148,17 @@ def _figures(returns: np.ndarray, hits: np.ndarray, periods_per_year: float) -> 
             "max_drawdown": metrics.max_drawdown(returns)}
 
 
+def strategy_returns(rows, cost_bps: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per decision after the first: the return of the position held until the next row, net of
+    ``cost_bps`` per change of position; with the position held and the price move."""
+    price = np.array([r.price for r in rows])
+    pos = np.array([r.position for r in rows])
+    move = price[1:] / price[:-1] - 1.0
+    held = pos[:-1]
+    change = np.abs(np.diff(np.r_[0.0, held]))
+    return held * move - change * cost_bps * 1e-4, held, move
+
+
 def performance_report(log: PredictionLog, model_id: str, *, window: int = 1000, cost_bps: float = 0.0,
                        periods_per_year: float | None = None) -> dict:
     """Hit rate, Sharpe, total return and max drawdown of the last ``window`` decisions, beside always-long."""
@@ -130,13 +167,8 @@ def performance_report(log: PredictionLog, model_id: str, *, window: int = 1000,
     rows = log.recent(model_id, limit=window)
     if len(rows) < 3:
         raise InputError(f"{model_id!r} has {len(rows)} logged predictions; a report needs at least 3")
-    price = np.array([r.price for r in rows])
-    pos = np.array([r.position for r in rows])
     ts = np.array([r.ts for r in rows])
-    move = price[1:] / price[:-1] - 1.0
-    held = pos[:-1]
-    change = np.abs(np.diff(np.r_[0.0, held]))
-    strat = held * move - change * cost_bps * 1e-4
+    strat, held, move = strategy_returns(rows, cost_bps)
     if periods_per_year is None:
         span = (ts[-1] - ts[0]) / (365.25 * 86_400)
         periods_per_year = (len(ts) - 1) / span if span > 0 else 252.0
@@ -151,4 +183,4 @@ def performance_report(log: PredictionLog, model_id: str, *, window: int = 1000,
                                              base_hits, periods_per_year)}
 
 
-__all__ = ["Prediction", "PredictionLog", "performance_report"]
+__all__ = ["Prediction", "PredictionLog", "performance_report", "strategy_returns"]
