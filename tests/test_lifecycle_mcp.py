@@ -48,3 +48,23 @@ async def test_neural_train_fine_tunes_and_promote_rollback(tmp_path):
         assert back["version"] == 1 and back["content_hash"] == pymicro.load(blob).info.content_hash
         missing = await s.call_tool("neural_model_rollback", {"name": "nothing"})
         assert missing.is_error and "no earlier version" in missing.content[0].text
+
+
+async def test_model_status_shows_drift_and_alerts(tmp_path):
+    from monitor_fixtures import build
+
+    from pymicro.lifecycle.alerts import AlertRules
+    from pymicro.lifecycle.monitor import snapshot
+
+    home = tmp_path / "home"
+    reg, log = build(home)  # home/models: 'trader' v1, v2 (champion), a drift report; home/live: the log
+    snapshot(reg, log, AlertRules(sharpe_window=300))  # evaluates the rules: the drift alert fires
+    champion = reg.get_version("trader", "champion")
+    async with stdio_session(home) as s:
+        status = (await s.call_tool("neural_model_status", {"model_id": champion.model_id})).structured_content
+    drift = reg.events("trader", "drift")[-1]
+    assert status["aliases"] == {"champion": 2} and [v["version"] for v in status["versions"]] == [1, 2]
+    assert status["drift"]["version"] == 2 and status["drift"]["max_psi"] == drift["payload"]["max_psi"]
+    assert status["drift"]["psi"] == {f: v["psi"] for f, v in drift["payload"]["features"].items()}
+    assert [(a["rule"], a["state"]) for a in status["alerts"]] == [("drift", "firing")]
+    assert status["alerts"][0]["value"] == drift["payload"]["max_psi"] and status["alerts"][0]["threshold"] == 0.25

@@ -160,3 +160,38 @@ def test_snapshot_json_endpoint_and_unknown_paths(tmp_path):
     assert snap["names"]["trader"]["aliases"] == reg.aliases("trader")
     assert snap["models"]["good"]["count"] == 400
     assert snapshot(reg, None, record_alerts=False)["models"] == {}
+
+
+def test_drift_command_stores_the_report_and_draws_it(tmp_path, capsys):
+    import pymicro
+    from pymicro.lifecycle.drift import psi
+    from pymicro.lifecycle.learn import bootstrap_version
+    from pymicro.market.data import load_embedded
+    from pymicro.market.dataset import make_dataset
+    from pymicro.store.registry import Registry
+
+    store = tmp_path / "store"
+    reg = Registry(store)
+    blob = pymicro.freeze(pymicro.preset("momentum").init(0), preset="momentum", horizon=5, threshold=0.5)
+    bootstrap_version(reg, "d", blob, start="2005-01-01", unseen_from="2012-01-01")
+    png = tmp_path / "drift.png"
+    assert main(["drift", "d", "--store", str(store), "--symbols", "SP500", "--end", "2013-12-31",
+                 "--png", str(png)]) == 0
+    printed = capsys.readouterr().out
+    assert "status: significant" in printed and "stored as registry event" in printed
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    event = reg.events("d", "drift")[-1]
+    report = event["payload"]
+    assert event["version"] == 1 and report["window"]["current"] == ["2012-01-03", "2013-12-31"]
+    # recomputed here from the dataset: the training window 2005..2011 against 2012..2013
+    ds = make_dataset(load_embedded(["SP500"]), "momentum")
+    days = ds.dates.astype("datetime64[D]")
+    ref = ds.X[(days >= np.datetime64("2005-01-01")) & (days < np.datetime64("2012-01-01"))]
+    cur = ds.X[(days >= np.datetime64("2012-01-01")) & (days <= np.datetime64("2013-12-31"))]
+    j = ds.feature_names.index("vol_20")
+    assert report["features"]["vol_20"]["psi"] == round(psi(ref[:, j], cur[:, j]), 6)
+    assert report["rows"] == {"reference": len(ref), "current": len(cur)}
+    assert main(["drift", "d", "--store", str(store), "--symbols", "SP500", "--json", "--no-store"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == "d" and len(reg.events("d", "drift")) == 1
+    assert main(["drift", "nothing", "--store", str(store), "--symbols", "SP500"]) == 2
+    assert "no alias 'champion'" in capsys.readouterr().err
