@@ -90,19 +90,39 @@ def drift_check(registry: Registry, model: str, data, *, version: int | str | No
 
 
 def watch_step(registry: Registry, name: str, data, *, recent_days: int = 60, psi_above: float = PSI_SIGNIFICANT,
-               dataset=None, **learn_options) -> dict:
+               cooldown_days: int = 60, dataset=None, **learn_options) -> dict:
     """One day of a replay (or a cron run): drift of the champion on the last ``recent_days``
-    dates of ``data``; when the worst feature or prediction PSI reaches ``psi_above`` (or the
-    accuracy decayed), one :func:`pymicro.lifecycle.learn.learn` round (promotion only on the
-    paired out-of-sample test). Returns ``{drift, learned}`` (``learned``: learn's result or None)."""
+    dates of ``data`` (stored as a ``drift`` event); when the worst feature or prediction PSI
+    reaches ``psi_above`` or the realised accuracy decayed, and no round ran in the last
+    ``cooldown_days`` dates of the data, one :func:`pymicro.lifecycle.learn.learn` round
+    (promotion only on its paired out-of-sample test), recorded as a ``watch`` event with the
+    data's last date. Returns ``{drift, fired, learned, skipped}`` (``learned``: learn's
+    result; ``skipped``: why a fired step did not learn: cooldown, or too few new rows)."""
     from pymicro.lifecycle.learn import learn
 
-    dates = np.unique(dataset.dates if dataset is not None else np.asarray(data["date"], "datetime64[D]"))
-    start = dates[max(0, len(dates) - recent_days)]
+    dates = np.unique(dataset.dates.astype("datetime64[D]") if dataset is not None
+                      else np.asarray(data["date"], "datetime64[D]"))
+    today, start = dates[-1], dates[max(0, len(dates) - recent_days)]
     report = drift_check(registry, name, data, start=start, dataset=dataset)
     worst = max([f["psi"] for f in report["features"].values()]
                 + ([report["predictions"]["psi"]] if "predictions" in report else []))
-    fire = worst >= psi_above or report.get("accuracy", {}).get("decayed", False)
-    learned = learn(registry, name, data, **learn_options) if fire else None
-    return {"drift": {"status": report["status"], "max_psi": worst, "fired": bool(fire),
-                      "window": report["window"]}, "learned": learned}
+    fired = bool(worst >= psi_above or report.get("accuracy", {}).get("decayed", False))
+    out = {"drift": {"status": report["status"], "max_psi": worst, "window": report["window"]}, "fired": fired,
+           "learned": None, "skipped": None}
+    if not fired:
+        return out
+    last = registry.events(name, "watch", limit=1)
+    if last:
+        since = int(np.count_nonzero((dates > np.datetime64(last[0]["payload"]["as_of"], "D")) & (dates <= today)))
+        if since < cooldown_days:
+            out["skipped"] = f"cooldown: the last round ran {since} dates ago (< {cooldown_days})"
+            return out
+    try:
+        out["learned"] = learn(registry, name, data, **learn_options)
+    except TrainingError as e:  # too few new rows yet: wait for more bars
+        out["skipped"] = str(e)
+        return out
+    d = out["learned"]["decision"]
+    registry.log_event(name, "watch", {"as_of": str(today), "max_psi": worst, "challenger": d["challenger"],
+                                       "promoted": d["promoted"]}, version=d["challenger"])
+    return out
