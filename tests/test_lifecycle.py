@@ -167,6 +167,8 @@ def test_learn_command_one_shot(tmp_path, capsys):
     assert line["champion"] == (2 if line["promoted"] else 1)
     assert main(["learn", "cron", "--store", str(store), "--every", "soon"]) == 2
     assert "--every" in capsys.readouterr().err
+    assert main(["learn", "cron", "--store", str(store), "--keep-last", "-1"]) == 2
+    assert "keep_last" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ def _cmd_learn(args) -> int:
     from pymicro.market.data import load_embedded, load_ohlcv
     from pymicro.store.registry import ID_RE, Registry
 
-    reg = Registry(args.store)
+    reg = Registry(args.store, keep_last=args.keep_last)
     every = _seconds(args.every) if args.every else None
     while True:
         frame = load_ohlcv(args.data) if args.data else load_embedded(args.symbols or None)
@@ -58,5 +58,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=0.0, help="log-loss per row the interval must clear")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--every", help="repeat every duration (30m, 6h, 1d); default: once")
+    p.add_argument("--keep-last", type=int, help="retention after each round: keep the N newest versions besides "
+                                                "aliased ones, rollback targets and their parents (default "
+                                                "$PYMICRO_KEEP_LAST or 20; 0 keeps everything)")
     p.set_defaults(func=_cmd_learn)
     return p
