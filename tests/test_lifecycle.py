@@ -12,7 +12,7 @@ import pytest
 
 import pymicro
 from pymicro.errors import EvaluationError, TrainingError
-from pymicro.lifecycle.drift import drift_report, ks_2samp, psi, psi_band
+from pymicro.lifecycle.drift import drift_report, ks_2samp, out_of_range, psi, psi_band
 from pymicro.lifecycle.learn import bootstrap_version, learn, network_of, paired_log_loss_test
 from pymicro.market.data import load_embedded
 from pymicro.market.dataset import make_dataset
@@ -37,8 +37,12 @@ def test_psi_and_ks_on_known_shifts():
     assert 0.15 < d < 0.25 and p < 1e-10
     with pytest.raises(EvaluationError, match="finite"):
         psi(ref, [0.0, np.nan])
+    assert 0.005 < out_of_range(ref, same) < 0.02  # nominally 1 %: outside the central 99 %
+    assert out_of_range(ref, 3 * shifted) > 0.3
     report = drift_report(np.c_[ref, ref], np.c_[same, 3 * shifted], ["a", "b"])
     assert report["drifted"] == ["b"] and report["status"] == "significant"
+    assert report["out_of_range"] == pytest.approx(np.mean([report["features"][k]["out_of_range"] for k in "ab"]),
+                                                   abs=1e-6)
     assert report["features"]["a"]["band"] == "stable" and report["ks_flagged"] == ["b"]
 
 
@@ -172,58 +176,60 @@ def test_learn_command_one_shot(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_replay_day_by_day_drift_learning_promotion_and_rollback(tmp_path):
+def test_replay_day_by_day_drift_and_retraining_fire_where_the_regime_changes(tmp_path):
     """The champion trains on bars before CUT; then each later trading day the replay sees only
     the bars up to that day (rows whose labels are known by then): drift against the training
-    window on the last 60 dates, and a learn round when drift fires (at most one per 120 dates).
-    A calm replay and one whose daily moves turn 4x larger on CHANGE share every report before
-    CHANGE exactly (nothing looks ahead) and differ after it; every round promotes iff its
-    interval clears the margin; rollback returns the exact previous blob."""
-    from pymicro.lifecycle.watch import drift_check, watch_step
+    window on the last 60 dates, and a learn round when it fires (at most one per 120 dates).
+    A calm replay and one whose daily moves turn 4x larger on CHANGE agree exactly before
+    CHANGE (nothing looks ahead); drift and retraining fire in the volatile one only, after
+    CHANGE; every round promotes iff its interval clears the margin; rollback returns the
+    exact previous blob."""
+    from pymicro.lifecycle.watch import watch_step
 
-    change = "2010-01-04"
+    change = np.datetime64("2010-01-04")
     history = _history()
-    calm = _regime_change(history[history["date"] < "2011-01-01"], change, scale=1.0)  # the same arithmetic
-    wild = _regime_change(history[history["date"] < "2011-01-01"], change)
-    ds = {k: make_dataset(f, "momentum") for k, f in (("calm", calm), ("wild", wild))}
+    calm = _regime_change(history[history["date"] < "2011-01-01"], str(change), scale=1.0)  # the same arithmetic
+    wild = _regime_change(history[history["date"] < "2011-01-01"], str(change))
+    frames = {"calm": calm, "wild": wild}
+    ds = {k: make_dataset(f, "momentum") for k, f in frames.items()}
     regs = {k: Registry(tmp_path / k) for k in ds}
-    for k in ds:
-        _champion(regs[k], calm if k == "calm" else wild, spoil=25.0 if k == "wild" else 0.0)
+    for k in ds:  # both champions confidently wrong: a fresh network can beat them out of sample
+        _champion(regs[k], frames[k], spoil=25.0)
     days = np.unique(ds["calm"].dates.astype("datetime64[D]"))
     days = days[days >= np.datetime64(CUT) + 90]
-    vol = {"calm": [], "wild": []}
+    steps = {"calm": [], "wild": []}
     rounds = []
     for i, day in enumerate(days):
-        seen = {k: d.take(d.label_end.astype("datetime64[D]") <= day) for k, d in ds.items()}
-        if i % 150 == 0:  # the day's rows are what make_dataset gives on the bars up to that day
-            again = make_dataset(wild[wild["date"] <= pd.Timestamp(day)], "momentum")
-            assert np.array_equal(again.X, seen["wild"].X) and np.array_equal(again.y, seen["wild"].y)
-        start = np.unique(seen["calm"].dates.astype("datetime64[D]"))[-60]
-        report = drift_check(regs["calm"], "replay", None, dataset=seen["calm"], start=start, store=False)
-        vol["calm"].append(report["features"]["vol_20"]["psi"])
-        step = watch_step(regs["wild"], "replay", wild[wild["date"] <= pd.Timestamp(day)], dataset=seen["wild"],
-                          recent_days=60, cooldown_days=120, epochs=2, mode="rolling", learning_rate=1e-3)
-        wild_report = regs["wild"].events("replay", "drift")[-1]["payload"]
-        vol["wild"].append(wild_report["features"]["vol_20"]["psi"])
-        if step["learned"] is not None:
-            rounds.append((day, step["learned"]["decision"], regs["wild"].get_version("replay", "champion")))
-        if day < np.datetime64(change) and not rounds:  # the same champion: the same report, exactly
-            assert wild_report["features"] == report["features"], day
-    before = days < np.datetime64(change)
-    settled = days >= days[np.searchsorted(days, np.datetime64(change)) + 60]
-    calm_v, wild_v = np.array(vol["calm"]), np.array(vol["wild"])
-    assert np.mean(wild_v[settled] > calm_v[settled]) > 0.9, (wild_v[settled], calm_v[settled])
-    assert np.median(wild_v[settled]) > 2 * np.median(calm_v[settled])
-    # learning: rounds at least 120 dates apart, each promoted iff the interval's lower bound clears 0
-    assert len(rounds) >= 2
-    gaps = [np.count_nonzero((days > a) & (days <= b)) for (a, _, _), (b, _, _) in zip(rounds, rounds[1:])]
-    assert min(gaps) >= 120
-    for _, decision, champion in rounds:
+        for k in ("calm", "wild"):
+            seen = ds[k].take(ds[k].label_end.astype("datetime64[D]") <= day)
+            if k == "wild" and i % 150 == 0:  # the day's rows are what make_dataset gives on the bars so far
+                again = make_dataset(wild[wild["date"] <= pd.Timestamp(day)], "momentum")
+                assert np.array_equal(again.X, seen.X) and np.array_equal(again.y, seen.y)
+            step = watch_step(regs[k], "replay", frames[k][frames[k]["date"] <= pd.Timestamp(day)], dataset=seen,
+                              recent_days=60, cooldown_days=120, epochs=2, mode="rolling", learning_rate=1e-3)
+            steps[k].append(step)
+            if step["learned"] is not None:
+                rounds.append((k, day, step["learned"]["decision"], regs[k].get_version("replay", "champion")))
+        if day < change:  # identical bars so far: identical reports
+            a, b = (regs[k].events("replay", "drift")[-1]["payload"] for k in ("calm", "wild"))
+            assert a["features"] == b["features"] and a["out_of_range"] == b["out_of_range"], day
+    share = {k: np.array([s["drift"]["out_of_range"] for s in steps[k]]) for k in steps}
+    fired = {k: np.array([s["fired"] for s in steps[k]]) for k in steps}
+    assert not fired["calm"].any(), share["calm"].max()  # no regime change: no drift, no retraining
+    assert not fired["wild"][days < change].any()
+    first = days[np.argmax(fired["wild"])]
+    assert change <= first <= days[np.searchsorted(days, change) + 60], first  # within 60 dates of the change
+    assert share["wild"][days >= first].mean() > 5 * share["calm"][days >= first].mean()
+    # retraining: only in the volatile replay, only after the change, rounds 120 dates apart
+    assert rounds and {k for k, *_ in rounds} == {"wild"} and min(d for _, d, _, _ in rounds) >= first
+    gaps = [np.count_nonzero((days > a) & (days <= b)) for (_, a, _, _), (_, b, _, _) in zip(rounds, rounds[1:])]
+    assert all(g >= 120 for g in gaps)
+    for _, _, decision, champion in rounds:  # promotion only on out-of-sample improvement
         assert decision["promoted"] == (decision["test"]["interval"][0] > 0)
         assert (champion.version == decision["challenger"]) == decision["promoted"]
-    assert rounds[0][1]["promoted"], "a fresh network must beat the spoiled champion out of sample"
-    assert any(day >= np.datetime64(change) for day, _, _ in rounds)
-    previous = regs["wild"].get_version("replay", regs["wild"].alias_history("replay", "champion")[-2]["version"])
-    back = regs["wild"].rollback("replay")
+    assert rounds[0][2]["promoted"], "a fresh network must beat the spoiled champion out of sample"
+    reg = regs["wild"]
+    previous = reg.get_version("replay", reg.alias_history("replay", "champion")[-2]["version"])
+    back = reg.rollback("replay")
     assert back.version == previous.version
-    assert hashlib.sha256(regs["wild"].read_blob(back.model_id)).hexdigest() == previous.content_hash
+    assert hashlib.sha256(reg.read_blob(back.model_id)).hexdigest() == previous.content_hash

@@ -83,7 +83,12 @@ def test_metrics_scrape_matches_the_registry_and_the_log(tmp_path):
     for s in (first, samples):  # fired once, not once per scrape
         assert value(s, "pymicro_alerts_fired_total", name="trader", rule="drift", subject="drift") == 1
         assert value(s, "pymicro_alerts_fired_total", name="bad", rule="sharpe", subject="sharpe:bad") == 1
-    assert len(reg.events("trader", "alert")) == 1 and len(reg.events("bad", "alert")) == 1
+    assert alert[(("name", "trader"), ("rule", "range"), ("subject", "range"))] == 1
+    for feature, f in drift["features"].items():
+        assert value(samples, "pymicro_drift_out_of_range", name="trader", version="2", feature=feature) == \
+            f["out_of_range"]
+    assert [e["payload"]["rule"] for e in reg.events("trader", "alert")] == ["drift", "range"]
+    assert len(reg.events("bad", "alert")) == 1
     assert reg.events("good", "alert") == []  # never fired: nothing logged
 
 
@@ -97,9 +102,13 @@ def test_alert_rules_fire_and_resolve(tmp_path):
         reg.events("trader", "drift")[-1]["payload"]["max_psi"]
     assert "accuracy" not in {r for _, r in states}  # the report has no labels: no accuracy rule
     # a looser PSI threshold does not fire on the same report; a stricter Sharpe fires on 'good'
+    assert states[("trader", "range")]["firing"] and states[("trader", "range")]["value"] == \
+        reg.events("trader", "drift")[-1]["payload"]["out_of_range"] > 0.05
     loose = {(s["name"], s["rule"]): s for s in evaluate(reg, log, AlertRules(sharpe_window=100, psi_above=50.0,
+                                                                                  out_of_range_above=0.9,
                                                                                   sharpe_below=1e6), record=False)}
     assert not loose[("trader", "drift")]["firing"] and loose[("good", "sharpe")]["firing"]
+    assert not loose[("trader", "range")]["firing"]
     # 'bad' turns good: the newest 100 decisions are right 90 % of the time -> resolved, logged once
     ts, price, pos = decisions(120, 0.9, 7)
     last = log.recent("bad", limit=1)[0]
@@ -132,7 +141,7 @@ def test_monitor_once_writes_the_dashboard(tmp_path, capsys):
     assert main(["monitor", "--store", str(reg.root), "--log", str(log.path), "--once", "--out", str(out),
                  "--window", "300"]) == 0
     printed = capsys.readouterr().out
-    assert "2 alerts firing" in printed and "ALERT bad sharpe" in printed
+    assert "3 alerts firing" in printed and "ALERT bad sharpe" in printed and "ALERT trader range" in printed
     page = (out / "index.html").read_text()
     for name in ("equity", "rolling_sharpe", "drawdown", "drift", "versions"):
         data = (out / "plots" / f"{name}.png").read_bytes()

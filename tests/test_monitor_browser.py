@@ -100,6 +100,7 @@ def test_dashboard_renders_in_chromium_with_the_registry_numbers(tmp_path):
     drift = reg.events("trader", "drift")[-1]["payload"]["features"]
     for feature, f in drift.items():
         assert float(cells[f"psi/trader/{feature}"]) == f["psi"]
+        assert float(cells[f"out-of-range/trader/{feature}"]) == f["out_of_range"]
     assert int(cells["alias/trader/champion"]) == reg.aliases("trader")["champion"] == 2
     assert int(cells["versions/trader"]) == len(reg.versions("trader"))
     for v in reg.versions("trader"):

@@ -51,9 +51,9 @@ def _cmd_drift(args) -> int:
         print(json.dumps(report))
         return 0
     rows = sorted(report["features"].items(), key=lambda kv: -kv[1]["psi"])
-    print(table(["feature", "PSI", "band", "KS D", "KS p", "KS flag"],
-                [[f, f"{r['psi']:.4f}", r["band"], f"{r['ks']:.4f}", f"{r['ks_p']:.2g}", "yes" if r["ks_flag"] else ""]
-                 for f, r in rows]))
+    print(table(["feature", "PSI", "band", "KS D", "KS p", "KS flag", "outside training 99%"],
+                [[f, f"{r['psi']:.4f}", r["band"], f"{r['ks']:.4f}", f"{r['ks_p']:.2g}", "yes" if r["ks_flag"] else "",
+                  f"{r['out_of_range']:.1%}"] for f, r in rows]))
     w = report["window"]
     print(f"{report['name']} v{report['version']} ({report['model_id']}): current {w['current'][0]}..{w['current'][1]} "
           f"({report['rows']['current']} rows) against training {w['reference'][0]}..{w['reference'][1]} "
@@ -66,6 +66,9 @@ def _cmd_drift(args) -> int:
         a = report["accuracy"]
         print(f"realised accuracy {a['current']:.3f} (95% CI {a['current_ci95'][0]:.3f}..{a['current_ci95'][1]:.3f}) "
               f"against {a['reference']:.3f} in training: {'DECAYED' if a['decayed'] else 'not decayed'}")
+    print(f"rows outside the training window's central 99%: {report['out_of_range']:.1%} on average over the "
+          f"features (nominal 1%; the range alert is at {report['thresholds']['out_of_range_alert']:.0%}: on daily "
+          "market features PSI exceeds 0.25 on calm days too, docs/monitoring.md)")
     print(f"status: {report['status']} (max PSI {report['max_psi']:.4f}; bands 0.1 / 0.25, Siddiqi 2006; KS at "
           f"p < {report['thresholds']['ks_alpha_per_feature']:.2g} per feature)"
           + ("" if args.no_store else f"; stored as registry event {report['seq']}")

@@ -15,7 +15,7 @@ def _cmd_monitor(args) -> int:
     reg = Registry(args.store)
     log_path = args.log or default_log_path(reg)
     rules = AlertRules(sharpe_below=args.sharpe_below, sharpe_window=args.window, psi_above=args.psi_above,
-                       cost_bps=args.cost_bps)
+                       out_of_range_above=args.out_of_range_above, cost_bps=args.cost_bps)
     if args.once:
         from pymicro.lifecycle.dashboard import write
         from pymicro.lifecycle.monitor import metrics_text
@@ -73,6 +73,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--sharpe-below", type=float, default=0.0, help="alert when the rolling Sharpe is below (default 0)")
     p.add_argument("--window", type=int, default=500, help="decisions in the rolling window (default 500)")
     p.add_argument("--psi-above", type=float, default=0.25, help="alert when a drift PSI reaches this (default 0.25)")
+    p.add_argument("--out-of-range-above", type=float, default=0.05,
+                   help="alert when this share of recent rows lies outside the training window's central 99%% "
+                        "(default 0.05)")
     p.add_argument("--cost-bps", type=float, default=0.0, help="cost per change of position, bps (default 0)")
     p.set_defaults(func=_cmd_monitor)
     return p

@@ -21,6 +21,10 @@ The rules and their defaults (each with its source):
   ``pymicro drift`` store them) has a feature or prediction PSI of at least ``psi_above``.
   Default **0.25**, the "significant shift" band of the population stability index
   (Siddiqi, *Credit Risk Scorecards*, Wiley 2006, ch. 8; :mod:`pymicro.lifecycle.drift`).
+* ``range``: that report's mean out-of-range share (rows outside the training window's
+  central 99 %, nominally 0.01) reaches ``out_of_range_above``. Default **0.05**, the
+  calibration :mod:`pymicro.lifecycle.drift` explains (on daily market features PSI
+  exceeds 0.25 on calm days too; this share does not, and rises under a new regime).
 * ``accuracy``: that report's realised accuracy decayed (the Wilson 95 % interval of the
   accuracy on the newest labelled rows lies below the training window's accuracy).
   On by default (``accuracy_decay=True``).
@@ -39,14 +43,16 @@ import math
 from dataclasses import asdict, dataclass
 
 from pymicro.errors import InputError, RegistryError
-from pymicro.lifecycle.drift import PSI_SIGNIFICANT
+from pymicro.lifecycle.drift import OUT_OF_RANGE_ALERT, PSI_SIGNIFICANT
 from pymicro.live.predictions import PredictionLog, performance_report
 from pymicro.store.registry import ID_RE, Registry, slug
 
-RULES = ("sharpe", "drift", "accuracy")
+RULES = ("sharpe", "drift", "range", "accuracy")
 SOURCES = {
     "sharpe": "break-even Sharpe (Sharpe 1994); its noise: Lo, 'The Statistics of Sharpe Ratios', FAJ 2002",
     "drift": "PSI >= 0.25 'significant shift' (Siddiqi, Credit Risk Scorecards, 2006, ch. 8)",
+    "range": "mean share of rows outside the training window's central 99 % (nominal 0.01) >= 0.05: "
+             "calibrated on the embedded 2009-2010 history (pymicro.lifecycle.drift)",
     "accuracy": "Wilson 95 % interval of realised accuracy below the training accuracy",
 }
 
@@ -61,11 +67,12 @@ class AlertRules:
     sharpe_window: int = 500
     sharpe_min_decisions: int = 30
     psi_above: float = PSI_SIGNIFICANT
+    out_of_range_above: float = OUT_OF_RANGE_ALERT
     accuracy_decay: bool = True
     cost_bps: float = 0.0
 
     def __post_init__(self):
-        for field in ("sharpe_below", "psi_above", "cost_bps"):
+        for field in ("sharpe_below", "psi_above", "out_of_range_above", "cost_bps"):
             value = getattr(self, field)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise InputError(f"{field} must be a finite number, got {value!r}")
@@ -138,6 +145,14 @@ def evaluate(registry: Registry, log: PredictionLog | None = None, rules: AlertR
                        "source": SOURCES["drift"],
                        "message": f"largest PSI {worst:.3f} in the drift report of {name} v{version} "
                                   f"({newest[0]['at']}); alert at {rules.psi_above}"})
+        if "out_of_range" in report:
+            share = report["out_of_range"]
+            states.append({"rule": "range", "name": name, "version": version, "subject": "range", "model": None,
+                           "firing": bool(share >= rules.out_of_range_above), "value": share,
+                           "threshold": rules.out_of_range_above, "source": SOURCES["range"],
+                           "message": f"{share:.1%} of the recent rows (mean over features) lie outside the central "
+                                      f"99% of {name} v{version}'s training window; alert at "
+                                      f"{rules.out_of_range_above:.0%}"})
         if rules.accuracy_decay and "accuracy" in report:
             acc = report["accuracy"]
             states.append({"rule": "accuracy", "name": name, "version": version, "subject": "accuracy",

@@ -207,13 +207,16 @@ def render(snap: dict) -> tuple[str, dict[str, bytes]]:
         if d:
             for feature, f in d.get("features", {}).items():
                 drift.append(_txt(name) + _txt(d["version"]) + _txt(feature) + _num(f"psi/{name}/{feature}", f["psi"])
-                             + _txt(f["band"]) + _num(f"ks/{name}/{feature}", f["ks"]))
+                             + _txt(f["band"]) + _num(f"ks/{name}/{feature}", f["ks"])
+                             + _num(f"out-of-range/{name}/{feature}", f.get("out_of_range")))
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>pymicro monitor</title>
 <style>{CSS}</style><script>{SCRIPT}</script></head><body>
 <h1>pymicro monitor</h1>
 <p>Store <code>{html.escape(snap['store'])}</code>, read {html.escape(snap['generated'])}. Metrics: <a href="metrics">/metrics</a>.
 Alert rules: Sharpe below {snap['rules']['sharpe_below']:g} over the last {snap['rules']['sharpe_window']} decisions
 (at least {snap['rules']['sharpe_min_decisions']} scored), drift PSI at or above {snap['rules']['psi_above']:g},
+recent rows outside the training window's central 99% at or above {snap['rules']['out_of_range_above']:.0%}
+(on daily market features PSI exceeds 0.25 on calm days too: docs/monitoring.md),
 realised-accuracy decay (pymicro.lifecycle.alerts).</p>
 <h2>Alerts</h2>{_table(["name", "rule", "subject", "state", "value", "threshold", "detail"], alerts, "alerts")}
 <h2>Models in the prediction log</h2>
@@ -230,7 +233,7 @@ per change of position, beside always long over the same decisions.</p>
 <h2>Versions</h2>{_table(["name", "version", "created (UTC)", "content hash", "parent", "aliases", "data window"],
                           versions, "versions")}
 <img class="plot" id="plot-versions" src="plots/versions.png" alt="version history">
-<h2>Drift (newest report per name)</h2>{_table(["name", "version", "feature", "PSI", "band", "KS D"], drift, "drift")}
+<h2>Drift (newest report per name)</h2>{_table(["name", "version", "feature", "PSI", "band", "KS D", "outside the training 99%"], drift, "drift")}
 <img class="plot" id="plot-drift" src="plots/drift.png" alt="drift per feature">
 </body></html>
 """

@@ -18,6 +18,18 @@ What is measured, and the thresholds (each with its source):
   (Stephens 1970; Numerical Recipes 3rd ed. §14.3.3). A feature is flagged at
   ``p < KS_ALPHA / n_features`` (Bonferroni over the features). With thousands of rows
   KS flags shifts too small to matter, so it supports PSI and never raises the status alone.
+* **Out-of-range share** per feature: the share of current rows outside the reference's
+  central 99 % (its 0.5 % and 99.5 % quantiles); 1 % when nothing moved. Its mean over the
+  features (``out_of_range``) is what the retraining trigger (:func:`pymicro.lifecycle.watch.watch_step`)
+  and the ``range`` alert read, at **0.05** (five times the nominal rate). Why beside PSI:
+  market features are autocorrelated, so a 60-day window sits in a few deciles of a
+  multi-year reference and its PSI exceeds 0.25 on calm days too (measured on the embedded
+  2009-2010 history: 15-23 of 24 momentum features "significant" on every checked day),
+  and a PSI whose rows all fall in the top decile cannot grow when the shift grows. Values
+  outside everything the model trained on are what PSI cannot see: on the same history the
+  60-day mean share stayed at or below 0.015 on every checked day, and rose to 0.05-0.30
+  within weeks of a 4x volatility regime (tests/test_lifecycle.py). The 0.05 is a
+  calibration on that history, stated as such, not a published convention.
 * **Prediction drift**: PSI of the predicted class shares (categorical bins), same thresholds.
 * **Realised-accuracy decay**: accuracy on the current rows whose labels are known, with a
   Wilson 95 % interval, beside the reference accuracy; decayed when the interval's upper
@@ -41,11 +53,13 @@ PSI_SIGNIFICANT = 0.25
 KS_ALPHA = 0.01
 PSI_BINS = 10
 PSI_FLOOR = 1e-4
+OUT_OF_RANGE_QUANTILE = 0.005  # each tail: the reference's central 99 %
+OUT_OF_RANGE_ALERT = 0.05  # mean share over the features (nominal 0.01)
 MIN_ROWS = 50  # fewer current rows than this: PSI is mostly noise (it grows like 1/n)
 STATUSES = ("stable", "moderate", "significant")
 
-__all__ = ["KS_ALPHA", "PSI_MODERATE", "PSI_SIGNIFICANT", "drift_report", "ks_2samp", "psi", "psi_band",
-           "psi_categorical"]
+__all__ = ["KS_ALPHA", "OUT_OF_RANGE_ALERT", "PSI_MODERATE", "PSI_SIGNIFICANT", "drift_report", "ks_2samp",
+           "out_of_range", "psi", "psi_band", "psi_categorical"]
 
 
 def _sample(x, name: str) -> np.ndarray:
@@ -81,6 +95,13 @@ def psi_categorical(reference, current, n_classes: int) -> float:
 def _psi_shares(e: np.ndarray, a: np.ndarray) -> float:
     e, a = np.maximum(e, PSI_FLOOR), np.maximum(a, PSI_FLOOR)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def out_of_range(reference, current, q: float = OUT_OF_RANGE_QUANTILE) -> float:
+    """Share of ``current`` outside the ``q`` and ``1 - q`` quantiles of ``reference``."""
+    ref, cur = _sample(reference, "reference"), _sample(current, "current")
+    lo, hi = np.quantile(ref, [q, 1 - q])
+    return float(np.mean((cur < lo) | (cur > hi)))
 
 
 def psi_band(value: float) -> str:
@@ -123,13 +144,15 @@ def drift_report(reference_X, current_X, feature_names=None, *, model=None, y_re
         value = psi(ref[:, j], cur[:, j])
         d, p = ks_2samp(ref[:, j], cur[:, j])
         features[name] = {"psi": round(value, 6), "band": psi_band(value), "ks": round(d, 6), "ks_p": p,
-                          "ks_flag": bool(p < alpha)}
+                          "ks_flag": bool(p < alpha), "out_of_range": round(out_of_range(ref[:, j], cur[:, j]), 6)}
     worst = max((f["psi"] for f in features.values()), default=0.0)
     bands = [psi_band(worst)]
+    oor = float(np.mean([f["out_of_range"] for f in features.values()])) if features else 0.0
     report = {"rows": {"reference": int(len(ref)), "current": int(len(cur))},
               "thresholds": {"psi_moderate": PSI_MODERATE, "psi_significant": PSI_SIGNIFICANT,
-                             "ks_alpha": KS_ALPHA, "ks_alpha_per_feature": alpha},
-              "features": features, "max_psi": round(worst, 6),
+                             "ks_alpha": KS_ALPHA, "ks_alpha_per_feature": alpha,
+                             "out_of_range_quantile": OUT_OF_RANGE_QUANTILE, "out_of_range_alert": OUT_OF_RANGE_ALERT},
+              "features": features, "max_psi": round(worst, 6), "out_of_range": round(oor, 6),
               "drifted": sorted(n for n, f in features.items() if f["band"] == "significant"),
               "ks_flagged": sorted(n for n, f in features.items() if f["ks_flag"])}
     if model is not None:

@@ -23,7 +23,8 @@ Metric names (all gauges unless said): ``pymicro_model_versions{name}``,
 ``pymicro_model_alias_version{name,alias}``, ``pymicro_logged_predictions{model,name}``
 (rows now in the bounded log, so a gauge), ``pymicro_prediction_latency_seconds{model,name}``
 (histogram), ``pymicro_drift_psi{name,version,feature}``,
-``pymicro_drift_ks_statistic{name,version,feature}``, ``pymicro_prediction_drift_psi{name,version}``,
+``pymicro_drift_ks_statistic{name,version,feature}``, ``pymicro_drift_out_of_range{name,version,feature}``,
+``pymicro_prediction_drift_psi{name,version}``,
 ``pymicro_rolling_sharpe{model,name}``, ``pymicro_rolling_sharpe_always_long{model,name}``,
 ``pymicro_hit_rate{model,name}``, ``pymicro_max_drawdown{model,name}``,
 ``pymicro_alert_active{name,rule,subject}`` (1 firing, 0 not), ``pymicro_alert_threshold{name,rule,subject}``,
@@ -126,6 +127,8 @@ def _collector(snap: dict):
                     labels=["name", "version", "feature"])
             ks = G("pymicro_drift_ks_statistic", "Two-sample KS statistic of a feature in the newest drift report",
                    labels=["name", "version", "feature"])
+            oor = G("pymicro_drift_out_of_range", "Share of recent rows outside the training window's central 99%",
+                    labels=["name", "version", "feature"])
             pred = G("pymicro_prediction_drift_psi", "PSI of the predicted class shares in the newest drift report",
                      labels=["name", "version"])
             for name, n in snap["names"].items():
@@ -138,9 +141,11 @@ def _collector(snap: dict):
                     for feature, f in d.get("features", {}).items():
                         psi.add_metric([name, ver, feature], f["psi"])
                         ks.add_metric([name, ver, feature], f["ks"])
+                        if "out_of_range" in f:
+                            oor.add_metric([name, ver, feature], f["out_of_range"])
                     if "predictions" in d:
                         pred.add_metric([name, ver], d["predictions"]["psi"])
-            yield from (versions, alias, psi, ks, pred)
+            yield from (versions, alias, psi, ks, oor, pred)
 
             labels = ["model", "name"]
             count = G("pymicro_logged_predictions", "Decisions now in the (bounded) prediction log", labels=labels)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from pymicro.errors import RegistryError, TrainingError
-from pymicro.lifecycle.drift import PSI_SIGNIFICANT, drift_report
+from pymicro.lifecycle.drift import OUT_OF_RANGE_ALERT, drift_report
 from pymicro.runtime.model import load
 from pymicro.store.registry import CHAMPION, ID_RE, Registry
 
@@ -89,11 +89,14 @@ def drift_check(registry: Registry, model: str, data, *, version: int | str | No
     return {"name": target["name"], "version": target["version"], **report}
 
 
-def watch_step(registry: Registry, name: str, data, *, recent_days: int = 60, psi_above: float = PSI_SIGNIFICANT,
-               cooldown_days: int = 60, dataset=None, **learn_options) -> dict:
+def watch_step(registry: Registry, name: str, data, *, recent_days: int = 60,
+               out_of_range_above: float = OUT_OF_RANGE_ALERT, psi_above: float | None = None,
+               on_accuracy_decay: bool = False, cooldown_days: int = 60, dataset=None, **learn_options) -> dict:
     """One day of a replay (or a cron run): drift of the champion on the last ``recent_days``
-    dates of ``data`` (stored as a ``drift`` event); when the worst feature or prediction PSI
-    reaches ``psi_above`` or the realised accuracy decayed, and no round ran in the last
+    dates of ``data`` (stored as a ``drift`` event); when the mean out-of-range share reaches
+    ``out_of_range_above`` (:mod:`pymicro.lifecycle.drift`: why not PSI on daily market
+    features), or (``psi_above`` given) the worst feature or prediction PSI reaches it, or
+    (``on_accuracy_decay``) the realised accuracy decayed, and no round ran in the last
     ``cooldown_days`` dates of the data, one :func:`pymicro.lifecycle.learn.learn` round
     (promotion only on its paired out-of-sample test), recorded as a ``watch`` event with the
     data's last date. Returns ``{drift, fired, learned, skipped}`` (``learned``: learn's
@@ -106,9 +109,15 @@ def watch_step(registry: Registry, name: str, data, *, recent_days: int = 60, ps
     report = drift_check(registry, name, data, start=start, dataset=dataset)
     worst = max([f["psi"] for f in report["features"].values()]
                 + ([report["predictions"]["psi"]] if "predictions" in report else []))
-    fired = bool(worst >= psi_above or report.get("accuracy", {}).get("decayed", False))
-    out = {"drift": {"status": report["status"], "max_psi": worst, "window": report["window"]}, "fired": fired,
-           "learned": None, "skipped": None}
+    # accuracy decay is off by default: 60 dates of overlapping labels (each spans the horizon)
+    # hold fewer independent outcomes than rows, so the Wilson interval is too narrow and
+    # fired on calm days of the replay test
+    decayed = bool(report.get("accuracy", {}).get("decayed", False))
+    fired = bool(report["out_of_range"] >= out_of_range_above or (on_accuracy_decay and decayed)
+                 or (psi_above is not None and worst >= psi_above))
+    out = {"drift": {"status": report["status"], "max_psi": worst, "out_of_range": report["out_of_range"],
+                     "accuracy_decayed": report.get("accuracy", {}).get("decayed"), "window": report["window"]},
+           "fired": fired, "learned": None, "skipped": None}
     if not fired:
         return out
     last = registry.events(name, "watch", limit=1)
@@ -123,6 +132,7 @@ def watch_step(registry: Registry, name: str, data, *, recent_days: int = 60, ps
         out["skipped"] = str(e)
         return out
     d = out["learned"]["decision"]
-    registry.log_event(name, "watch", {"as_of": str(today), "max_psi": worst, "challenger": d["challenger"],
+    registry.log_event(name, "watch", {"as_of": str(today), "max_psi": worst, "out_of_range": report["out_of_range"],
+                                       "challenger": d["challenger"],
                                        "promoted": d["promoted"]}, version=d["challenger"])
     return out
