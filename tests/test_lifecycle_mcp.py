@@ -66,5 +66,6 @@ async def test_model_status_shows_drift_and_alerts(tmp_path):
     assert status["aliases"] == {"champion": 2} and [v["version"] for v in status["versions"]] == [1, 2]
     assert status["drift"]["version"] == 2 and status["drift"]["max_psi"] == drift["payload"]["max_psi"]
     assert status["drift"]["psi"] == {f: v["psi"] for f, v in drift["payload"]["features"].items()}
+    assert status["drift"]["out_of_range"] == drift["payload"]["out_of_range"]
     assert [(a["rule"], a["state"]) for a in status["alerts"]] == [("drift", "firing"), ("range", "firing")]
     assert status["alerts"][0]["value"] == drift["payload"]["max_psi"] and status["alerts"][0]["threshold"] == 0.25

@@ -125,8 +125,8 @@ def _lifecycle(registry: Registry, name: str) -> dict:
     drift = registry.events(name, "drift", limit=1)
     decision = registry.events(name, "decision", limit=1)
     return {"versions": [v.to_dict() for v in registry.versions(name)], "aliases": registry.aliases(name),
-            "drift": ({k: drift[0]["payload"].get(k) for k in ("status", "max_psi", "drifted", "predictions",
-                                                               "accuracy", "window")}
+            "drift": ({k: drift[0]["payload"].get(k) for k in ("status", "max_psi", "out_of_range", "drifted",
+                                                               "predictions", "accuracy", "window")}
                       | {"at": drift[0]["at"], "version": drift[0]["version"],
                          "psi": {f: v["psi"] for f, v in drift[0]["payload"].get("features", {}).items()}})
             if drift else None,

@@ -174,7 +174,7 @@ def learn(registry: Registry, name: str, data, *, mode: str = "finetune", epochs
     registry.log_event(name, "decision", decision, version=version.version)
     registry.log_event(name, "drift", drift, version=champion.version)
     return {"name": name, "parent": champion.to_dict(), "candidate": registry.get_version(name, version.version).to_dict(),
-            "decision": decision, "drift": {k: drift[k] for k in ("status", "max_psi", "drifted", "window")},
+            "decision": decision, "drift": {k: drift[k] for k in ("status", "max_psi", "out_of_range", "drifted", "window")},
             "aliases": registry.aliases(name)}
 
 
