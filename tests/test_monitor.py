@@ -204,3 +204,26 @@ def test_drift_command_stores_the_report_and_draws_it(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["name"] == "d" and len(reg.events("d", "drift")) == 1
     assert main(["drift", "nothing", "--store", str(store), "--symbols", "SP500"]) == 2
     assert "no alias 'champion'" in capsys.readouterr().err
+
+
+def test_a_prediction_log_from_before_the_latency_column_opens_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from pymicro.live.predictions import SCHEMA, PredictionLog
+
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)  # the schema as it was: no latency_s column
+    assert "latency_s" not in {r[1] for r in db.execute("PRAGMA table_info(predictions)")}
+    db.execute("INSERT INTO predictions (model_id, ts, price, position, probabilities) VALUES "
+               "('m', 1.0, 100.0, 1.0, '[0.2, 0.3, 0.5]')")
+    db.commit()
+    db.close()
+    log = PredictionLog(path)
+    log.append("m", 2.0, 101.0, -1.0, [0.5, 0.3, 0.2], latency_s=3e-7)
+    rows = log.recent("m")
+    assert [(r.price, r.latency_s) for r in rows] == [(100.0, None), (101.0, 3e-7)]
+    assert log.latencies("m").tolist() == [3e-7]
+    with pytest.raises(InputError, match="latency_s"):
+        log.append("m", 3.0, 101.0, 0.0, [0.3, 0.3, 0.4], latency_s=float("nan"))
+    assert PredictionLog(path).count("m") == 2  # a second open finds the column there

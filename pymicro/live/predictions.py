@@ -8,9 +8,10 @@
 
 Each row is a decision made at ``ts`` on a market at ``price``: the position taken and the
 class probabilities behind it, and optionally ``latency_s``, the seconds the decision took
-(what ``pymicro monitor`` turns into a latency histogram). Rows are never updated (a trigger refuses it); once a
-model has more than ``capacity`` rows its oldest are dropped in the same transaction as
-the append, so the file stays bounded.
+(what ``pymicro monitor`` turns into a latency histogram; a log written before that column
+gets it, NULL, when opened). Rows are never updated (a trigger refuses it); once a model has
+more than ``capacity`` rows its oldest are dropped in the same transaction as the append, so
+the file stays bounded.
 
 :func:`performance_report` scores each decision on the next row's price (the position held
 from one decision to the next): return ``position * (p[t+1] / p[t] - 1)`` less
@@ -47,7 +48,11 @@ def _add_latency_column(db: sqlite3.Connection) -> None:
     """Logs written before the latency column get it (NULL: not measured)."""
     columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
     if "latency_s" not in columns:
-        db.execute("ALTER TABLE predictions ADD COLUMN latency_s REAL")
+        try:
+            db.execute("ALTER TABLE predictions ADD COLUMN latency_s REAL")
+        except sqlite3.OperationalError as e:  # another process added it first
+            if "duplicate column" not in str(e):
+                raise
 
 
 @dataclass(frozen=True)
