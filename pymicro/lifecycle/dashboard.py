@@ -50,6 +50,11 @@ def _empty(ax, text: str) -> None:
 
 
 def _dates(ts) -> list:
+    """Epoch seconds as UTC datetimes; small values (session seconds of replayed ticks, not
+    epoch times) stay numbers."""
+    ts = np.asarray(ts, dtype=np.float64)
+    if ts.size and ts.max() < 1e9:  # before 2001 as an epoch time: not one
+        return ts.tolist()
     return [_dt.datetime.fromtimestamp(float(t), _dt.timezone.utc) for t in ts]
 
 
