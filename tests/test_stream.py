@@ -363,3 +363,48 @@ def test_cli_live_replays_ticks_from_a_csv(momentum_blob, tmp_path, capsys):
     assert len(got) == 3000
     np.testing.assert_array_equal(got.position.to_numpy(), want)
     assert main(["live", str(blob), "--source", "redis://localhost:6379/ticks"]) == 2
+
+
+# --------------------------------------------------------------------------- the same state in pymicro.wasm
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_wasm_module_streams_the_same_rows(bars, momentum_blob, reversal_blob, preset):
+    """pymicro.wasm compiles the same header: its pm_stream_* exports give the batch rows too
+    (to 1e-6, like the native state; measured within a few 1e-17 of the native rows), peek
+    commits nothing there either, and the blob runs on the row inside the module."""
+    from pymicro.live.stream import WasmFeatureStream
+
+    names, batch = PRESETS[preset]
+    blob = momentum_blob if preset == "momentum" else reversal_blob
+    df = _one(bars, "NASDAQ").iloc[:700]
+    rows = df[OHLCV].to_numpy()
+    w = WasmFeatureStream(blob)
+    assert w.names == names
+    got = w.update_many(rows[:-1])
+    forming = rows[-1] * np.array([1.0, 1.01, 0.99, 1.0, 0.5])
+    peeked = w.peek(*forming)
+    assert w.bars == len(rows) - 1
+    got = np.vstack([got, w.update(*rows[-1])])
+    _assert_parity(got, batch(df, dropna=False).to_numpy())
+    native = FeatureStream(names)
+    native_rows = native.update_many(rows)
+    np.testing.assert_allclose(got, native_rows, rtol=1e-12, atol=1e-15, equal_nan=True)
+    np.testing.assert_allclose(peeked, FeatureStream(names).update_many(np.vstack([rows[:-1], forming]))[-1],
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w.probabilities(), pymicro.load(blob).predict(got[-1].astype(np.float32)),
+                               rtol=1e-6)
+    with pytest.raises(InputError, match="prices > 0"):
+        w.update(1.0, 1.0, -1.0, 1.0, 1.0)
+    assert w.bars == len(rows)
+
+
+def test_the_wasm_stream_refuses_what_the_native_one_refuses():
+    from pymicro.live.stream import WasmFeatureStream
+
+    sentiment = pymicro.freeze(dataclasses.replace(pymicro.preset("sentiment"),
+                                                   feature_names=SENTIMENT_FEATURES).init(seed=0))
+    with pytest.raises(NonTickInputsError, match="news headlines"):
+        WasmFeatureStream(sentiment)
+    with pytest.raises(DataError, match="names no features"):
+        WasmFeatureStream(pymicro.freeze(pymicro.preset("momentum").init(seed=0)))

@@ -128,6 +128,69 @@ class FeatureStream:
         self._impl.reset()
 
 
+class WasmFeatureStream:
+    """The same incremental features run inside ``pymicro.wasm`` (wasmtime, ``pymicro[wasm]``).
+
+    The module compiles ``cpp/pymicro/stream.hpp`` too; its ``pm_stream_*`` exports select the
+    loaded blob's feature names and take one bar at a time. ``update`` / ``peek`` /
+    ``update_many`` as in :class:`FeatureStream` (rows in the blob's feature order);
+    ``probabilities()`` runs the blob on the last row inside the same module.
+    """
+
+    def __init__(self, model):
+        from pymicro.errors import BackendError
+        from pymicro.runtime.wasm import Guest, _engine_and_module, _wasmtime
+
+        m = _model(model)
+        self.names: tuple[str, ...] = m.info.feature_names
+        check_streamable(self.names, "the model's blob")
+        engine, module = _engine_and_module()
+        self._store = _wasmtime().Store(engine)
+        self._guest = Guest(self._store, module, fast=False)
+        self._guest.load(m.blob)
+        exports = self._guest.instance.exports(self._store)
+        try:
+            init, self._bar, row, self._bars = (exports[n] for n in ("pm_stream_init", "pm_stream_bar",
+                                                                     "pm_stream_row", "pm_stream_bars"))
+        except KeyError:
+            raise BackendError("this pymicro.wasm has no pm_stream_* exports (an older build)") from None
+        code = init(self._store)
+        if code > 0:
+            raise DataError(f"the model's blob names {self.names[code - 1]!r}, which the incremental stream "
+                            f"cannot compute; it computes: {', '.join(STREAM_FEATURES)}")
+        if code < 0:
+            raise DataError("the model's blob names no features (freeze a Spec with feature_names=...)")
+        self._guest.reserve(1)
+        self._out = self._guest.call("pm_out")
+        self._row = row(self._store)
+
+    def _push(self, bar, commit: int) -> np.ndarray:
+        if self._bar(self._store, *(float(v) for v in bar), commit) < 0:
+            raise InputError(f"a bar needs finite prices > 0 and a finite volume >= 0, got {tuple(bar)}")
+        return self._guest.view(self._row, len(self.names), np.float64).copy()
+
+    def update(self, open, high, low, close, volume) -> np.ndarray:  # noqa: A002
+        return self._push((open, high, low, close, volume), 1)
+
+    def peek(self, open, high, low, close, volume) -> np.ndarray:  # noqa: A002
+        return self._push((open, high, low, close, volume), 0)
+
+    def update_many(self, bars) -> np.ndarray:
+        bars = np.asarray(bars, dtype=np.float64)
+        if bars.ndim != 2 or bars.shape[1] != 5:
+            raise InputError("bars must be an (n, 5) array of open, high, low, close, volume")
+        return np.array([self._push(b, 1) for b in bars]).reshape(len(bars), len(self.names))
+
+    def probabilities(self) -> np.ndarray:
+        """The blob's class probabilities for the last row (NaN in warm-up), run inside the module."""
+        self._guest.call("pm_run", 1, 0)
+        return self._guest.view(self._out, self._guest.n_classes, np.float32).copy()
+
+    @property
+    def bars(self) -> int:
+        return int(self._bars(self._store))
+
+
 @dataclass(frozen=True)
 class Signal:
     """One decision: the position and the class probabilities behind it (NaN in warm-up)."""
