@@ -103,6 +103,12 @@ def _fresh(redis_url, name):
     return client, stream
 
 
+def _expire_soon(client, consumer, ms: int = 50) -> None:
+    """The consumer stops renewing (it died, or is paused): its lease runs out in ``ms``
+    instead of lease_ms (the test need not wait seconds, nor depend on the machine's load)."""
+    assert client.pexpire(consumer.lease_key, ms)
+
+
 def _assert_equal(client, signals, tick_ids, offline):
     ids, pos, probs = read_signals(client, signals)
     assert ids == tick_ids  # every tick once, in order, under its own id
@@ -126,12 +132,13 @@ def test_a_batch_read_but_not_committed_is_applied_once_on_resume(redis_url, tic
     signals and applies that batch once."""
     client, stream = _fresh(redis_url, "half")
     tick_ids = publish_ticks(client, stream, *ticks)
-    first = RedisSignals(client, blob, stream=stream, batch=1000, lease_ms=300, **BAR)
+    first = RedisSignals(client, blob, stream=stream, batch=1000, **BAR)
     for _ in range(3):
         first.step()
     rows = first._read(None)     # a fourth batch: delivered and applied ...
     first._apply(rows)           # ... to this pipeline's state, then the process "dies"
     assert client.xpending(stream, first.group)["pending"] == 1000
+    _expire_soon(client, first)
     second = RedisSignals(client, blob, stream=stream, batch=1000, lease_wait=5, **BAR)  # once its lease expires
     assert second.rebuilt == 3000 and second.last_id == tick_ids[2999]
     second.run(idle_exit=0.3)
@@ -215,12 +222,13 @@ def test_an_unreachable_server_is_a_typed_error(blob, capsys):
 def test_a_second_live_consumer_of_a_group_is_refused(redis_url, ticks, blob):
     client, stream = _fresh(redis_url, "two")
     publish_ticks(client, stream, *(a[:500] for a in ticks))
-    first = RedisSignals(client, blob, stream=stream, consumer="a", batch=100, lease_ms=400, **BAR)
+    first = RedisSignals(client, blob, stream=stream, consumer="a", batch=100, **BAR)
     first.step()
     with pytest.raises(InputError, match="consumer 'a' of group"):
         RedisSignals(client, blob, stream=stream, consumer="b", **BAR)
     with pytest.raises(LeaseHeldError, match="held by a#"):  # past the start-time check, the lease holds
         RedisSignals(client, blob, stream=stream, consumer="b", active_ms=0, **BAR)
+    _expire_soon(client, first)
     later = RedisSignals(client, blob, stream=stream, consumer="b", active_ms=0, lease_wait=5, **BAR)
     assert later.fence > first.fence  # it waited for 'a's lease to expire; a new token
     later.run(idle_exit=0.2)
@@ -253,11 +261,12 @@ def test_a_zombie_whose_lease_expired_cannot_publish(redis_url, ticks, blob, off
     whole, the new holder's signals are the offline replay, nothing doubled."""
     client, stream = _fresh(redis_url, "zombie")
     tick_ids = publish_ticks(client, stream, *ticks)
-    zombie = RedisSignals(client, blob, stream=stream, batch=1000, lease_ms=300, **BAR)
+    zombie = RedisSignals(client, blob, stream=stream, batch=1000, **BAR)
     zombie.step()
     zombie.step()
     rows = zombie._read(None)
     all_ids, out = zombie._apply(rows)  # applied, about to publish ... and paused
+    _expire_soon(client, zombie)
     heir = RedisSignals(client, blob, stream=stream, batch=1000, lease_wait=5, **BAR)
     assert heir.rebuilt == 2000 and heir.fence > zombie.fence
     heir.step()  # the heir publishes the zombie's third batch itself
@@ -279,9 +288,10 @@ def test_a_zombie_whose_lease_expired_cannot_publish(redis_url, ticks, blob, off
 def test_an_expired_lease_nobody_took_cannot_publish_either(redis_url, ticks, blob):
     client, stream = _fresh(redis_url, "lapsed")
     publish_ticks(client, stream, *(a[:400] for a in ticks))
-    c = RedisSignals(client, blob, stream=stream, batch=200, lease_ms=200, **BAR)
+    c = RedisSignals(client, blob, stream=stream, batch=200, **BAR)
     all_ids, out = c._apply(c._read(None))
-    time.sleep(0.35)  # the lease expires, no renewal
+    _expire_soon(client, c, 1)
+    time.sleep(0.05)  # the lease expires, no renewal
     assert not client.exists(c.lease_key)
     with pytest.raises(LeaseLostError):
         c._commit(all_ids, out)
@@ -295,10 +305,10 @@ def test_the_lease_is_renewed_while_consuming(redis_url, ticks, blob):
     seen = []
 
     def slow(*_):
-        time.sleep(0.06)  # 20 batches x 60 ms: over three 300 ms lease periods
+        time.sleep(0.15)  # 20 batches x 150 ms: three 1 s lease periods
         seen.append((client.get(c.lease_key), client.pttl(c.lease_key)))
 
-    c = RedisSignals(client, blob, stream=stream, batch=100, lease_ms=300, on_signals=slow, **BAR)
+    c = RedisSignals(client, blob, stream=stream, batch=100, lease_ms=1000, on_signals=slow, **BAR)
     token = c.lease
     assert c.run(idle_exit=0.2) == 2000
     assert len(seen) == 20 and all(holder == token and ttl > 0 for holder, ttl in seen)

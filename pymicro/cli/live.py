@@ -116,7 +116,7 @@ def add_parser(sub) -> None:
     r.add_argument("--group", help="consumer group (default pymicro-<blob hash>)")
     r.add_argument("--consumer", default="pymicro", help="consumer name in the group (default pymicro)")
     r.add_argument("--signals", help="the stream signals go to (default <stream>:signals:<group>)")
-    r.add_argument("--batch", type=int, default=500, help="entries per XREADGROUP and per MULTI/EXEC (default 500)")
+    r.add_argument("--batch", type=int, default=500, help="entries per XREADGROUP and per publication (one Lua script: XADDs and XACK; default 500)")
     r.add_argument("--idle-exit", type=float, help="stop after this many seconds with no new tick (default: never)")
     r.add_argument("--max-ticks", type=int, help="stop after reading this many entries")
     r.add_argument("--lease-ms", type=int, default=5000,

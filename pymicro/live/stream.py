@@ -139,21 +139,22 @@ class WasmFeatureStream:
 
     def __init__(self, model):
         from pymicro.errors import BackendError
-        from pymicro.runtime.wasm import Guest, _engine_and_module, _wasmtime
+        from pymicro.runtime.wasm import STREAM_ABI, Guest, _engine_and_module, _type_names, _wasmtime
 
         m = _model(model)
         self.names: tuple[str, ...] = m.info.feature_names
         check_streamable(self.names, "the model's blob")
         engine, module = _engine_and_module()
+        types = {e.name: e.type for e in module.exports}
+        for name, want in STREAM_ABI.items():
+            ty = types.get(name)
+            if ty is None or (_type_names(ty.params), _type_names(ty.results)) != want:
+                raise BackendError(f"this pymicro.wasm lacks {name} {want[0]} -> {want[1]} (an older build)")
         self._store = _wasmtime().Store(engine)
         self._guest = Guest(self._store, module, fast=False)
         self._guest.load(m.blob)
         exports = self._guest.instance.exports(self._store)
-        try:
-            init, self._bar, row, self._bars = (exports[n] for n in ("pm_stream_init", "pm_stream_bar",
-                                                                     "pm_stream_row", "pm_stream_bars"))
-        except KeyError:
-            raise BackendError("this pymicro.wasm has no pm_stream_* exports (an older build)") from None
+        init, self._bar, row, self._bars = (exports[n] for n in STREAM_ABI)
         code = init(self._store)
         if code > 0:
             raise DataError(f"the model's blob names {self.names[code - 1]!r}, which the incremental stream "
