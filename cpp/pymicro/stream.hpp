@@ -1,10 +1,12 @@
-// pymicro incremental features: the momentum set updated in O(1) per bar.
+// pymicro incremental features: the momentum and reversal sets updated in O(1) per bar.
 //
 // A FeatureState takes one OHLCV bar at a time (commit) and yields, after each, exactly
-// the row that pymicro.market.technical.momentum_features(bars, dropna=False) computes for
-// the same history (docs/features.md; tests/test_stream.py checks it over whole histories,
-// NaN warm-up included). `peek` evaluates the features as if a forming bar were the next
-// one, and commits nothing: what a tick inside an unfinished bar needs.
+// the row that pymicro.market.technical.momentum_features / reversal_features(bars,
+// dropna=False) compute for the same history (docs/features.md; tests/test_stream.py checks
+// it over whole histories, NaN warm-up included). `peek` evaluates the features as if a
+// forming bar were the next one, and commits nothing: what a tick inside an unfinished bar
+// needs. The reversal set's own windows are pushed only when one of its features is
+// selected, so a momentum stream costs what it did.
 //
 // How each window stays O(1):
 //   sums (means, ATR, RSI, volume)   running sum, recomputed from its ring every W pushes
@@ -18,9 +20,13 @@
 //                                    (W-1) y_new), with the same recomputation.
 //   rolling max / min                monotone deques in fixed rings; a peek reads the
 //                                    second entry when the first one would expire.
+//   lag-1 autocorrelation            running sums of x, x^2 and x_k x_{k+1}, recomputed
+//                                    every W pushes; a leg with no non-zero value is 0.
+//   streaks, flat closes             run lengths (same-sign returns; equal closes, which
+//                                    make a z-score window's 0 / 0 exact).
 // Everything lives in fixed-capacity arrays inside the state: no heap, no libc (log is
 // fdlibm's algorithm below; sqrt is the compiler builtin, an instruction on x86 and wasm),
-// so this header compiles freestanding for wasm32 as the rest of cpp/pymicro/ does.
+// so this header compiles freestanding for wasm32 (wasm/pymicro_wasm.cpp's pm_stream_*).
 #pragma once
 
 #include <stdint.h>
