@@ -20,7 +20,7 @@ from pymicro.store.registry import Registry
 
 pytestmark = pytest.mark.anyio
 LIVE_TOOLS = ["realtime_subscribe", "execute_trade", "get_recent_predictions", "performance_report",
-              "create_syndicate_tool", "add_syndicate_member", "allocate_syndicate_funds"]
+              "create_syndicate_tool", "add_syndicate_member", "allocate_syndicate_funds", "settle_syndicate_allocation"]
 
 
 @pytest.fixture
@@ -75,6 +75,21 @@ async def test_subscribe_logs_decisions_and_the_report_scores_them(served):
     rep = await _ok(server, "performance_report", {"strategy": model_id, "window": 5000, "periods_per_year": 1e6})
     assert rep["window"] == 5000 and set(rep["baseline_always_long"]) == set(rep["model"])
     assert rep["model"]["decisions_scored"] > 0 and 0 <= rep["model"]["hit_rate"] <= 1
+    assert rep["periods"] == [] and rep["plot_uri"] is None
+
+    by = await _ok(server, "performance_report", {"strategy": model_id, "window": 5000, "periods_per_year": 1e6,
+                                                  "periods": 4, "plot": True})
+    assert len(by["periods"]) == 4 and by["model"] == rep["model"]
+    assert sum(p["model"]["decisions_scored"] for p in by["periods"]) == rep["model"]["decisions_scored"]
+    assert by["plot_uri"] == f"pymicro://live/plots/performance-{model_id}-5000.png"
+    png = home / "live" / "plots" / f"performance-{model_id}-5000.png"
+    assert by["plot_path"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    content = list(await server.read_resource(by["plot_uri"]))[0]
+    assert content.mime_type == "image/png" and content.content == png.read_bytes()
+    for bad, why in [("performance-../../x.png", "Unknown resource"), ("performance-..x.png", "no plot"),
+                     ("nothing.png", "no plot"), ("performance-nobody-1.png", "draws one")]:
+        with pytest.raises(Exception, match=why):
+            await server.read_resource(f"pymicro://live/plots/{bad}")
 
 
 async def test_execute_trade_is_paper_and_sized(served):
@@ -104,6 +119,23 @@ async def test_a_syndicate_through_the_tools(served):
     assert "exists" in await _error(server, "create_syndicate_tool", {"syndicate_id": "micro_traders", "name": "x"})
     assert "no syndicate" in await _error(server, "add_syndicate_member", {"syndicate_id": "nope", "name": "x",
                                                                            "email": "a@b"})
+    assert out["open_allocations"] == out["entries"]
+
+    b = await _ok(server, "add_syndicate_member", {"syndicate_id": "micro_traders", "name": "Late", "email": "l@x.y",
+                                                   "initial_contribution": 30_000})  # after the allocation
+    seq = out["entries"][0]["seq"]
+    settled = await _ok(server, "settle_syndicate_allocation", {"syndicate_id": "micro_traders",
+                                                                "allocation_seq": seq, "pnl": 123.45})
+    assert [(e["kind"], e["member_id"], e["amount"]) for e in settled["entries"]] == [
+        ("pnl", None, 123.45), ("profit_share", a["members"][0]["member_id"], 123.45)]  # the late member: none
+    members = {m["name"]: m for m in settled["members"]}
+    assert members["Model_x"]["capital"] == 10_123.45 and members["Late"]["profit"] == 0.0
+    assert settled["open_allocations"] == [] and settled["capital"] == 40_123.45
+    assert settled["verified_entries"] == b["verified_entries"] + 2
+    assert "already settled" in await _error(server, "settle_syndicate_allocation", {
+        "syndicate_id": "micro_traders", "allocation_seq": seq, "pnl": 1.0})
+    assert "not an allocation" in await _error(server, "settle_syndicate_allocation", {
+        "syndicate_id": "micro_traders", "allocation_seq": 1, "pnl": 1.0})
 
 
 @pytest.mark.parametrize("name, args, expected", [
@@ -112,6 +144,8 @@ async def test_a_syndicate_through_the_tools(served):
                                                                           "move": 0.1}]}, "less than or equal"),
     ("realtime_subscribe", {"model_id": "momo-00000000", "source": "redis", "stream": "a b"}, "pattern"),
     ("performance_report", {"strategy": "momo-00000000", "bogus": 1}, "Extra inputs"),
+    ("settle_syndicate_allocation", {"syndicate_id": "s", "allocation_seq": 3, "pnl": "NaN"}, "valid number"),
+    ("settle_syndicate_allocation", {"syndicate_id": "s", "allocation_seq": 0, "pnl": 1.0}, "greater than or equal"),
 ])
 async def test_bad_arguments_are_refused_in_words(served, name, args, expected):
     assert expected in await _error(served[0], name, args)

@@ -9,7 +9,7 @@ import pytest
 
 from pymicro import metrics
 from pymicro.errors import InputError
-from pymicro.live.predictions import PredictionLog, performance_report
+from pymicro.live.predictions import PredictionLog, performance_report, performance_series, plot_performance
 
 
 def test_the_log_is_bounded_per_model_and_keeps_the_newest(tmp_path):
@@ -65,3 +65,76 @@ def test_pymicro_live_logs_every_decision(tmp_path, capsys):
     assert "logged 3000 decisions as 'momo'" in capsys.readouterr().out
     log = PredictionLog(tmp_path / "p.db")
     assert log.count("momo") == 3000 and log.recent("momo", 1)[0].price == load_es_ticks().price[2999]
+
+
+def _random_log(tmp_path, n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 1e-3, n)))
+    pos = rng.choice([-1.0, 0.0, 1.0], n)
+    log = PredictionLog(tmp_path / "p.db")
+    log.append_many("m", np.arange(n) * 5.0, price, pos, np.full((n, 3), 1 / 3))
+    return log, price, pos
+
+
+def test_periods_cut_the_window_and_add_up(tmp_path):
+    log, price, pos = _random_log(tmp_path)
+    rep = performance_report(log, "m", window=600, cost_bps=1.0, periods_per_year=1e5, periods=3)
+    assert len(rep["periods"]) == 3 and rep["periods"][0]["from_ts"] == rep["from_ts"]
+    assert rep["periods"][-1]["to_ts"] == rep["to_ts"]
+    assert sum(p["model"]["decisions_scored"] for p in rep["periods"]) == rep["model"]["decisions_scored"]
+    for who in ("model", "baseline_always_long"):
+        growth = np.prod([1 + p[who]["total_return"] for p in rep["periods"]])
+        assert growth == pytest.approx(1 + rep[who]["total_return"], rel=1e-12)
+    assert "periods" not in performance_report(log, "m", window=600)
+    for bad in (0, 2.5, True):
+        with pytest.raises(InputError, match="periods"):
+            performance_report(log, "m", periods=bad)
+
+
+def test_the_series_are_the_reports_curves(tmp_path):
+    log, price, pos = _random_log(tmp_path)
+    s = performance_series(log, "m", window=600, cost_bps=0.0, periods_per_year=1e5, roll=50)
+    move = price[1:] / price[:-1] - 1
+    strat = pos[:-1] * move
+    np.testing.assert_allclose(s["equity"], metrics.equity_curve(strat))
+    np.testing.assert_allclose(s["baseline_equity"], metrics.equity_curve(move))
+    assert (s["drawdown"] <= 0).all() and s["drawdown"].min() == pytest.approx(-metrics.max_drawdown(strat))
+    scored = (pos[:-1] != 0) & (move != 0)
+    hits = (np.sign(pos[:-1]) == np.sign(move))[scored]
+    ends = np.flatnonzero(scored)
+    # the last value: the hit rate of the scored decisions among the last 50 steps
+    assert s["hit_rate"][-1] == pytest.approx(hits[ends >= len(move) - 50].mean())
+    last = strat[-50:]
+    assert s["sharpe"][-1] == pytest.approx(last.mean() / last.std(ddof=1) * np.sqrt(1e5), rel=1e-6)
+    assert np.isnan(s["sharpe"][:49]).all() and np.isfinite(s["baseline_sharpe"][49:]).all()
+    with pytest.raises(InputError, match="roll"):
+        performance_series(log, "m", roll=1)
+
+
+def test_the_plot_is_a_png(tmp_path):
+    log, _, _ = _random_log(tmp_path)
+    out = plot_performance(log, "m", tmp_path / "sub" / "perf.png", window=300)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 10_000
+    with pytest.raises(InputError, match="PNG"):
+        plot_performance(log, "m", tmp_path / "perf.jpg")
+
+
+def test_pymicro_performance_reads_the_log_by_strategy_and_period(tmp_path, capsys):
+    from pymicro.cli import main
+
+    log, _, _ = _random_log(tmp_path)
+    log.append_many("other", np.arange(100) * 5.0, 100 + np.arange(100) * 0.01, np.ones(100), np.full((100, 3), 0.3))
+    log.close()
+    db = str(tmp_path / "p.db")
+    assert main(["performance", db, "--strategy", "m", "--periods", "3", "--plot", str(tmp_path / "one.png"),
+                 "--recent", "2", "--periods-per-year", "1e5"]) == 0
+    out = capsys.readouterr().out
+    assert "always long" in out and "period 3" in out and "wrote" in out and (tmp_path / "one.png").is_file()
+    rep = performance_report(PredictionLog(db), "m", window=1000, periods_per_year=1e5)
+    assert f"{rep['model']['total_return']:.2%}" in out
+    assert main(["performance", db, "--plot", str(tmp_path / "all.png"), "--periods", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "m: last" in out and "other: last" in out
+    assert (tmp_path / "all-m.png").is_file() and (tmp_path / "all-other.png").is_file()
+    assert main(["performance", str(tmp_path / "none.db")]) == 2
+    assert "no prediction log" in capsys.readouterr().err

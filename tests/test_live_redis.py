@@ -20,7 +20,8 @@ import redis  # the [live] extra, in [test]
 
 import pymicro
 from pymicro.errors import InputError
-from pymicro.live.redis_stream import RedisSignals, connect, publish_ticks, read_signals
+from pymicro.live.redis_stream import (LeaseHeldError, LeaseLostError, RedisSignals, connect, publish_ticks,
+                                       read_signals)
 from pymicro.live.stream import Pipeline
 from pymicro.market.intraday import load_es_ticks, session_seconds, tick_bars
 from pymicro.market.technical import MOMENTUM_FEATURES, momentum_features
@@ -102,6 +103,12 @@ def _fresh(redis_url, name):
     return client, stream
 
 
+def _expire_soon(client, consumer, ms: int = 50) -> None:
+    """The consumer stops renewing (it died, or is paused): its lease runs out in ``ms``
+    instead of lease_ms (the test need not wait seconds, nor depend on the machine's load)."""
+    assert client.pexpire(consumer.lease_key, ms)
+
+
 def _assert_equal(client, signals, tick_ids, offline):
     ids, pos, probs = read_signals(client, signals)
     assert ids == tick_ids  # every tick once, in order, under its own id
@@ -131,7 +138,8 @@ def test_a_batch_read_but_not_committed_is_applied_once_on_resume(redis_url, tic
     rows = first._read(None)     # a fourth batch: delivered and applied ...
     first._apply(rows)           # ... to this pipeline's state, then the process "dies"
     assert client.xpending(stream, first.group)["pending"] == 1000
-    second = RedisSignals(client, blob, stream=stream, batch=1000, **BAR)
+    _expire_soon(client, first)
+    second = RedisSignals(client, blob, stream=stream, batch=1000, lease_wait=5, **BAR)  # once its lease expires
     assert second.rebuilt == 3000 and second.last_id == tick_ids[2999]
     second.run(idle_exit=0.3)
     assert second.applied == N_TICKS - 3000
@@ -218,6 +226,97 @@ def test_a_second_live_consumer_of_a_group_is_refused(redis_url, ticks, blob):
     first.step()
     with pytest.raises(InputError, match="consumer 'a' of group"):
         RedisSignals(client, blob, stream=stream, consumer="b", **BAR)
-    later = RedisSignals(client, blob, stream=stream, consumer="b", active_ms=0, **BAR)  # 'a' counted as dead
+    with pytest.raises(LeaseHeldError, match="held by a#"):  # past the start-time check, the lease holds
+        RedisSignals(client, blob, stream=stream, consumer="b", active_ms=0, **BAR)
+    _expire_soon(client, first)
+    later = RedisSignals(client, blob, stream=stream, consumer="b", active_ms=0, lease_wait=5, **BAR)
+    assert later.fence > first.fence  # it waited for 'a's lease to expire; a new token
     later.run(idle_exit=0.2)
     assert later.rebuilt == 100 and later.applied == 400  # it took over where 'a' stopped
+    with pytest.raises(LeaseLostError):
+        first.step()  # 'a' is a zombie now: it publishes nothing
+
+
+# --------------------------------------------------------------------------- the fenced lease
+
+
+def test_the_same_consumer_name_twice_is_refused_by_the_lease(redis_url, ticks, blob):
+    """The start-time check looks at other names only; the lease refuses a second process of the same name."""
+    client, stream = _fresh(redis_url, "twin")
+    publish_ticks(client, stream, *(a[:300] for a in ticks))
+    first = RedisSignals(client, blob, stream=stream, batch=100, **BAR)
+    first.step()
+    with pytest.raises(LeaseHeldError) as e:
+        RedisSignals(client, blob, stream=stream, batch=100, **BAR)
+    assert e.value.holder == first.lease == f"pymicro#{first.fence}"
+    first.run(idle_exit=0.1)  # a clean stop gives the lease back ...
+    assert not client.exists(first.lease_key)
+    again = RedisSignals(client, blob, stream=stream, **BAR)  # ... so the next one starts at once
+    assert again.fence == first.fence + 1 and again.rebuilt == 300
+
+
+def test_a_zombie_whose_lease_expired_cannot_publish(redis_url, ticks, blob, offline):
+    """A consumer paused between applying a batch and publishing it (GC, swap, a partition)
+    while its lease expired and another consumer took over: its publication is refused
+    whole, the new holder's signals are the offline replay, nothing doubled."""
+    client, stream = _fresh(redis_url, "zombie")
+    tick_ids = publish_ticks(client, stream, *ticks)
+    zombie = RedisSignals(client, blob, stream=stream, batch=1000, **BAR)
+    zombie.step()
+    zombie.step()
+    rows = zombie._read(None)
+    all_ids, out = zombie._apply(rows)  # applied, about to publish ... and paused
+    _expire_soon(client, zombie)
+    heir = RedisSignals(client, blob, stream=stream, batch=1000, lease_wait=5, **BAR)
+    assert heir.rebuilt == 2000 and heir.fence > zombie.fence
+    heir.step()  # the heir publishes the zombie's third batch itself
+    published = client.xlen(heir.signals)
+    believed = zombie.lease  # what the paused process still believes it holds
+    with pytest.raises(LeaseLostError, match="may not read"):
+        zombie._read(None)  # it cannot take ticks from the group (they would be pending out of the heir's sight)
+    zombie.lease = believed
+    with pytest.raises(LeaseLostError, match="nothing of this batch was published"):
+        zombie._commit(all_ids, out)
+    assert client.xlen(heir.signals) == published == 3000
+    with pytest.raises(LeaseLostError):
+        zombie.step()
+    heir.run(idle_exit=0.3)
+    _assert_equal(client, heir.signals, tick_ids, offline)
+    assert client.xpending(stream, heir.group)["pending"] == 0
+
+
+def test_an_expired_lease_nobody_took_cannot_publish_either(redis_url, ticks, blob):
+    client, stream = _fresh(redis_url, "lapsed")
+    publish_ticks(client, stream, *(a[:400] for a in ticks))
+    c = RedisSignals(client, blob, stream=stream, batch=200, **BAR)
+    all_ids, out = c._apply(c._read(None))
+    _expire_soon(client, c, 1)
+    time.sleep(0.05)  # the lease expires, no renewal
+    assert not client.exists(c.lease_key)
+    with pytest.raises(LeaseLostError):
+        c._commit(all_ids, out)
+    assert client.xlen(c.signals) == 0 and client.xpending(stream, c.group)["pending"] == 200
+
+
+def test_the_lease_is_renewed_while_consuming(redis_url, ticks, blob):
+    """A run that lasts several lease periods keeps its lease (and the same token) throughout."""
+    client, stream = _fresh(redis_url, "renewed")
+    publish_ticks(client, stream, *(a[:2000] for a in ticks))
+    seen = []
+
+    def slow(*_):
+        time.sleep(0.15)  # 20 batches x 150 ms: three 1 s lease periods
+        seen.append((client.get(c.lease_key), client.pttl(c.lease_key)))
+
+    c = RedisSignals(client, blob, stream=stream, batch=100, lease_ms=1000, on_signals=slow, **BAR)
+    token = c.lease
+    assert c.run(idle_exit=0.2) == 2000
+    assert len(seen) == 20 and all(holder == token and ttl > 0 for holder, ttl in seen)
+    assert c.lease is None and not client.exists(c.lease_key)  # released at the end of the run
+
+
+def test_lease_settings_are_checked(redis_url, blob):
+    client, stream = _fresh(redis_url, "settings")
+    for bad in ({"lease_ms": 10}, {"lease_ms": 1.5}, {"lease_wait": -1.0}):
+        with pytest.raises(InputError, match="lease"):
+            RedisSignals(client, blob, stream=stream, **BAR, **bad)

@@ -178,7 +178,7 @@ async def test_stdio_status_list_and_resources(store):
         uri = f"pymicro://models/{model_id}"
         assert uri in [str(r.uri) for r in (await s.list_resources()).resources]
         templates = (await s.list_resource_templates()).resource_templates
-        assert [t.uri_template for t in templates] == ["pymicro://models/{model_id}"]
+        assert [t.uri_template for t in templates] == ["pymicro://models/{model_id}", "pymicro://live/plots/{name}"]
         content = (await s.read_resource(uri)).contents[0]
         assert content.mime_type == "application/json" and json.loads(content.text) == status
         with pytest.raises(MCPError, match="unknown model id"):

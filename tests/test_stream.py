@@ -1,7 +1,8 @@
 """pymicro.live.stream: the incremental features equal the batch pipeline; ticks -> signal.
 
-The oracle is ``pymicro.market.technical.momentum_features(bars, dropna=False)``: every row
-of every embedded symbol, warm-up NaNs included, must come out of the O(1) state.
+The oracles are ``pymicro.market.technical.momentum_features`` and ``reversal_features(bars,
+dropna=False)``: every row of every embedded symbol and of the E-mini tick bars, warm-up NaNs
+included, must come out of the O(1) state.
 """
 
 import dataclasses
@@ -13,9 +14,12 @@ import pytest
 import pymicro
 from pymicro.errors import DataError, InputError
 from pymicro.evaluation.backtest import positions_from_probabilities
-from pymicro.live.stream import STREAM_FEATURES, STREAM_LOOKBACK, FeatureStream, Pipeline
+from pymicro.live.stream import STREAM_FEATURES, STREAM_LOOKBACK, FeatureStream, NonTickInputsError, Pipeline
 from pymicro.market.data import load_embedded
-from pymicro.market.technical import MOMENTUM_FEATURES, MOMENTUM_LOOKBACK, momentum_features
+from pymicro.market.intraday import load_es_ticks, tick_bars
+from pymicro.market.reasoning_features import SENTIMENT_FEATURES
+from pymicro.market.technical import (MOMENTUM_FEATURES, MOMENTUM_LOOKBACK, REVERSAL_FEATURES, REVERSAL_LOOKBACK,
+                                      momentum_features, reversal_features)
 
 OHLCV = ["open", "high", "low", "close", "volume"]
 RTOL, ATOL = 1e-6, 1e-12
@@ -36,44 +40,94 @@ def _assert_parity(got, ref):
     np.testing.assert_allclose(got, ref, rtol=RTOL, atol=ATOL, equal_nan=True)
 
 
-def test_the_stream_computes_the_momentum_set_in_model_order():
-    assert STREAM_FEATURES == MOMENTUM_FEATURES
-    assert STREAM_LOOKBACK == MOMENTUM_LOOKBACK
+PRESETS = {"momentum": (MOMENTUM_FEATURES, momentum_features), "reversal": (REVERSAL_FEATURES, reversal_features)}
 
 
-def test_every_row_of_every_embedded_symbol_equals_the_batch_pipeline(bars):
+def test_the_stream_computes_momentum_then_the_rest_of_reversal():
+    assert STREAM_FEATURES[:len(MOMENTUM_FEATURES)] == MOMENTUM_FEATURES
+    assert set(REVERSAL_FEATURES) <= set(STREAM_FEATURES)
+    assert len(STREAM_FEATURES) == len(set(MOMENTUM_FEATURES) | set(REVERSAL_FEATURES)) == 50
+    assert STREAM_LOOKBACK == MOMENTUM_LOOKBACK == REVERSAL_LOOKBACK
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_row_of_every_embedded_symbol_equals_the_batch_pipeline(bars, preset):
+    names, batch = PRESETS[preset]
     symbols = list(pd.unique(bars.symbol))
     assert len(symbols) >= 4
     for symbol in symbols:
         df = _one(bars, symbol)
-        ref = momentum_features(df, dropna=False).to_numpy()
-        got = FeatureStream(MOMENTUM_FEATURES).update_many(df[OHLCV].to_numpy())
+        ref = batch(df, dropna=False).to_numpy()
+        got = FeatureStream(names).update_many(df[OHLCV].to_numpy())
         _assert_parity(got, ref)
-        assert np.isfinite(got[MOMENTUM_LOOKBACK:]).all() and np.isnan(got[:MOMENTUM_LOOKBACK]).any(axis=1).all()
+        assert np.isfinite(got[STREAM_LOOKBACK:]).all() and np.isnan(got[:STREAM_LOOKBACK]).any(axis=1).all()
 
 
-def test_bar_by_bar_updates_equal_the_batch_rows(bars):
+@pytest.fixture(scope="module")
+def es_bars():
+    """The shipped E-mini ticks as 5-tick bars (100,000 of them: many flat closes and zero
+    returns, prices on a 0.25 grid) and as 200-tick bars."""
+    ticks = load_es_ticks()
+    return {n: tick_bars(ticks, n) for n in (5, 200)}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_every_row_of_the_e_mini_tick_bars_equals_the_batch_pipeline(es_bars, preset):
+    names, batch = PRESETS[preset]
+    for n, frame in es_bars.items():
+        ref = batch(frame, dropna=False).to_numpy()
+        got = FeatureStream(names).update_many(frame[OHLCV].to_numpy())
+        _assert_parity(got, ref)
+    five = FeatureStream(["ret_1"]).update_many(es_bars[5][OHLCV].to_numpy())
+    assert (five[1:] == 0).mean() > 0.2  # the flat stretches are really there
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_bar_by_bar_updates_equal_the_batch_rows(bars, preset):
+    names, batch = PRESETS[preset]
     df = _one(bars, "IBM").iloc[:400]
-    ref = momentum_features(df, dropna=False).to_numpy()
-    s = FeatureStream(MOMENTUM_FEATURES)
+    ref = batch(df, dropna=False).to_numpy()
+    s = FeatureStream(names)
     got = np.array([s.update(*row) for row in df[OHLCV].itertuples(index=False)])
     _assert_parity(got, ref)
     assert s.bars == 400 and s.ready
 
 
-def test_degenerate_bars_take_the_same_default_branches():
-    """Flat prices, zero ranges and zero volume: every "0 -> default" branch, exactly."""
+def _degenerate(grid: bool):
+    """Flat prices, zero ranges and zero volume: every "0 -> default" branch. grid: prices on
+    a 0.25 grid (exact sums); otherwise arbitrary doubles, whose mean over a flat window can
+    round one ulp off the price."""
     n = 300
     rng = np.random.default_rng(7)
     c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    if grid:
+        c = np.round(c * 4) / 4
     c[100:180] = c[99]  # a flat stretch: zero returns, RSI's 0/0, a zero std
     o = np.r_[c[0], c[:-1]]
     h, lo = np.maximum(o, c) * 1.001, np.minimum(o, c) * 0.999
     h[100:180] = lo[100:180] = o[100:180] = c[100:180]  # zero ranges: close_loc, stochastic
     v = rng.integers(0, 1000, n).astype(float)
     v[120:160] = 0.0  # zero volume: signed volume's 0/0
-    df = pd.DataFrame({"date": pd.date_range("2020-01-01", periods=n), "open": o, "high": h, "low": lo,
-                       "close": c, "volume": v})
+    return pd.DataFrame({"date": pd.date_range("2020-01-01", periods=n), "open": o, "high": h, "low": lo,
+                         "close": c, "volume": v})
+
+
+@pytest.mark.parametrize("grid", [False, True])
+def test_degenerate_bars_take_the_reversal_default_branches(grid):
+    df = _degenerate(grid)
+    ref = reversal_features(df, dropna=False).to_numpy()
+    got = FeatureStream(REVERSAL_FEATURES).update_many(df[OHLCV].to_numpy())
+    _assert_parity(got, ref)
+    row = dict(zip(REVERSAL_FEATURES, got[179]))  # 80 flat bars in
+    assert row["zscore_close_10"] == row["zscore_close_50"] == 0.0 and row["bb_width_20"] == 0.0
+    assert row["rsi_2"] == 0.5 and row["streak_10"] == 0.0 and row["down_frac_10"] == 0.0
+    assert row["vol_ratio_5_60"] == 1.0 and row["autocorr_60"] == 0.0 and row["body_ratio_1"] == 0.0
+    assert row["engulfing_1"] == 0.0 and row["stoch_k_5"] == 0.5 and row["range_pos_60"] == 0.5
+
+
+def test_degenerate_bars_take_the_same_default_branches():
+    """Flat prices, zero ranges and zero volume: every momentum "0 -> default" branch, exactly."""
+    df = _degenerate(grid=False)
     ref = momentum_features(df, dropna=False).to_numpy()
     got = FeatureStream(MOMENTUM_FEATURES).update_many(df[OHLCV].to_numpy())
     _assert_parity(got, ref)
@@ -81,11 +135,13 @@ def test_degenerate_bars_take_the_same_default_branches():
     assert got[179, i("rsi_14")] == 0.5 and got[179, i("vol_20")] == 0.0 and got[159, i("signed_volume_20")] == 0.0
 
 
-def test_peek_is_the_row_the_bar_would_get_and_commits_nothing(bars):
+@pytest.mark.parametrize("preset", PRESETS)
+def test_peek_is_the_row_the_bar_would_get_and_commits_nothing(bars, preset):
+    names, batch = PRESETS[preset]
     df = _one(bars, "MSFT").iloc[:200]
     rows = df[OHLCV].to_numpy()
-    ref = momentum_features(df, dropna=False).to_numpy()
-    s = FeatureStream(MOMENTUM_FEATURES)
+    ref = batch(df, dropna=False).to_numpy()
+    s = FeatureStream(names)
     for t, row in enumerate(rows):
         forming = row * np.array([1.0, 1.02, 0.97, 1.01, 0.5])  # some other bar first
         s.peek(*forming)
@@ -102,6 +158,9 @@ def test_a_subset_in_any_order_reads_the_same_columns(bars):
     ref = momentum_features(df, dropna=False)[names].to_numpy()
     got = FeatureStream(names).update_many(df[OHLCV].to_numpy())
     _assert_parity(got, ref)
+    mixed = ["autocorr_60", "ret_60", "stoch_d_14", "trend_slope_20", "engulfing_1"]  # both sets at once
+    both = pd.concat([momentum_features(df, dropna=False), reversal_features(df, dropna=False)], axis=1)
+    _assert_parity(FeatureStream(mixed).update_many(df[OHLCV].to_numpy()), both[mixed].to_numpy())
 
 
 def test_reset_starts_a_new_history(bars):
@@ -114,13 +173,28 @@ def test_reset_starts_a_new_history(bars):
 
 
 @pytest.mark.parametrize("names, unknown", [
-    (["ret_1", "zscore_ret_5"], "zscore_ret_5"),
-    (["fear_greed_index"], "fear_greed_index"),
+    (["ret_1", "zscore_ret_6"], "zscore_ret_6"),
+    (["ret_1", "no_such_feature"], "It computes: ret_1, .*autocorr_60"),
     ([], "names no features"),
 ])
 def test_names_it_cannot_compute_are_refused(names, unknown):
     with pytest.raises(DataError, match=unknown):
         FeatureStream(names)
+
+
+@pytest.mark.parametrize("names, inputs", [
+    (["ret_1", "news_tone_1"], ["news headlines"]),
+    (["mkt_ret_5", "beta_60"], ["index bars"]),
+    (["short_rate", "ret_1"], ["macro series"]),
+    (list(SENTIMENT_FEATURES), ["news headlines", "index bars (S&P 500, NASDAQ) and macro series", "macro series"]),
+])
+def test_features_that_need_more_than_ticks_name_the_missing_inputs(names, inputs):
+    with pytest.raises(NonTickInputsError) as e:
+        FeatureStream(names)
+    assert isinstance(e.value, DataError)
+    assert all(any(i in have for have in e.value.inputs) for i in inputs), e.value.inputs
+    assert set(e.value.features) == {n for n in names if n not in STREAM_FEATURES}
+    assert "tick stream does not carry" in str(e.value)
 
 
 def test_bad_bars_are_refused():
@@ -151,25 +225,39 @@ def momentum_blob(bars):
     return pymicro.freeze(_network(MOMENTUM_FEATURES, ref))
 
 
-def test_a_blob_names_what_the_stream_computes(momentum_blob):
+@pytest.fixture(scope="module")
+def reversal_blob(bars):
+    ref = reversal_features(_one(bars, "SP500"), dropna=True).to_numpy()
+    spec = dataclasses.replace(pymicro.preset("reversal"), feature_names=REVERSAL_FEATURES)
+    net = spec.init(seed=4)
+    net.mean = np.nanmean(ref, axis=0).astype(np.float32)
+    net.std = np.nanstd(ref, axis=0).astype(np.float32)
+    return pymicro.freeze(net)
+
+
+def test_a_blob_names_what_the_stream_computes(momentum_blob, reversal_blob):
     assert FeatureStream.for_model(momentum_blob).names == MOMENTUM_FEATURES
-    reversal = pymicro.freeze(dataclasses.replace(
-        pymicro.preset("reversal"),
-        feature_names=pymicro.market.technical.REVERSAL_FEATURES).init(seed=0))
-    with pytest.raises(DataError, match="zscore_ret_5"):
-        Pipeline(reversal)
+    assert FeatureStream.for_model(reversal_blob).names == REVERSAL_FEATURES
+    assert Pipeline(reversal_blob).feature_names == REVERSAL_FEATURES
+    sentiment = pymicro.freeze(dataclasses.replace(pymicro.preset("sentiment"),
+                                                   feature_names=SENTIMENT_FEATURES).init(seed=0))
+    with pytest.raises(NonTickInputsError, match="news headlines.*macro series") as e:
+        Pipeline(sentiment)
+    assert "the model's blob" in str(e.value) and "fear_greed_index" in e.value.features
     with pytest.raises(DataError, match="names no features"):
         Pipeline(pymicro.freeze(pymicro.preset("momentum").init(seed=0)))
 
 
-def test_on_bar_equals_batch_features_then_predict_then_positions(bars, momentum_blob):
+@pytest.mark.parametrize("preset", PRESETS)
+def test_on_bar_equals_batch_features_then_predict_then_positions(bars, momentum_blob, reversal_blob, preset):
     df = _one(bars, "AAPL")
-    model = pymicro.load(momentum_blob)
-    X = momentum_features(df, dropna=False).to_numpy()
+    blob = momentum_blob if preset == "momentum" else reversal_blob
+    model = pymicro.load(blob)
+    X = PRESETS[preset][1](df, dropna=False).to_numpy()
     want_p = np.full((len(df), 3), np.nan, np.float32)
-    want_p[MOMENTUM_LOOKBACK:] = model.predict(X[MOMENTUM_LOOKBACK:].astype(np.float32))
+    want_p[STREAM_LOOKBACK:] = model.predict(X[STREAM_LOOKBACK:].astype(np.float32))
     want_pos = np.zeros(len(df))
-    want_pos[MOMENTUM_LOOKBACK:] = positions_from_probabilities(want_p[MOMENTUM_LOOKBACK:], threshold=0.4)
+    want_pos[STREAM_LOOKBACK:] = positions_from_probabilities(want_p[STREAM_LOOKBACK:], threshold=0.4)
 
     pipe = Pipeline(model, threshold=0.4)
     got = np.array([pipe.on_bar(*row) for row in df[OHLCV].itertuples(index=False)])
@@ -178,7 +266,7 @@ def test_on_bar_equals_batch_features_then_predict_then_positions(bars, momentum
     assert len(set(want_pos)) == 3  # the test sees long, flat and short decisions
     np.testing.assert_allclose(pipe.probabilities, want_p[-1], rtol=1e-5)
 
-    replay = Pipeline(model, threshold=0.4)
+    replay = Pipeline(blob, threshold=0.4)
     pos, probs = replay.replay_bars(df[OHLCV].to_numpy())
     np.testing.assert_array_equal(pos, want_pos)
     np.testing.assert_allclose(probs, want_p, rtol=1e-5, atol=1e-7, equal_nan=True)
@@ -275,3 +363,48 @@ def test_cli_live_replays_ticks_from_a_csv(momentum_blob, tmp_path, capsys):
     assert len(got) == 3000
     np.testing.assert_array_equal(got.position.to_numpy(), want)
     assert main(["live", str(blob), "--source", "redis://localhost:6379/ticks"]) == 2
+
+
+# --------------------------------------------------------------------------- the same state in pymicro.wasm
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_the_wasm_module_streams_the_same_rows(bars, momentum_blob, reversal_blob, preset):
+    """pymicro.wasm compiles the same header: its pm_stream_* exports give the batch rows too
+    (to 1e-6, like the native state; measured within a few 1e-17 of the native rows), peek
+    commits nothing there either, and the blob runs on the row inside the module."""
+    from pymicro.live.stream import WasmFeatureStream
+
+    names, batch = PRESETS[preset]
+    blob = momentum_blob if preset == "momentum" else reversal_blob
+    df = _one(bars, "NASDAQ").iloc[:700]
+    rows = df[OHLCV].to_numpy()
+    w = WasmFeatureStream(blob)
+    assert w.names == names
+    got = w.update_many(rows[:-1])
+    forming = rows[-1] * np.array([1.0, 1.01, 0.99, 1.0, 0.5])
+    peeked = w.peek(*forming)
+    assert w.bars == len(rows) - 1
+    got = np.vstack([got, w.update(*rows[-1])])
+    _assert_parity(got, batch(df, dropna=False).to_numpy())
+    native = FeatureStream(names)
+    native_rows = native.update_many(rows)
+    np.testing.assert_allclose(got, native_rows, rtol=1e-12, atol=1e-15, equal_nan=True)
+    np.testing.assert_allclose(peeked, FeatureStream(names).update_many(np.vstack([rows[:-1], forming]))[-1],
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(w.probabilities(), pymicro.load(blob).predict(got[-1].astype(np.float32)),
+                               rtol=1e-6)
+    with pytest.raises(InputError, match="prices > 0"):
+        w.update(1.0, 1.0, -1.0, 1.0, 1.0)
+    assert w.bars == len(rows)
+
+
+def test_the_wasm_stream_refuses_what_the_native_one_refuses():
+    from pymicro.live.stream import WasmFeatureStream
+
+    sentiment = pymicro.freeze(dataclasses.replace(pymicro.preset("sentiment"),
+                                                   feature_names=SENTIMENT_FEATURES).init(seed=0))
+    with pytest.raises(NonTickInputsError, match="news headlines"):
+        WasmFeatureStream(sentiment)
+    with pytest.raises(DataError, match="names no features"):
+        WasmFeatureStream(pymicro.freeze(pymicro.preset("momentum").init(seed=0)))

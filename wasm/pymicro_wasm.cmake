@@ -103,6 +103,7 @@ add_custom_command(
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/container.hpp
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/format.hpp
           ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/arch.hpp
+          ${CMAKE_CURRENT_SOURCE_DIR}/cpp/pymicro/stream.hpp
   COMMENT "Building pymicro.wasm (wasm32 + SIMD128) with ${PM_WASM_NAME}"
   VERBATIM)
 add_custom_target(pymicro_wasm ALL DEPENDS ${PM_WASM_OUT})

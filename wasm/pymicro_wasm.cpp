@@ -24,6 +24,7 @@ namespace arch_wasm {
 }  // namespace arch_wasm
 }  // namespace pymicro
 #include "pymicro/container.hpp"  // ensembles: pm_load takes a PMBC container as well
+#include "pymicro/stream.hpp"     // the incremental features (pm_stream_*): freestanding, no heap
 
 #if !defined(__wasm32__)
 #error "wasm/pymicro_wasm.cpp is the wasm32 build; the native build uses cpp/arch/*.cpp"
@@ -266,3 +267,70 @@ PM_EXPORT(pm_run) int64_t pm_run(uint32_t n, uint32_t want_attn) {
                            reinterpret_cast<float*>(uintptr_t(g_out)), attn,
                            reinterpret_cast<float*>(uintptr_t(g_ws))));
 }
+
+// ---------------------------------------------------------------- the feature stream
+//
+// Optional exports (not part of ABI version 1's required set: a sandbox module need not
+// have them). The loaded blob's feature names select the incremental features of
+// cpp/pymicro/stream.hpp, the same state the native Pipeline runs; a bar in gives its
+// feature row (float64, the blob's order) at pm_stream_row and as float32 in row 0 of x
+// when rows are reserved, ready for pm_run(1, 0).
+
+namespace {
+// Raw storage, not a FeatureState global: a global with a constructor would be rebuilt by
+// the __wasm_call_ctors that wasm-ld runs before each export of a module with no entry
+// point. pm_stream_init copies a fresh state in (the type is trivially copyable).
+alignas(16) unsigned char g_stream_mem[sizeof(stream::FeatureState)];
+stream::FeatureState& st() { return *reinterpret_cast<stream::FeatureState*>(g_stream_mem); }
+double g_stream_row[stream::kMaxOutputs];
+bool g_stream_ready = false;
+}  // namespace
+
+// After pm_load of a single blob: selects its feature names. 0: ready; k > 0: the k-th
+// name (1-based) is not one the stream computes; -1: no model loaded or an ensemble
+// container; -2: the blob names no features or more than the stream serves.
+PM_EXPORT(pm_stream_init) int32_t pm_stream_init() {
+  g_stream_ready = false;
+  if (!g_loaded || g_ens) return -1;
+  const uint32_t n = g_view.n_features;
+  if (!n || n > stream::kMaxOutputs || n != g_view.input_size) return -2;
+  uint32_t ids[stream::kMaxOutputs];
+  uint64_t pos = g_view.features_pos;
+  for (uint32_t i = 0; i < n; ++i) {
+    const StringRef name = next_string(g_view, &pos);
+    ids[i] = stream::find_feature(name.data, uint32_t(name.size));
+    if (ids[i] == stream::kFeatureCount) return int32_t(i + 1);
+  }
+  stream::FeatureState fresh;  // on the 256 KiB shadow stack
+  fresh.select(ids, n);
+  __builtin_memcpy(g_stream_mem, &fresh, sizeof fresh);
+  g_stream_ready = true;
+  return 0;
+}
+
+// Commits (commit != 0) or peeks at a bar. Returns 1 when every feature of its row is
+// defined, 0 in warm-up, -1 when the stream is not set up or the bar is invalid (prices
+// finite and > 0, volume finite and >= 0).
+PM_EXPORT(pm_stream_bar) int32_t pm_stream_bar(double o, double h, double l, double c, double v, int32_t commit) {
+  if (!g_stream_ready) return -1;
+  const double inf = __builtin_inf();
+  const bool ok = o > 0 && h > 0 && l > 0 && c > 0 && v >= 0 && o < inf && h < inf && l < inf && c < inf && v < inf;
+  if (!ok) return -1;
+  const stream::Bar bar{o, h, l, c, v};
+  if (commit)
+    st().commit(bar, g_stream_row);
+  else
+    st().peek(bar, g_stream_row);
+  int32_t finite = 1;
+  float* x = g_rows ? reinterpret_cast<float*>(uintptr_t(g_x)) : nullptr;
+  for (uint32_t i = 0; i < st().size(); ++i) {
+    const double y = g_stream_row[i];
+    if (!(y == y) || y == inf || y == -inf) finite = 0;
+    if (x) x[i] = float(y);
+  }
+  return finite;
+}
+
+// Address of the last row (pm_input_size float64 values), and the bars committed.
+PM_EXPORT(pm_stream_row) uint32_t pm_stream_row() { return uint32_t(reinterpret_cast<uintptr_t>(g_stream_row)); }
+PM_EXPORT(pm_stream_bars) uint64_t pm_stream_bars() { return g_stream_ready ? st().bars() : 0; }

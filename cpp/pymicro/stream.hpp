@@ -1,10 +1,12 @@
-// pymicro incremental features: the momentum set updated in O(1) per bar.
+// pymicro incremental features: the momentum and reversal sets updated in O(1) per bar.
 //
 // A FeatureState takes one OHLCV bar at a time (commit) and yields, after each, exactly
-// the row that pymicro.market.technical.momentum_features(bars, dropna=False) computes for
-// the same history (docs/features.md; tests/test_stream.py checks it over whole histories,
-// NaN warm-up included). `peek` evaluates the features as if a forming bar were the next
-// one, and commits nothing: what a tick inside an unfinished bar needs.
+// the row that pymicro.market.technical.momentum_features / reversal_features(bars,
+// dropna=False) compute for the same history (docs/features.md; tests/test_stream.py checks
+// it over whole histories, NaN warm-up included). `peek` evaluates the features as if a
+// forming bar were the next one, and commits nothing: what a tick inside an unfinished bar
+// needs. The reversal set's own windows are pushed only when one of its features is
+// selected, so a momentum stream costs what it did.
 //
 // How each window stays O(1):
 //   sums (means, ATR, RSI, volume)   running sum, recomputed from its ring every W pushes
@@ -18,9 +20,13 @@
 //                                    (W-1) y_new), with the same recomputation.
 //   rolling max / min                monotone deques in fixed rings; a peek reads the
 //                                    second entry when the first one would expire.
+//   lag-1 autocorrelation            running sums of x, x^2 and x_k x_{k+1}, recomputed
+//                                    every W pushes; a leg with no non-zero value is 0.
+//   streaks, flat closes             run lengths (same-sign returns; equal closes, which
+//                                    make a z-score window's 0 / 0 exact).
 // Everything lives in fixed-capacity arrays inside the state: no heap, no libc (log is
 // fdlibm's algorithm below; sqrt is the compiler builtin, an instruction on x86 and wasm),
-// so this header compiles freestanding for wasm32 as the rest of cpp/pymicro/ does.
+// so this header compiles freestanding for wasm32 (wasm/pymicro_wasm.cpp's pm_stream_*).
 #pragma once
 
 #include <stdint.h>
@@ -29,14 +35,27 @@ namespace pymicro {
 namespace stream {
 
 // X(name, first bar index at which the batch pipeline defines it): the momentum set in
-// its model order (pymicro.market.technical.MOMENTUM_FEATURES, docs/features.md).
+// its model order (pymicro.market.technical.MOMENTUM_FEATURES, docs/features.md), then the
+// reversal set's other 26 (REVERSAL_FEATURES shares ret_1, ret_3, gap_1, rsi_14,
+// sma_dist_50 and volume_ratio_20 with momentum).
 #define PM_STREAM_FEATURES(X) \
   X(ret_1, 1) X(ret_3, 3) X(ret_5, 5) X(ret_10, 10) X(ret_20, 20) X(ret_60, 60)        \
   X(vol_5, 5) X(vol_20, 20) X(vol_60, 60) X(parkinson_20, 19)                           \
   X(range_1, 0) X(gap_1, 1) X(body_1, 0) X(close_loc_1, 0) X(atr_14, 14)                \
   X(volume_ratio_20, 19) X(volume_trend_5_20, 19) X(signed_volume_20, 20)               \
   X(sma_dist_10, 9) X(sma_dist_50, 49) X(trend_slope_20, 19)                            \
-  X(rsi_14, 14) X(stoch_k_14, 13) X(dist_high_60, 59)
+  X(rsi_14, 14) X(stoch_k_14, 13) X(dist_high_60, 59)                                   \
+  PM_STREAM_REVERSAL_FEATURES(X)
+
+#define PM_STREAM_REVERSAL_FEATURES(X) \
+  X(zscore_ret_5, 60) X(zscore_ret_20, 60)                                              \
+  X(zscore_close_10, 9) X(zscore_close_20, 19) X(zscore_close_50, 49)                   \
+  X(rsi_2, 2) X(rsi_5, 5) X(rsi_extreme_14, 14) X(stoch_k_5, 4) X(stoch_d_14, 15)       \
+  X(sma_dist_5, 4) X(sma_dist_20, 19) X(sma_cross_10_50, 49)                            \
+  X(dist_high_20, 19) X(dist_low_20, 19) X(range_pos_60, 59)                            \
+  X(overext_atr_20, 19) X(bb_width_20, 19) X(streak_10, 10) X(down_frac_10, 10)         \
+  X(body_ratio_1, 0) X(lower_wick_1, 0) X(upper_wick_1, 0) X(engulfing_1, 1)            \
+  X(vol_ratio_5_60, 60) X(autocorr_60, 60)
 
 enum FeatureId : uint32_t {
 #define PM_X_ID(name, first) k_##name,
@@ -44,6 +63,10 @@ enum FeatureId : uint32_t {
 #undef PM_X_ID
   kFeatureCount
 };
+
+// The momentum set is ids 0 .. kMomentumCount - 1; the reversal-only windows are kept only
+// when a selected id is at or above it.
+constexpr uint32_t kMomentumCount = k_zscore_ret_5;
 
 inline const char* feature_name(uint32_t id) {
   static const char* const names[] = {
@@ -326,6 +349,68 @@ struct WindowMax {
   }
 };
 
+// Lag-1 autocorrelation of the last W values: the correlation of legs a = the oldest W - 1
+// and b = the newest W - 1, each around its own mean (pymicro.market.technical's
+// _lag1_autocorr), from running sums S = sum x, Q = sum x^2, P = sum x_k x_{k+1} over the
+// window, recomputed from the ring every W pushes. A leg with no non-zero value is constant
+// at 0: both sides give the batch's 0 / 0 -> 0 exactly.
+template <uint32_t W>
+struct WindowAutocorr {
+  Ring<W> ring;
+  double S = 0.0, Q = 0.0, P = 0.0;
+  uint32_t nonzero = 0, since = 0;
+
+  struct Sums {
+    double S, Q, P, oldest, newest;
+    uint32_t nonzero;
+  };
+  static double corr(const Sums& s) {
+    constexpr double m = W - 1;
+    const uint32_t nz_a = s.nonzero - (s.newest != 0.0), nz_b = s.nonzero - (s.oldest != 0.0);
+    if (!nz_a || !nz_b) return 0.0;
+    const double Sa = s.S - s.newest, Sb = s.S - s.oldest;
+    const double va = max(s.Q - s.newest * s.newest - Sa * Sa / m, 0.0);
+    const double vb = max(s.Q - s.oldest * s.oldest - Sb * Sb / m, 0.0);
+    const double den = sqrt(va * vb);
+    return den != 0.0 ? (s.P - Sa * Sb / m) / den : 0.0;
+  }
+  // The sums after x enters (and the oldest leaves, if the window is full).
+  Sums after(double x) const {
+    Sums s{S, Q, P, 0.0, x, nonzero};
+    if (ring.size == W) {
+      const double old = ring.ago(W - 1), next = ring.ago(W - 2);
+      s.S -= old;
+      s.Q -= old * old;
+      s.P -= old * next;
+      s.nonzero -= old != 0.0;
+    }
+    if (ring.size) s.P += ring.ago(0) * x;
+    s.S += x;
+    s.Q += x * x;
+    s.nonzero += x != 0.0;
+    s.oldest = ring.size + 1 >= W ? ring.ago(W - 2) : (ring.size ? ring.ago(ring.size - 1) : x);
+    return s;
+  }
+  void push(double x) {
+    const Sums s = after(x);
+    S = s.S, Q = s.Q, P = s.P, nonzero = s.nonzero;
+    ring.push(x);
+    if (++since == W) rebase();
+  }
+  bool peek_full() const { return ring.size + 1 >= W; }
+  double peek(double x) const { return corr(after(x)); }
+  void rebase() {
+    since = 0;
+    S = Q = P = 0.0;
+    for (uint32_t k = ring.size; k-- > 0;) {
+      const double x = ring.ago(k);
+      S += x;
+      Q += x * x;
+      if (k + 1 < ring.size) P += ring.ago(k + 1) * x;
+    }
+  }
+};
+
 // ------------------------------------------------------------------------ the state
 
 struct Bar {
@@ -340,7 +425,11 @@ class FeatureState {
     if (n > kMaxOutputs) return false;
     for (uint32_t i = 0; i < n; ++i)
       if (ids[i] >= kFeatureCount) return false;
-    for (uint32_t i = 0; i < n; ++i) ids_[i] = ids[i];
+    rev_ = false;
+    for (uint32_t i = 0; i < n; ++i) {
+      ids_[i] = ids[i];
+      rev_ = rev_ || ids[i] >= kMomentumCount;
+    }
     n_out_ = n;
     return true;
   }
@@ -359,7 +448,7 @@ class FeatureState {
     Inputs in;
     derive(b, in);
     evaluate(b, in, false, out);
-    push(b, in);
+    push(b, in, rev_ ? stoch_k14(b) : nan_value());
   }
   // The row a commit of b would produce, committing nothing.
   void peek(const Bar& b, double* out) const {
@@ -373,6 +462,9 @@ class FeatureState {
   struct Inputs {
     bool has_prev;
     double logc, r, hl, tr, signed_v, dc;
+    double sgn;        // sign of r (NaN at bar 0)
+    uint32_t streak;   // same-sign returns ending here, at most 10 (0 if r == 0)
+    uint32_t flat;     // equal closes ending here (1: this close differs from the last)
   };
 
   void derive(const Bar& b, Inputs& in) const {
@@ -384,12 +476,17 @@ class FeatureState {
       in.tr = max(b.high, prev_close_) - min(b.low, prev_close_);
       in.signed_v = sign(in.r) * b.volume;
       in.dc = b.close - prev_close_;
+      in.sgn = sign(in.r);
+      in.streak = in.sgn == 0.0 ? 0 : in.sgn == streak_sign_ ? (streak_ < 10 ? streak_ + 1 : 10) : 1;
+      in.flat = b.close == prev_close_ ? (flat_ < kLookback ? flat_ + 1 : kLookback) : 1;
     } else {
-      in.r = in.tr = in.signed_v = in.dc = nan_value();
+      in.r = in.tr = in.signed_v = in.dc = in.sgn = nan_value();
+      in.streak = 0;
+      in.flat = 1;
     }
   }
 
-  void push(const Bar& b, const Inputs& in) {
+  void push(const Bar& b, const Inputs& in, double stoch_k) {
     logc_.push(in.logc);
     hl2_.push(in.hl * in.hl);
     v5_.push(b.volume);
@@ -410,6 +507,32 @@ class FeatureState {
       up14_.push(max(in.dc, 0.0));
       abs14_.push(abs(in.dc));
     }
+    if (rev_) {
+      c5_.push(b.close);
+      c20_.push(b.close);
+      cs10_.push(b.close);
+      cs20_.push(b.close);
+      cs50_.push(b.close);
+      low5_.push(-b.low);
+      high5_.push(b.high);
+      low20_.push(-b.low);
+      high20_.push(b.high);
+      low60_.push(-b.low);
+      stoch_k_2ago_ = stoch_k_1ago_;
+      stoch_k_1ago_ = stoch_k;
+      if (in.has_prev) {
+        up2_.push(max(in.dc, 0.0));
+        abs2_.push(abs(in.dc));
+        up5_.push(max(in.dc, 0.0));
+        abs5_.push(abs(in.dc));
+        neg10_.push(in.r < 0.0 ? 1.0 : 0.0);
+        ac60_.push(in.r);
+        streak_sign_ = in.sgn;
+        streak_ = in.streak;
+      }
+      flat_ = in.flat;
+      prev_open_ = b.open;
+    }
     prev_close_ = b.close;
     ++t_;
   }
@@ -423,6 +546,21 @@ class FeatureState {
 
   double ret(const Inputs& in, uint32_t k) const {
     return t_ >= k ? in.logc - logc_.ago(k - 1) : nan_value();
+  }
+  template <class Sum>
+  static double rsi(const Sum& up, const Sum& ab, const Inputs& in) {
+    return in.has_prev ? safe_ratio(with(up, max(in.dc, 0.0)), with(ab, abs(in.dc)), 0.5) : nan_value();
+  }
+  double stoch_k14(const Bar& b) const {
+    const double lo = -with(low14_, -b.low), hi = with(high14_, b.high);
+    return safe_ratio(b.close - lo, hi - lo, 0.5);
+  }
+  // (close - mean) / sample std of the last N closes; a window of equal closes is 0 / 0 -> 0
+  template <uint32_t N>
+  static double zscore(const WindowSum<N>& sum, const WindowStd<N>& sd, const Bar& b, const Inputs& in) {
+    const double m = with(sum, b.close), s = with(sd, b.close);
+    if (is_nan(m) || is_nan(s)) return nan_value();
+    return in.flat >= N ? 0.0 : safe_ratio(b.close - m / N, s, 0.0);
   }
 
   void evaluate(const Bar& b, const Inputs& in, bool /*peek*/, double* out) const {
@@ -461,15 +599,69 @@ class FeatureState {
         case k_sma_dist_10: y = in.logc - stream::log(with(c10_, b.close) / 10); break;
         case k_sma_dist_50: y = in.logc - stream::log(with(c50_, b.close) / 50); break;
         case k_trend_slope_20: y = with(slope_, in.logc); break;
-        case k_rsi_14:
-          y = in.has_prev ? safe_ratio(with(up14_, max(in.dc, 0.0)), with(abs14_, abs(in.dc)), 0.5) : nan;
+        case k_rsi_14: y = rsi(up14_, abs14_, in); break;
+        case k_stoch_k_14: y = stoch_k14(b); break;
+        case k_dist_high_60: y = in.logc - stream::log(with(high60_, b.high)); break;
+        // the reversal set (pymicro.market.technical._reversal_arrays)
+        case k_zscore_ret_5:
+          y = in.has_prev ? safe_ratio(ret(in, 5), with(r60_, in.r) * sqrt(5.0), 0.0) : nan;
           break;
-        case k_stoch_k_14: {
-          const double lo = -with(low14_, -b.low), hi = with(high14_, b.high);
+        case k_zscore_ret_20:
+          y = in.has_prev ? safe_ratio(ret(in, 20), with(r60_, in.r) * sqrt(20.0), 0.0) : nan;
+          break;
+        case k_zscore_close_10: y = zscore(c10_, cs10_, b, in); break;
+        case k_zscore_close_20: y = zscore(c20_, cs20_, b, in); break;
+        case k_zscore_close_50: y = zscore(c50_, cs50_, b, in); break;
+        case k_rsi_2: y = rsi(up2_, abs2_, in); break;
+        case k_rsi_5: y = rsi(up5_, abs5_, in); break;
+        case k_rsi_extreme_14: {
+          const double r = rsi(up14_, abs14_, in);
+          y = is_nan(r) ? nan : max(r - 0.7, 0.0) - max(0.3 - r, 0.0);
+          break;
+        }
+        case k_stoch_k_5: {
+          const double lo = -with(low5_, -b.low), hi = with(high5_, b.high);
           y = safe_ratio(b.close - lo, hi - lo, 0.5);
           break;
         }
-        case k_dist_high_60: y = in.logc - stream::log(with(high60_, b.high)); break;
+        case k_stoch_d_14: y = (stoch_k_2ago_ + stoch_k_1ago_ + stoch_k14(b)) / 3; break;
+        case k_sma_dist_5: y = in.logc - stream::log(with(c5_, b.close) / 5); break;
+        case k_sma_dist_20: y = in.logc - stream::log(with(c20_, b.close) / 20); break;
+        case k_sma_cross_10_50: y = stream::log((with(c10_, b.close) / 10) / (with(c50_, b.close) / 50)); break;
+        case k_dist_high_20: y = in.logc - stream::log(with(high20_, b.high)); break;
+        case k_dist_low_20: y = in.logc - stream::log(-with(low20_, -b.low)); break;
+        case k_range_pos_60: {
+          const double lo = -with(low60_, -b.low), hi = with(high60_, b.high);
+          y = safe_ratio(b.close - lo, hi - lo, 0.5);
+          break;
+        }
+        case k_overext_atr_20: {
+          const double m = with(c20_, b.close), atr = in.has_prev ? with(tr14_, in.tr) : nan;
+          y = is_nan(m) ? nan : safe_ratio(in.flat >= 20 ? 0.0 : b.close - m / 20, atr / 14, 0.0);
+          break;
+        }
+        case k_bb_width_20: {
+          const double m = with(c20_, b.close), sd = with(cs20_, b.close);
+          y = is_nan(m) || is_nan(sd) ? nan : 4.0 * (in.flat >= 20 ? 0.0 : sd) / (m / 20);
+          break;
+        }
+        case k_streak_10: y = t_ >= 10 ? in.sgn * double(in.streak) / 10 : nan; break;
+        case k_down_frac_10: y = in.has_prev ? with(neg10_, in.r < 0.0 ? 1.0 : 0.0) / 10 : nan; break;
+        case k_body_ratio_1: y = safe_ratio(b.close - b.open, b.high - b.low, 0.0); break;
+        case k_lower_wick_1: y = safe_ratio(min(b.open, b.close) - b.low, b.high - b.low, 0.0); break;
+        case k_upper_wick_1: y = safe_ratio(b.high - max(b.open, b.close), b.high - b.low, 0.0); break;
+        case k_engulfing_1: {
+          if (!in.has_prev) break;
+          const double po = prev_open_, pc = prev_close_, o = b.open, c = b.close;
+          const bool bull = pc < po && c > o && o <= pc && c >= po;
+          const bool bear = pc > po && c < o && o >= pc && c <= po;
+          y = double(bull) - double(bear);
+          break;
+        }
+        case k_vol_ratio_5_60:
+          y = in.has_prev ? safe_ratio(with(r5_, in.r), with(r60_, in.r), 1.0) : nan;
+          break;
+        case k_autocorr_60: y = in.has_prev ? with(ac60_, in.r) : nan; break;
         case kFeatureCount: break;
       }
       out[i] = y;
@@ -492,6 +684,22 @@ class FeatureState {
   WindowSlope<20> slope_;
   WindowMax<14> low14_, high14_;  // low14_ holds -low
   WindowMax<60> high60_;
+  // the reversal set's own windows, pushed only when it is selected (rev_)
+  bool rev_ = false;
+  double prev_open_ = 0.0, streak_sign_ = 0.0;
+  double stoch_k_1ago_ = __builtin_nan(""), stoch_k_2ago_ = __builtin_nan("");
+  uint32_t streak_ = 0, flat_ = 0;
+  WindowSum<2> up2_, abs2_;
+  WindowSum<5> up5_, abs5_, c5_;
+  WindowSum<10> neg10_;
+  WindowSum<20> c20_;
+  WindowStd<10> cs10_;
+  WindowStd<20> cs20_;
+  WindowStd<50> cs50_;
+  WindowMax<5> low5_, high5_;  // low*_ hold -low
+  WindowMax<20> low20_, high20_;
+  WindowMax<60> low60_;
+  WindowAutocorr<60> ac60_;
 };
 
 }  // namespace stream

@@ -1,6 +1,11 @@
 """The live tools, with the seed's names: ``realtime_subscribe``, ``execute_trade`` (paper),
 ``get_recent_predictions``, ``performance_report``, ``create_syndicate_tool``,
-``add_syndicate_member`` and ``allocate_syndicate_funds`` (:mod:`pymicro.live`).
+``add_syndicate_member`` and ``allocate_syndicate_funds`` (:mod:`pymicro.live`), and
+``settle_syndicate_allocation`` (an allocation's P&L shared into the members' capital).
+
+``performance_report(plot=true)`` also draws its PNG into ``<live>/plots/`` and returns the
+file's path and a resource URI, ``pymicro://live/plots/<file>``, that reads it back as
+``image/png`` (a client never names a path).
 
 Their files live in ``<store>/../live/`` (``$PYMICRO_HOME/live`` for the default store):
 ``predictions.db`` (the bounded prediction log) and ``syndicates.db`` (the ledger). Paper
@@ -20,12 +25,12 @@ from typing import Annotated, Any, Literal
 import anyio.to_thread
 import numpy as np
 from mcp.server.mcpserver import Context
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ResourceNotFoundError, ToolError
 from pydantic import BaseModel, Field
 
-from pymicro.agents.server import ModelId, server_of, tool
+from pymicro.agents.server import ModelId, resource, server_of, tool
 from pymicro.live.paper import PaperBroker, paper_trade
-from pymicro.live.predictions import PredictionLog, performance_report as report_of
+from pymicro.live.predictions import PredictionLog, performance_report as report_of, plot_performance
 from pymicro.live.sizing import Sizer
 from pymicro.live.stream import Pipeline
 from pymicro.live.syndicate import ID_PATTERN, Ledger
@@ -241,6 +246,14 @@ class Figures(BaseModel):
     max_drawdown: float | None
 
 
+class Period(BaseModel):
+    from_ts: float
+    to_ts: float
+    exposure: float
+    model: Figures
+    baseline_always_long: Figures
+
+
 class PerformanceReport(BaseModel):
     model_id: str
     window: int
@@ -251,21 +264,60 @@ class PerformanceReport(BaseModel):
     exposure: float
     model: Figures
     baseline_always_long: Figures
+    periods: list[Period] = Field(default_factory=list, description="The window cut into `periods` consecutive "
+                                                                    "stretches (empty for periods=1).")
+    plot_path: str | None = Field(None, description="plot=true: the PNG (equity and drawdown beside always "
+                                                    "long, rolling hit rate and Sharpe) on the server.")
+    plot_uri: str | None = Field(None, description="plot=true: the same PNG as an image/png resource.")
 
 
-@tool("Performance of a model's logged decisions beside always-long")
+PLOT_URI = "pymicro://live/plots/"
+PLOT_NAME = r"^performance-[A-Za-z0-9][A-Za-z0-9_.-]{0,80}\.png$"
+
+
+@tool("Performance of a model's logged decisions beside always-long", read_only=False)
 async def performance_report(strategy: ModelId, window: Annotated[int, Field(ge=3, le=100_000)] = 1000,
                              cost_bps: Annotated[float, Field(ge=0, le=100)] = 0.0,
-                             periods_per_year: Annotated[float | None, Field(gt=0, le=1e9)] = None, *,
+                             periods_per_year: Annotated[float | None, Field(gt=0, le=1e9)] = None,
+                             periods: Annotated[int, Field(ge=1, le=50)] = 1, plot: bool = False, *,
                              ctx: Context) -> PerformanceReport:
-    """Rolling hit rate, Sharpe, total return and max drawdown of the last ``window`` logged decisions of
-    ``strategy`` (a model id), each scored on the next decision's price, beside always-long on the same rows."""
-    log = PredictionLog(live_dir(server_of(ctx)) / "predictions.db")
+    """Hit rate, Sharpe, total return and max drawdown of the last ``window`` logged decisions of
+    ``strategy`` (a model id), each scored on the next decision's price, beside always-long on the same rows;
+    ``periods`` > 1 adds the same figures per consecutive stretch. ``plot``: also a PNG of the equity and
+    drawdown beside always-long and the rolling hit rate and Sharpe, written into the server's live folder
+    and returned as ``plot_uri`` (an image/png resource)."""
+    d = live_dir(server_of(ctx))
+    log = PredictionLog(d / "predictions.db")
+
+    def work():
+        rep = _clean(report_of(log, strategy, window=window, cost_bps=cost_bps, periods_per_year=periods_per_year,
+                               periods=periods))
+        if plot:
+            name = f"performance-{strategy}-{window}.png"
+            path = plot_performance(log, strategy, d / "plots" / name, window=window, cost_bps=cost_bps,
+                                    periods_per_year=periods_per_year)
+            rep.update(plot_path=str(path), plot_uri=PLOT_URI + name)
+        return rep
+
     try:
-        return PerformanceReport(**_clean(report_of(log, strategy, window=window, cost_bps=cost_bps,
-                                                    periods_per_year=periods_per_year)))
+        return PerformanceReport(**await anyio.to_thread.run_sync(work))
     finally:
         log.close()
+
+
+@resource(PLOT_URI + "{name}", name="live_plot", title="A performance plot",
+          description="A PNG performance_report(plot=true) drew (equity, drawdown, rolling hit rate and Sharpe "
+                      "beside always-long).", mime_type="image/png")
+async def live_plot_resource(name: str, ctx: Context) -> bytes:
+    """``pymicro://live/plots/{name}``: the PNG bytes of a plot in the server's live folder."""
+    import re
+
+    if not re.match(PLOT_NAME, name):
+        raise ResourceNotFoundError(f"no plot {name!r}: plot names look like performance-<model id>-<window>.png")
+    path = live_dir(server_of(ctx)) / "plots" / name
+    if not path.is_file():
+        raise ResourceNotFoundError(f"no plot {name!r}: performance_report(plot=true) draws one")
+    return path.read_bytes()
 
 
 class Opportunity(BaseModel):
@@ -281,6 +333,8 @@ class SyndicateState(BaseModel):
     capital: float
     members: list[dict[str, Any]]
     entries: list[dict[str, Any]] = Field(description="The ledger entries this call appended.")
+    open_allocations: list[dict[str, Any]] = Field(default_factory=list, description="Allocations not settled yet "
+                                                   "(settle_syndicate_allocation with their seq).")
     verified_entries: int = Field(description="Entries whose hash chain and invariants verify() checked.")
 
 
@@ -291,7 +345,9 @@ def _ledger(ctx) -> Ledger:
 def _state(lg: Ledger, syndicate_id: str, entries) -> SyndicateState:
     return SyndicateState(syndicate_id=syndicate_id, capital=lg.capital(syndicate_id),
                           members=[b.__dict__ for b in lg.balances(syndicate_id)],
-                          entries=[e.__dict__ for e in entries], verified_entries=lg.verify())
+                          entries=[e.__dict__ for e in entries],
+                          open_allocations=[e.__dict__ for e in lg.open_allocations(syndicate_id)],
+                          verified_entries=lg.verify())
 
 
 @tool("Create a syndicate (paper)", read_only=False, idempotent=False)
@@ -337,6 +393,27 @@ async def allocate_syndicate_funds(syndicate_id: SyndicateId,
     try:
         made = lg.allocate(syndicate_id, [o.model_dump() for o in opportunities], strategy=strategy,
                            fraction=fraction, max_position=max_position, max_total=max_total)
+        return _state(lg, syndicate_id, made)
+    finally:
+        lg.close()
+
+
+@tool("Settle a syndicate allocation: its P&L shared into the members' capital (paper)", read_only=False,
+      idempotent=False)
+async def settle_syndicate_allocation(syndicate_id: SyndicateId,
+                                      allocation_seq: Annotated[int, Field(ge=1, le=2**62, description=
+                                          "the allocation's entry number (seq), as allocate_syndicate_funds or "
+                                          "open_allocations give it")],
+                                      pnl: Annotated[float, Field(ge=-1e12, le=1e12, allow_inf_nan=False,
+                                                                  description="profit (> 0) or loss (< 0)")],
+                                      note: Annotated[str | None, Field(max_length=500)] = None, *,
+                                      ctx: Context) -> SyndicateState:
+    """Closes an allocation with its (paper) P&L: one pnl entry and a profit_share per member, pro rata to
+    their capital just before the allocation (exact in cents), credited to their capital, in one
+    transaction. An allocation is settled once; a second call is refused and writes nothing."""
+    lg = _ledger(ctx)
+    try:
+        made = lg.settle(syndicate_id, allocation_seq, pnl, note=note)
         return _state(lg, syndicate_id, made)
     finally:
         lg.close()

@@ -11,7 +11,8 @@ import sys
 from pymicro.errors import MissingDependencyError, PymicroError
 
 SUBCOMMANDS = ("quickstart", "train", "info", "predict", "export_onnx", "bench", "backtest", "validate",
-               "sandbox", "report", "mcp", "models", "learn", "drift", "monitor", "live", "latency", "ensemble",
+               "sandbox", "report", "mcp", "models", "learn", "drift", "monitor", "live", "latency", "performance",
+               "syndicate", "ensemble",
                "tune")
 """The modules of :mod:`pymicro.cli`, in the order ``pymicro --help`` lists them."""
 

@@ -46,8 +46,10 @@ def _redis(args) -> int:
             log.append_many(args.log_as, ts, price, pos, probs, ticks=ids)
     consumer = RedisSignals(client, args.blob, stream=stream, signals=args.signals, group=args.group,
                             consumer=args.consumer, bar=args.bar, bar_size=args.bar_size,
-                            threshold=args.threshold, batch=args.batch, on_signals=keep)
-    print(f"consuming {stream} as group {consumer.group}, consumer {consumer.consumer}; signals to "
+                            threshold=args.threshold, batch=args.batch, on_signals=keep, lease_ms=args.lease_ms,
+                            lease_wait=args.lease_wait)
+    print(f"consuming {stream} as group {consumer.group}, consumer {consumer.consumer} (lease {consumer.lease}, "
+          f"{consumer.lease_ms} ms, renewed while consuming); signals to "
           f"{consumer.signals} (resumed after {consumer.last_id or 'nothing'}, {consumer.rebuilt} ticks "
           "replayed to rebuild the state)", flush=True)
     t0 = time.perf_counter()
@@ -114,7 +116,12 @@ def add_parser(sub) -> None:
     r.add_argument("--group", help="consumer group (default pymicro-<blob hash>)")
     r.add_argument("--consumer", default="pymicro", help="consumer name in the group (default pymicro)")
     r.add_argument("--signals", help="the stream signals go to (default <stream>:signals:<group>)")
-    r.add_argument("--batch", type=int, default=500, help="entries per XREADGROUP and per MULTI/EXEC (default 500)")
+    r.add_argument("--batch", type=int, default=500, help="entries per XREADGROUP and per publication (one Lua script: XADDs and XACK; default 500)")
     r.add_argument("--idle-exit", type=float, help="stop after this many seconds with no new tick (default: never)")
     r.add_argument("--max-ticks", type=int, help="stop after reading this many entries")
+    r.add_argument("--lease-ms", type=int, default=5000,
+                   help="the group's fenced lease: its time to live, renewed while consuming (default 5000)")
+    r.add_argument("--lease-wait", type=float, default=10.0,
+                   help="seconds to wait for another consumer's lease to expire before giving up (default 10: "
+                        "a killed consumer's lease runs out, a live one keeps renewing it)")
     p.set_defaults(func=cmd_live)

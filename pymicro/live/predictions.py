@@ -20,6 +20,12 @@ the hit rate (of decisions with a position and a price change, the share whose s
 right), Sharpe, total return and maximum drawdown, **beside a baseline**: always long over
 the same rows (its hit rate is the share of up moves among the rows the model traded).
 Annualisation: ``periods_per_year`` if given, else the pace of the rows' ``ts`` (seconds).
+With ``periods=k`` the window is also cut into ``k`` consecutive stretches of (nearly) equal
+numbers of decisions, each with the same figures for the model and the baseline.
+
+:func:`performance_series` gives the curves behind the figures (equity and drawdown of the
+model and the baseline, rolling hit rate and rolling Sharpe over ``roll`` decisions);
+:func:`plot_performance` draws them into a PNG.
 """
 
 from __future__ import annotations
@@ -164,11 +170,23 @@ def strategy_returns(rows, cost_bps: float = 0.0) -> tuple[np.ndarray, np.ndarra
     return held * move - change * cost_bps * 1e-4, held, move
 
 
-def performance_report(log: PredictionLog, model_id: str, *, window: int = 1000, cost_bps: float = 0.0,
-                       periods_per_year: float | None = None) -> dict:
-    """Hit rate, Sharpe, total return and max drawdown of the last ``window`` decisions, beside always-long."""
+@dataclass(frozen=True)
+class _Scored:
+    ts: np.ndarray        # (n,) the decisions' times
+    held: np.ndarray      # (n-1,) the position held from decision t to t+1
+    move: np.ndarray      # (n-1,) the price's return over it
+    strat: np.ndarray     # (n-1,) the model's return, net of costs
+    base: np.ndarray      # (n-1,) always long's return, net of its one entry
+    scored: np.ndarray    # (n-1,) bool: a position held over a price change
+    periods_per_year: float
+
+
+def _score(log: PredictionLog, model_id: str, window: int, cost_bps: float,
+           periods_per_year: float | None) -> _Scored:
     if window < 2:
         raise InputError(f"window must be >= 2, got {window}")
+    if not (cost_bps >= 0 and math.isfinite(cost_bps)):
+        raise InputError(f"cost_bps must be finite and >= 0, got {cost_bps}")
     rows = log.recent(model_id, limit=window)
     if len(rows) < 3:
         raise InputError(f"{model_id!r} has {len(rows)} logged predictions; a report needs at least 3")
@@ -177,15 +195,126 @@ def performance_report(log: PredictionLog, model_id: str, *, window: int = 1000,
     if periods_per_year is None:
         span = (ts[-1] - ts[0]) / (365.25 * 86_400)
         periods_per_year = (len(ts) - 1) / span if span > 0 else 252.0
-    scored = (held != 0) & (move != 0)
+    base = move - np.r_[1.0, np.zeros(len(move) - 1)] * cost_bps * 1e-4
+    return _Scored(ts, held, move, strat, base, (held != 0) & (move != 0), float(periods_per_year))
+
+
+def _pair(sc: _Scored, sl: slice) -> tuple[dict, dict]:
+    held, move, scored = sc.held[sl], sc.move[sl], sc.scored[sl]
     hits = np.sign(held[scored]) == np.sign(move[scored])
-    base_hits = move[scored] > 0
-    return {"model_id": model_id, "window": len(rows), "from_ts": float(ts[0]), "to_ts": float(ts[-1]),
-            "periods_per_year": float(periods_per_year), "cost_bps": float(cost_bps),
-            "exposure": float(np.mean(held != 0)),
-            "model": _figures(strat, hits, periods_per_year),
-            "baseline_always_long": _figures(move - np.r_[1.0, np.zeros(len(move) - 1)] * cost_bps * 1e-4,
-                                             base_hits, periods_per_year)}
+    return (_figures(sc.strat[sl], hits, sc.periods_per_year),
+            _figures(sc.base[sl], move[scored] > 0, sc.periods_per_year))
 
 
-__all__ = ["Prediction", "PredictionLog", "performance_report", "strategy_returns"]
+def performance_report(log: PredictionLog, model_id: str, *, window: int = 1000, cost_bps: float = 0.0,
+                       periods_per_year: float | None = None, periods: int = 1) -> dict:
+    """Hit rate, Sharpe, total return and max drawdown of the last ``window`` decisions, beside
+    always-long; with ``periods > 1`` also per consecutive stretch (``"periods"``)."""
+    if isinstance(periods, bool) or not isinstance(periods, int) or periods < 1:
+        raise InputError(f"periods must be a whole number >= 1, got {periods!r}")
+    sc = _score(log, model_id, window, cost_bps, periods_per_year)
+    model, base = _pair(sc, slice(None))
+    out = {"model_id": model_id, "window": len(sc.ts), "from_ts": float(sc.ts[0]), "to_ts": float(sc.ts[-1]),
+           "periods_per_year": sc.periods_per_year, "cost_bps": float(cost_bps),
+           "exposure": float(np.mean(sc.held != 0)), "model": model, "baseline_always_long": base}
+    if periods > 1:
+        n = len(sc.held)
+        if periods > n:
+            raise InputError(f"periods={periods} needs at least {periods} scored steps; the window has {n}")
+        cuts = np.linspace(0, n, periods + 1).round().astype(int)
+        out["periods"] = []
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            m, bl = _pair(sc, slice(a, b))
+            out["periods"].append({"from_ts": float(sc.ts[a]), "to_ts": float(sc.ts[b]),
+                                   "exposure": float(np.mean(sc.held[a:b] != 0)), "model": m,
+                                   "baseline_always_long": bl})
+    return out
+
+
+def _rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
+    """Mean of the finite values among the last ``n``; NaN until ``n // 2`` of them were seen."""
+    ok = np.isfinite(x)
+    c = np.r_[0.0, np.cumsum(np.where(ok, x, 0.0))]
+    k = np.r_[0, np.cumsum(ok)]
+    i = np.arange(1, len(x) + 1)
+    lo = np.maximum(i - n, 0)
+    cnt = k[i] - k[lo]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(cnt >= max(n // 2, 1), (c[i] - c[lo]) / cnt, np.nan)
+
+
+def _rolling_sharpe(r: np.ndarray, n: int, periods_per_year: float) -> np.ndarray:
+    m = _rolling_mean(r, n)
+    sd = np.sqrt(np.maximum(_rolling_mean(r * r, n) - m * m, 0.0) * n / max(n - 1, 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where(sd > 0, m / sd * np.sqrt(periods_per_year), np.nan)
+    out[: n - 1] = np.nan
+    return out
+
+
+def performance_series(log: PredictionLog, model_id: str, *, window: int = 1000, cost_bps: float = 0.0,
+                       periods_per_year: float | None = None, roll: int | None = None) -> dict[str, np.ndarray]:
+    """The curves of :func:`performance_report`, one value per scored step: ``ts``, ``equity`` /
+    ``baseline_equity`` (growth of 1), ``drawdown`` / ``baseline_drawdown`` (<= 0),
+    ``hit_rate`` / ``baseline_hit_rate`` (rolling over ``roll`` decisions with a position and a
+    price change; default a twentieth of the window, at least 20) and ``sharpe`` /
+    ``baseline_sharpe`` (rolling over ``roll`` steps, annualised)."""
+    sc = _score(log, model_id, window, cost_bps, periods_per_year)
+    n = len(sc.held)
+    roll = roll if roll is not None else max(20, n // 20)
+    if isinstance(roll, bool) or not isinstance(roll, int) or not 2 <= roll <= n:
+        raise InputError(f"roll must be a whole number in [2, {n}] (the scored steps), got {roll!r}")
+    hit = np.where(sc.scored, (np.sign(sc.held) == np.sign(sc.move)).astype(float), np.nan)
+    base_hit = np.where(sc.scored, (sc.move > 0).astype(float), np.nan)
+    out = {"ts": sc.ts[1:], "roll": roll, "periods_per_year": sc.periods_per_year}
+    for name, r, h in (("", sc.strat, hit), ("baseline_", sc.base, base_hit)):
+        eq = metrics.equity_curve(r)
+        out[f"{name}equity"] = eq
+        out[f"{name}drawdown"] = eq / np.maximum.accumulate(np.r_[1.0, eq])[1:] - 1.0
+        out[f"{name}hit_rate"] = _rolling_mean(h, roll)
+        out[f"{name}sharpe"] = _rolling_sharpe(r, roll, sc.periods_per_year)
+    return out
+
+
+def plot_performance(log: PredictionLog, model_id: str, path, *, window: int = 1000, cost_bps: float = 0.0,
+                     periods_per_year: float | None = None, roll: int | None = None) -> Path:
+    """A PNG of :func:`performance_series`: equity beside always-long, drawdown, rolling hit rate
+    and rolling Sharpe (four panels, one time axis); returns its path."""
+    from pymicro.errors import require
+
+    series = performance_series(log, model_id, window=window, cost_bps=cost_bps,
+                                periods_per_year=periods_per_year, roll=roll)
+    matplotlib = require("matplotlib", "plots", purpose="the performance plot")
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InputError(f"the plot is a PNG: {path} should end in .png")
+    t = series["ts"]
+    fig, axes = plt.subplots(4, 1, figsize=(10, 10), dpi=100, sharex=True)
+    try:
+        panels = [("equity (growth of 1)", "equity", None), ("drawdown", "drawdown", None),
+                  (f"hit rate (scored decisions in the last {series['roll']})", "hit_rate", 0.5),
+                  (f"Sharpe (rolling {series['roll']}, annualised)", "sharpe", 0.0)]
+        for ax, (title, key, ref) in zip(axes, panels):
+            ax.plot(t, series[key], lw=1.0, label=model_id)
+            ax.plot(t, series[f"baseline_{key}"], lw=1.0, color="0.5", label="always long (baseline)")
+            if ref is not None:
+                ax.axhline(ref, color="0.8", lw=0.8, zorder=0)
+            ax.set_ylabel(title, fontsize=8)
+            ax.grid(alpha=0.3)
+        axes[0].legend(loc="best", fontsize=8)
+        axes[0].set_title(f"{model_id}: last {len(t) + 1} logged decisions, {cost_bps:g} bps a change of position",
+                          fontsize=10)
+        axes[-1].set_xlabel("ts (s)")
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+    return path
+
+
+__all__ = ["Prediction", "PredictionLog", "performance_report", "performance_series", "plot_performance",
+           "strategy_returns"]

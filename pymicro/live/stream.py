@@ -1,16 +1,18 @@
 """Incremental features and the tick-to-signal pipeline: thin faces over ``pymicro._core``.
 
-:class:`FeatureStream` keeps the momentum features' state (``cpp/pymicro/stream.hpp``) and
-updates it in O(1) per bar. After each bar its row equals what
-``pymicro.market.technical.momentum_features(bars, dropna=False)`` computes for the same
-history (NaN during the 60-bar warm-up; ``tests/test_stream.py`` checks every row of
-the embedded histories to 1e-6 relative). ``peek`` gives the row a forming bar would have,
-committing nothing.
+:class:`FeatureStream` keeps the state of the momentum and reversal features
+(``cpp/pymicro/stream.hpp``) and updates it in O(1) per bar. After each bar its row equals
+what ``pymicro.market.technical.momentum_features`` / ``reversal_features(bars,
+dropna=False)`` compute for the same history (NaN during the 60-bar warm-up;
+``tests/test_stream.py`` checks every row of the embedded histories and of the E-mini tick
+bars to 1e-6 relative). ``peek`` gives the row a forming bar would have, committing nothing.
 
 :class:`Pipeline` runs ticks (or finished bars) through bars -> features -> the blob's
 normalisation -> the network -> a position, in one native call per event. The features it
 computes are the ones the blob names, in the blob's order; a blob naming a feature the
-stream cannot compute is refused with :class:`~pymicro.errors.DataError`.
+stream cannot compute is refused with :class:`~pymicro.errors.DataError`; the sentiment
+preset's, which need index bars, macro series or news that no tick carries, with
+:class:`NonTickInputsError` naming those inputs.
 
 Positions follow :func:`pymicro.evaluation.backtest.positions_from_probabilities`: the
 class with the unique largest probability, if that probability is at least
@@ -26,16 +28,57 @@ from dataclasses import dataclass
 import numpy as np
 
 from pymicro import _core
-from pymicro.errors import InputError
+from pymicro.errors import DataError, InputError
 from pymicro.runtime.model import Model, load
 
 STREAM_FEATURES: tuple[str, ...] = tuple(_core.STREAM_FEATURES)
-"""The feature names the incremental stream computes (the momentum set, in model order)."""
+"""The feature names the incremental stream computes: the momentum set in its model order,
+then the reversal set's other 26 (``REVERSAL_FEATURES`` shares six with momentum)."""
 
 STREAM_LOOKBACK: int = int(_core.STREAM_LOOKBACK)
 """Bars before ``t`` the stream reads: rows 0..59 are warm-up, as in the batch pipeline."""
 
 BAR_KINDS = ("time", "tick", "volume")
+
+
+class NonTickInputsError(DataError):
+    """The features named need inputs a tick stream does not carry (index bars, macro
+    series, news); ``.inputs`` names those inputs, ``.features`` the features."""
+
+    def __init__(self, message: str, inputs: tuple[str, ...], features: tuple[str, ...]):
+        super().__init__(message)
+        self.inputs, self.features = inputs, features
+
+
+def _non_tick_inputs() -> dict[str, str]:
+    """feature name -> the input it needs beyond the symbol's own ticks (the sentiment preset)."""
+    from pymicro.market.news import NEWS_FEATURES
+    from pymicro.market.reasoning_features import REASONING_FEATURES, SENTIMENT_CONTEXT_FEATURES
+
+    index, macro = "index bars (S&P 500, NASDAQ)", "macro series (ECB exchange rates, T-bill rate, core CPI)"
+    need = {name: "news headlines (pymicro.market.news)" for name in NEWS_FEATURES}
+    need.update({name: f"{index} and {macro}" for name in REASONING_FEATURES})
+    for name in SENTIMENT_CONTEXT_FEATURES:
+        if name.startswith(("mkt_", "beta_", "corr_", "rel_strength", "tech_vs")):
+            need[name] = index
+        elif name not in STREAM_FEATURES:
+            need[name] = macro
+    return need
+
+
+def check_streamable(names, whose: str = "the request") -> None:
+    """Raise :class:`NonTickInputsError` if ``names`` hold features computed from inputs other
+    than the symbol's ticks (the sentiment preset's); unknown names are left to the core's
+    :class:`~pymicro.errors.DataError`."""
+    need = _non_tick_inputs()
+    bad = tuple(n for n in names if n in need and n not in STREAM_FEATURES)
+    if bad:
+        inputs = tuple(dict.fromkeys(need[n] for n in bad))
+        raise NonTickInputsError(
+            f"{whose} names {len(bad)} feature(s) that need inputs a tick stream does not carry: "
+            f"{'; '.join(inputs)} (features: {', '.join(bad[:8])}{', ...' if len(bad) > 8 else ''}). "
+            "The stream computes the momentum and reversal features from ticks alone; a sentiment model "
+            "runs offline (pymicro.market.features.compute_features with news= and macro=)", inputs, bad)
 
 
 def _model(source) -> Model:
@@ -58,7 +101,9 @@ class FeatureStream:
     def __init__(self, names):
         if isinstance(names, str):
             raise InputError("names must be a sequence of feature names, not one string")
-        self._impl = _core.FeatureStream(list(names))
+        names = list(names)
+        check_streamable(names)
+        self._impl = _core.FeatureStream(names)
         self.names: tuple[str, ...] = tuple(self._impl.names)
         self.update = self._impl.update
         self.peek = self._impl.peek
@@ -81,6 +126,70 @@ class FeatureStream:
 
     def reset(self) -> None:
         self._impl.reset()
+
+
+class WasmFeatureStream:
+    """The same incremental features run inside ``pymicro.wasm`` (wasmtime, ``pymicro[wasm]``).
+
+    The module compiles ``cpp/pymicro/stream.hpp`` too; its ``pm_stream_*`` exports select the
+    loaded blob's feature names and take one bar at a time. ``update`` / ``peek`` /
+    ``update_many`` as in :class:`FeatureStream` (rows in the blob's feature order);
+    ``probabilities()`` runs the blob on the last row inside the same module.
+    """
+
+    def __init__(self, model):
+        from pymicro.errors import BackendError
+        from pymicro.runtime.wasm import STREAM_ABI, Guest, _engine_and_module, _type_names, _wasmtime
+
+        m = _model(model)
+        self.names: tuple[str, ...] = m.info.feature_names
+        check_streamable(self.names, "the model's blob")
+        engine, module = _engine_and_module()
+        types = {e.name: e.type for e in module.exports}
+        for name, want in STREAM_ABI.items():
+            ty = types.get(name)
+            if ty is None or (_type_names(ty.params), _type_names(ty.results)) != want:
+                raise BackendError(f"this pymicro.wasm lacks {name} {want[0]} -> {want[1]} (an older build)")
+        self._store = _wasmtime().Store(engine)
+        self._guest = Guest(self._store, module, fast=False)
+        self._guest.load(m.blob)
+        exports = self._guest.instance.exports(self._store)
+        init, self._bar, row, self._bars = (exports[n] for n in STREAM_ABI)
+        code = init(self._store)
+        if code > 0:
+            raise DataError(f"the model's blob names {self.names[code - 1]!r}, which the incremental stream "
+                            f"cannot compute; it computes: {', '.join(STREAM_FEATURES)}")
+        if code < 0:
+            raise DataError("the model's blob names no features (freeze a Spec with feature_names=...)")
+        self._guest.reserve(1)
+        self._out = self._guest.call("pm_out")
+        self._row = row(self._store)
+
+    def _push(self, bar, commit: int) -> np.ndarray:
+        if self._bar(self._store, *(float(v) for v in bar), commit) < 0:
+            raise InputError(f"a bar needs finite prices > 0 and a finite volume >= 0, got {tuple(bar)}")
+        return self._guest.view(self._row, len(self.names), np.float64).copy()
+
+    def update(self, open, high, low, close, volume) -> np.ndarray:  # noqa: A002
+        return self._push((open, high, low, close, volume), 1)
+
+    def peek(self, open, high, low, close, volume) -> np.ndarray:  # noqa: A002
+        return self._push((open, high, low, close, volume), 0)
+
+    def update_many(self, bars) -> np.ndarray:
+        bars = np.asarray(bars, dtype=np.float64)
+        if bars.ndim != 2 or bars.shape[1] != 5:
+            raise InputError("bars must be an (n, 5) array of open, high, low, close, volume")
+        return np.array([self._push(b, 1) for b in bars]).reshape(len(bars), len(self.names))
+
+    def probabilities(self) -> np.ndarray:
+        """The blob's class probabilities for the last row (NaN in warm-up), run inside the module."""
+        self._guest.call("pm_run", 1, 0)
+        return self._guest.view(self._out, self._guest.n_classes, np.float32).copy()
+
+    @property
+    def bars(self) -> int:
+        return int(self._bars(self._store))
 
 
 @dataclass(frozen=True)
@@ -114,6 +223,7 @@ class Pipeline:
         self.model = _model(model)
         if bar not in BAR_KINDS:
             raise InputError(f"bar must be one of {BAR_KINDS}, got {bar!r}")
+        check_streamable(self.model.info.feature_names, "the model's blob")
         self.bar, self.bar_size = bar, float(bar_size)
         self._impl = _core.StreamPipeline(self.model.blob, bar, float(bar_size), float(threshold),
                                           None if class_positions is None else [float(p) for p in class_positions],

@@ -8,9 +8,14 @@
     ledger.settle("micro_traders", allocs[0].seq, pnl=12.34)   # paper P&L, shared pro rata
     ledger.balances("micro_traders"); ledger.verify()
 
-Money is kept in integer cents, so shares add up exactly: a P&L is split pro rata to the
-members' capital at that moment, the cents left by rounding going to the largest remainders
-(ties: the earlier member).
+Money is kept in integer cents, so shares add up exactly. **Settlement** closes an
+allocation with its P&L (``settle``; the MCP tool ``settle_syndicate_allocation``; ``pymicro
+syndicate DB settle``): the P&L is split among the members pro rata to their capital **just
+before the allocation** (the capital it put at risk: a member who joined or added money
+later takes no share of it), the cents left by rounding going to the largest remainders
+(ties: the first member id in sort order), and each share is credited to that member's capital. An
+allocation is settled once: the check and the writes are one transaction, and a unique
+index on the settlement entry refuses a second one even from another process.
 
 Auditable and safe under ``kill -9``:
 
@@ -21,7 +26,8 @@ Auditable and safe under ``kill -9``:
   IMMEDIATE`` transaction with its ``ops`` row (kind, number of entries) written in the same
   transaction: after a crash an operation is there whole or not at all (WAL,
   ``synchronous=FULL``). :meth:`Ledger.verify` checks every op is complete, every
-  settlement's shares sum to its P&L.
+  settlement's shares sum to its P&L and equal the split recomputed from the ledger (the
+  capital before its allocation), and each settles an allocation of its own syndicate.
 
 Allocations are paper: they record how much of the syndicate's capital a strategy assigns
 to an opportunity (``strategy="kelly_criterion"``: :func:`pymicro.live.sizing.kelly_fraction`
@@ -58,6 +64,7 @@ CREATE TABLE IF NOT EXISTS entries (
   seq INTEGER PRIMARY KEY AUTOINCREMENT, op INTEGER NOT NULL, syndicate_id TEXT NOT NULL, ts REAL NOT NULL,
   kind TEXT NOT NULL, member_id TEXT, cents INTEGER NOT NULL, ref TEXT, note TEXT,
   prev_hash TEXT NOT NULL, hash TEXT NOT NULL UNIQUE);
+CREATE UNIQUE INDEX IF NOT EXISTS entries_one_settlement ON entries (syndicate_id, ref) WHERE kind = 'pnl';
 CREATE TRIGGER IF NOT EXISTS entries_append_only_u BEFORE UPDATE ON entries
   BEGIN SELECT RAISE(ABORT, 'the ledger is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS entries_append_only_d BEFORE DELETE ON entries
@@ -143,11 +150,15 @@ class Ledger:
 
     # -- writing: one operation, one transaction ----------------------------------------------
 
-    def _op(self, syndicate: str, kind: str, rows: list[tuple]) -> list[int]:
-        """Append ``rows`` (kind, member, cents, ref, note) as one operation; returns their seqs."""
+    def _op(self, syndicate: str, kind: str, rows) -> list[int]:
+        """Append ``rows`` (kind, member, cents, ref, note) as one operation; returns their seqs.
+        ``rows`` may be a function of the connection, called inside the transaction (so what it
+        reads cannot change before the rows are written)."""
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
+            if callable(rows):
+                rows = rows(db)
             now = time.time()
             op = db.execute("INSERT INTO ops (syndicate_id, kind, n_entries, ts) VALUES (?, ?, ?, ?)",
                             (syndicate, kind, len(rows), now)).lastrowid
@@ -259,21 +270,52 @@ class Ledger:
         seqs = self._op(syndicate, "allocation", rows)
         return [self.entry(s) for s in seqs]
 
-    def settle(self, syndicate: str, allocation_seq: int, pnl: float) -> list[Entry]:
-        """Close an allocation with its (paper) P&L, shared among members pro rata to capital."""
+    def settle(self, syndicate: str, allocation_seq: int, pnl: float, note: str | None = None) -> list[Entry]:
+        """Close an allocation with its (paper) P&L: one ``pnl`` entry and one ``profit_share``
+        per member with capital just before the allocation, pro rata to it, in one transaction.
+        Returns the entries written (the P&L first)."""
         self._syndicate(syndicate)
-        a = self._db.execute("SELECT kind, syndicate_id FROM entries WHERE seq = ?", (allocation_seq,)).fetchone()
-        if a is None or a != ("allocation", syndicate):
-            raise InputError(f"entry {allocation_seq} is not an allocation of {syndicate!r}")
-        if self._db.execute("SELECT 1 FROM entries WHERE kind = 'pnl' AND ref = ?", (str(allocation_seq),)).fetchone():
-            raise InputError(f"allocation {allocation_seq} is already settled")
+        if isinstance(allocation_seq, bool) or not isinstance(allocation_seq, int) or allocation_seq < 1:
+            raise InputError(f"allocation_seq must be a ledger entry number >= 1, got {allocation_seq!r}")
         cents = _cents(pnl, "pnl")
-        capital = self._capital_cents(syndicate)
+        if abs(cents) > 10**15:
+            raise InputError(f"pnl {pnl!r} is out of range")
+        if note is not None and (not isinstance(note, str) or len(note) > 500):
+            raise InputError("note must be a string of at most 500 characters")
+
+        def rows(db):
+            a = db.execute("SELECT kind, syndicate_id FROM entries WHERE seq = ?", (allocation_seq,)).fetchone()
+            if a is None or tuple(a) != ("allocation", syndicate):
+                raise InputError(f"entry {allocation_seq} is not an allocation of {syndicate!r}")
+            if db.execute("SELECT 1 FROM entries WHERE syndicate_id = ? AND kind = 'pnl' AND ref = ?",
+                          (syndicate, str(allocation_seq))).fetchone():
+                raise InputError(f"allocation {allocation_seq} is already settled")
+            members, shares = self._shares(db, syndicate, allocation_seq, cents)
+            out = [("pnl", None, cents, str(allocation_seq), note)]
+            return out + [("profit_share", m, s, str(allocation_seq), None) for m, s in zip(members, shares)]
+
+        try:
+            seqs = self._op(syndicate, "pnl", rows)
+        except sqlite3.IntegrityError:  # another process settled it between our check and write
+            raise InputError(f"allocation {allocation_seq} is already settled") from None
+        return [self.entry(s) for s in seqs]
+
+    @staticmethod
+    def _shares(db, syndicate: str, allocation_seq: int, cents: int) -> tuple[list[str], list[int]]:
+        """The members with capital just before entry ``allocation_seq`` and their split of ``cents``."""
+        capital = {m: int(c) for m, c in db.execute(
+            "SELECT member_id, SUM(cents) FROM entries WHERE syndicate_id = ? AND seq < ? AND kind IN "
+            "('contribution', 'withdrawal', 'profit_share') GROUP BY member_id", (syndicate, allocation_seq))}
         members = sorted(m for m, c in capital.items() if c > 0)
-        shares = split_cents(cents, [capital[m] for m in members])
-        rows = [("pnl", None, cents, str(allocation_seq), None)]
-        rows += [("profit_share", m, s, str(allocation_seq), None) for m, s in zip(members, shares)]
-        return [self.entry(s) for s in self._op(syndicate, "pnl", rows)]
+        return members, split_cents(cents, [capital[m] for m in members])
+
+    def open_allocations(self, syndicate: str) -> list[Entry]:
+        """The allocations of ``syndicate`` not settled yet, oldest first."""
+        self._syndicate(syndicate)
+        rows = self._db.execute("SELECT seq FROM entries a WHERE syndicate_id = ? AND kind = 'allocation' AND NOT "
+                                "EXISTS (SELECT 1 FROM entries p WHERE p.syndicate_id = a.syndicate_id AND "
+                                "p.kind = 'pnl' AND p.ref = CAST(a.seq AS TEXT)) ORDER BY seq", (syndicate,))
+        return [self.entry(s) for (s,) in rows.fetchall()]
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -343,6 +385,18 @@ class Ledger:
                                "s.op = p.op) LIMIT 1").fetchone()
         if bad:
             raise InputError(f"the profit shares of entry {bad[0]} do not add up to its P&L")
+        for seq, op, syn, ref, cents in self._db.execute(
+                "SELECT seq, op, syndicate_id, ref, cents FROM entries WHERE kind = 'pnl' ORDER BY seq").fetchall():
+            alloc = self._db.execute("SELECT kind, syndicate_id FROM entries WHERE seq = ?",
+                                     (int(ref) if str(ref).isdigit() else -1,)).fetchone()
+            if alloc is None or tuple(alloc) != ("allocation", syn) or int(ref) >= seq:
+                raise InputError(f"ledger entry {seq} settles {ref!r}, which is not an earlier allocation of {syn!r}")
+            members, shares = self._shares(self._db, syn, int(ref), cents)
+            have = self._db.execute("SELECT member_id, cents FROM entries WHERE op = ? AND kind = 'profit_share' "
+                                    "ORDER BY seq", (op,)).fetchall()
+            if [tuple(h) for h in have] != list(zip(members, shares)):
+                raise InputError(f"the profit shares of entry {seq} are not its P&L split pro rata to the capital "
+                                 f"before allocation {ref}")
         return n
 
 

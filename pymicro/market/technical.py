@@ -142,8 +142,15 @@ def _rsi(c: np.ndarray, n: int) -> np.ndarray:
 
 
 def _zscore(x: np.ndarray, n: int) -> np.ndarray:
-    """``(x_t - mean(x)) / std(x)`` over the last ``n`` values; 0 if they are all equal."""
-    return safe_ratio(x - rolling(x, n, window_mean), rolling(x, n, window_std), 0.0)
+    """``(x_t - mean(x)) / std(x)`` over the last ``n`` values; 0 if they are all equal.
+
+    "All equal" is tested as such: the mean of n equal values can round one ulp off them,
+    which would leave a ratio of two rounding errors (about +-0.95) instead of 0.
+    """
+    z = safe_ratio(x - rolling(x, n, window_mean), rolling(x, n, window_std), 0.0)
+    flat = rolling(x, n, lambda w: (w.max(axis=1) == w.min(axis=1)).astype(np.float64))
+    z[flat == 1.0] = 0.0
+    return z
 
 
 def _streak(win: np.ndarray) -> np.ndarray:

@@ -66,6 +66,15 @@ ABI = {
     "pm_run": (("i32", "i32"), ("i64",)),
 }
 
+# Optional exports of pymicro.wasm, not required of a sandbox module (wasm/README.md): the
+# incremental feature stream that pymicro.live.stream.WasmFeatureStream drives.
+STREAM_ABI = {
+    "pm_stream_init": ((), ("i32",)),
+    "pm_stream_bar": (("f64", "f64", "f64", "f64", "f64", "i32"), ("i32",)),
+    "pm_stream_row": ((), ("i32",)),
+    "pm_stream_bars": ((), ("i64",)),
+}
+
 # pm_load's return codes
 LOAD_OK, LOAD_BLOB_INVALID, LOAD_OUT_OF_MEMORY, LOAD_NO_BUFFER = 0, 1, 2, 3
 
