@@ -162,6 +162,8 @@ async def test_ensemble_in_list_status_resources_and_verify(store):
         assert "ensemble of 2" in resources[f"pymicro://models/{eid}"].title
         verified = (await s.call_tool("verify_model", {"model_id": eid, "n_samples": 512})).structured_content
         assert verified["passed"], verified["checks"]
+        evaluate = await s.call_tool("neural_evaluate", {"model_id": eid})
+        assert "ensemble" in error_text(evaluate) and "input rows" in error_text(evaluate)
 
 
 @pytest.mark.slow
