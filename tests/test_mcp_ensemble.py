@@ -164,6 +164,12 @@ async def test_ensemble_in_list_status_resources_and_verify(store):
         assert verified["passed"], verified["checks"]
         evaluate = await s.call_tool("neural_evaluate", {"model_id": eid})
         assert "ensemble" in error_text(evaluate) and "input rows" in error_text(evaluate)
+        x = np.random.default_rng(5).normal(size=(40, 56)).astype(np.float32)
+        y = np.random.default_rng(6).integers(0, 3, 40)
+        rows = await s.call_tool("neural_evaluate", {"model_id": eid, "input": x.tolist(), "labels": y.tolist()})
+        assert not rows.is_error, error_text(rows)
+        pred = pymicro.load(container).predict(x).argmax(axis=1)
+        assert rows.structured_content["accuracy"] == pytest.approx(float((pred == y).mean()))
 
 
 @pytest.mark.slow
