@@ -310,7 +310,7 @@ def walk_forward_comparison(frame, symbols=None, *, presets=("momentum", "revers
 
     presets = list(presets)
     all_symbols = sorted(set(map(str, frame["symbol"].unique())))
-    symbols = [s for s in (symbols or all_symbols)]
+    symbols = list(symbols or all_symbols)
     missing = [s for s in symbols if s not in all_symbols]
     if missing:
         from pymicro.errors import EvaluationError
