@@ -117,3 +117,20 @@ def test_compare_reports_the_ensemble_beside_members_and_the_majority_class():
     ens = pymicro.load(blob).predict(X).argmax(axis=1)
     assert c["classification"]["ensemble"]["accuracy"] == pytest.approx(float((ens == y).mean()))
     assert c["trading"] is None and "majority class" in comparison_table(c)
+
+
+@pytest.mark.slow
+def test_cli_ensemble_train_registers_the_container(tmp_path, capsys):
+    from pymicro.cli import main
+    from pymicro.store.registry import Registry
+
+    out = tmp_path / "duo.pmb"
+    code = main(["ensemble", "train", "--out", str(out), "--symbols", "SP500", "--folds", "2", "--epochs", "1",
+                 "--register", "spx-trio", "--store", str(tmp_path / "store")])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "registered spx-trio-" in printed and "majority class" in printed
+    (record,) = Registry(tmp_path / "store").list(kind="ensemble")
+    assert record.name == "spx-trio" and [m["name"] for m in record.members] == ["momentum", "reversal", "sentiment"]
+    assert Registry(tmp_path / "store").read_blob(record.id) == out.read_bytes()
+    assert record.metrics["test_start"] and 0 <= record.metrics["out_of_sample"]["accuracy"] <= 1

@@ -8,7 +8,7 @@ from pymicro.cli import main
 @pytest.mark.slow
 def test_report_writes_the_table_and_plots(tmp_path, capsys):
     code = main(["report", "--out", str(tmp_path), "--presets", "reversal", "--symbols", "SP500",
-                 "--epochs", "2", "--ablation-seeds"])
+                 "--epochs", "2", "--ablation-seeds", "--ensemble-presets"])
     assert code == 0
     text = (tmp_path / "report.md").read_text()
     assert "| reversal | 1,191 |" in text and "buy&hold" in text

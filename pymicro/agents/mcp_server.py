@@ -8,7 +8,8 @@ Built on the official ``mcp`` SDK (2.x, ``MCPServer``). It serves the model stor
 :mod:`pymicro.store.registry` (``--store``, else ``$PYMICRO_HOME/models``, else
 ``~/.pymicro/models``).
 
-Tools: ``neural_predict``, ``neural_model_status``, ``list_models``, ``verify_model``,
+Tools: ``neural_predict`` (a model or an ensemble), ``neural_ensemble_create``, ``neural_ensemble_predict``,
+``neural_model_status``, ``list_models``, ``verify_model``,
 ``neural_train``, ``neural_evaluate``, ``neural_backtest``, ``analyze_news``,
 ``psycho_symbolic_reason`` (:mod:`pymicro.agents.reasoning`) and ``validate_model``
 (:mod:`pymicro.evaluation.validation`). Resources: ``pymicro://models/{model_id}`` (a model's metadata as JSON);
@@ -65,6 +66,7 @@ import pymicro.agents.tools_evaluation  # noqa: F401
 import pymicro.agents.tools_news  # noqa: F401,E402
 import pymicro.agents.tools_tuning  # noqa: F401,E402
 import pymicro.agents.tools_live  # noqa: F401,E402
+import pymicro.agents.tools_ensemble  # noqa: F401,E402
 from pymicro.agents.options import DESCRIPTION, arguments
 from pymicro.agents.server import MIN_TOKEN_CHARS, PymicroServer, check_host, serve_http, serve_stdio
 from pymicro.errors import PymicroError

@@ -240,7 +240,9 @@ class PymicroServer(MCPServer):
             name="pymicro", version=__version__, log_level=log_level,
             instructions="Micro neural networks (under 10,000 parameters) for trading signals. "
                          "list_models shows the registered models; neural_predict runs one on rows "
-                         "of features; neural_model_status describes one; verify_model checks one runs as "
+                         "of features; neural_ensemble_create trains or assembles an ensemble container, and "
+                         "neural_ensemble_predict runs one and says which member decided; "
+                         "neural_model_status describes one; verify_model checks one runs as "
                          "its blob says; neural_train trains one on the embedded market data and registers "
                          "it; neural_evaluate and neural_backtest measure one beside baselines; "
                          "validate_model looks for leaks and implausible figures; analyze_news scores "
@@ -276,7 +278,9 @@ class PymicroServer(MCPServer):
         resources = await super().list_resources()
         for r in self.registry.list()[-MAX_LIST:]:
             resources.append(Resource(
-                uri=RESOURCE_PREFIX + r.id, name=r.id, title=f"{r.name} ({r.params} params, {r.status})",
+                uri=RESOURCE_PREFIX + r.id, name=r.id,
+                title=f"{r.name} ({'ensemble of ' + str(len(r.members)) + ', ' if r.kind == 'ensemble' else ''}"
+                      f"{r.params} params, {r.status})",
                 description=f"{r.input_size} inputs -> {r.n_classes} classes", mime_type="application/json"))
         return resources
 

@@ -122,6 +122,10 @@ def _embedded_rows(model, symbol: str | None, start: str | None, end: str | None
     """(settings, symbol, bars, dataset of the rows in [start, end], rows mask) for ``model``'s
     preset on one embedded symbol; features are computed on the whole history (causal) first."""
 
+    if "members" in model.described:  # an ensemble container: its shared row is several feature sets
+        raise ToolError("this is an ensemble: its input row joins its members' feature sets, which the embedded-data "
+                        "mode does not build; pass input rows (neural_model_status gives each member's columns) "
+                        "and labels, or see `pymicro report` for its out-of-sample comparison")
     s = model_settings(model)
     if s["preset"] is None:
         raise ToolError(f"cannot tell which feature set this model reads ({model.input_size} inputs, no 'preset' "

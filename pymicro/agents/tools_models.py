@@ -22,6 +22,8 @@ from pymicro.store.registry import ModelRecord, Registry
 
 class PredictResult(BaseModel):
     model_id: str
+    kind: str = Field(default="model", description="'model', or 'ensemble' (a container run in one core call; "
+                                                    "neural_ensemble_predict also says which member decided).")
     backend: str
     labels: list[str] = Field(description="Class labels, in the order of each probability row.")
     probabilities: list[list[float]] = Field(description="One row of class probabilities per input row.")
@@ -32,12 +34,16 @@ class PredictResult(BaseModel):
 class ModelSummary(BaseModel):
     model_id: str
     name: str
+    kind: str = Field(default="model", description="'model' (one network) or 'ensemble' (a container).")
     status: str
     created: str
     params: int
     input_size: int
     n_classes: int
     content_hash: str
+    members: list[dict[str, Any]] = Field(default_factory=list, description=
+                                          "An ensemble's members: name, params, weight, content hash and the "
+                                          "registered model with those bytes (model_id, or null).")
     resource_uri: str
 
 
@@ -50,6 +56,12 @@ class ModelList(BaseModel):
 class ModelStatus(BaseModel):
     model_id: str
     name: str
+    kind: str = Field(default="model", description="'model' (one network) or 'ensemble' (a container).")
+    combiner: str | None = Field(default=None, description="An ensemble's combiner.")
+    members: list[dict[str, Any]] = Field(default_factory=list, description=
+                                          "An ensemble's members: name, params, input width, the columns of the "
+                                          "shared row it reads, its labels and class map onto the common labels, "
+                                          "its weight, content hash and registered model id (or null).")
     status: str
     created: str
     params: int
@@ -103,19 +115,43 @@ class VerificationResult(BaseModel):
 
 
 def _summary(record: ModelRecord) -> ModelSummary:
-    return ModelSummary(model_id=record.id, name=record.name, status=record.status, created=record.created,
-                        params=record.params, input_size=record.input_size, n_classes=record.n_classes,
-                        content_hash=record.content_hash, resource_uri=RESOURCE_PREFIX + record.id)
+    return ModelSummary(model_id=record.id, name=record.name, kind=record.kind, status=record.status,
+                        created=record.created, params=record.params, input_size=record.input_size,
+                        n_classes=record.n_classes, content_hash=record.content_hash, members=record.members,
+                        resource_uri=RESOURCE_PREFIX + record.id)
+
+
+def _architecture(record: ModelRecord, model) -> dict:
+    """flops, layers, normalisation (and an ensemble's combiner and members) of a loaded model."""
+    if record.kind != "ensemble":
+        info = model.info
+        return {"flops": info.flops, "layers": list(info.layers), "has_normalization": info.has_normalization}
+    info = model.info
+    parts = [model.member(i).info for i in range(len(info.members))]
+    meta = model.meta_model()
+    layers = [f"{m.name}: " + " -> ".join(p.layers) for m, p in zip(info.members, parts)]
+    if meta is not None:
+        layers.append("meta-model: " + " -> ".join(meta.info.layers))
+    members = []
+    for i, (m, p) in enumerate(zip(info.members, parts)):
+        link = record.members[i] if i < len(record.members) else {}
+        members.append({"name": m.name, "params": m.params, "input_size": m.input_size, "columns": list(m.columns),
+                        "labels": list(m.labels), "class_map": list(m.class_map), "weight": m.weight,
+                        "content_hash": link.get("content_hash"), "model_id": link.get("model_id"),
+                        "flops": p.flops})
+    return {"flops": sum(p.flops for p in parts) + (meta.info.flops if meta is not None else 0), "layers": layers,
+            "has_normalization": all(p.has_normalization for p in parts), "combiner": info.combiner,
+            "members": members}
 
 
 def _status(server: PymicroServer, model_id: str) -> ModelStatus:
     record, model = server.models.get(model_id)
     info = model.info
     return ModelStatus(
-        model_id=record.id, name=record.name, status=record.status, created=record.created,
-        params=info.params, flops=info.flops, input_size=info.input_size, n_classes=info.n_classes,
-        labels=list(info.labels), feature_names=list(info.feature_names), layers=list(info.layers),
-        has_normalization=info.has_normalization, content_hash=record.content_hash,
+        model_id=record.id, name=record.name, kind=record.kind, status=record.status, created=record.created,
+        params=info.params, input_size=info.input_size, n_classes=info.n_classes,
+        labels=list(info.labels), feature_names=list(info.feature_names), **_architecture(record, model),
+        content_hash=record.content_hash,
         blob_size=record.blob_size, metadata={str(k): str(v) for k, v in info.metadata.items()},
         metrics=record.metrics, has_report=record.report_file is not None,
         resource_uri=RESOURCE_PREFIX + record.id, **_lifecycle(server.registry, record.name))
@@ -168,14 +204,15 @@ async def neural_predict(model_id: ModelId, input: Rows, backend: Backend = "nat
                          ctx: Context) -> PredictResult:
     """Class probabilities, labels and the predicted class for rows of features.
 
-    Each row must be as wide as the model's input (neural_model_status gives input_size and
+    model_id may name an ensemble (kind "ensemble"): its rows are the shared input row, and all
+    members and the combiner run in one core call. Each row must be as wide as the model's input (neural_model_status gives input_size and
     feature_names). backend "native" is the C++ core; "reference" the float64 numpy reference.
     """
     width = len(input[0])
     if len(input) * width > MAX_CELLS:
         raise ToolError(f"{len(input)} rows x {width} features = {len(input) * width} numbers; "
                         f"at most {MAX_CELLS} a call")
-    _, model = server_of(ctx).models.get(model_id, backend)
+    record, model = server_of(ctx).models.get(model_id, backend)
     for i, row in enumerate(input):
         if len(row) != model.input_size:
             raise ToolError(f"input[{i}] has {len(row)} features; model {model_id} takes {model.input_size}")
@@ -183,7 +220,7 @@ async def neural_predict(model_id: ModelId, input: Rows, backend: Backend = "nat
     probs = np.asarray(model.predict(x), dtype=np.float64)
     index = probs.argmax(axis=1)
     labels = list(model.labels)
-    return PredictResult(model_id=model_id, backend=backend, labels=labels,
+    return PredictResult(model_id=model_id, kind=record.kind, backend=backend, labels=labels,
                          probabilities=np.round(probs, 8).tolist(), predicted=[labels[i] for i in index],
                          predicted_index=index.tolist())
 
@@ -213,6 +250,11 @@ def _probe_rows(model) -> Callable:
     mean, std = model.described.get("mean"), model.described.get("std")
     mean = np.zeros(model.input_size) if mean is None else np.asarray(mean, np.float64)
     std = np.ones(model.input_size) if std is None else np.asarray(std, np.float64)
+    for i, m in enumerate(model.described.get("members") or ()):  # an ensemble: each member's normalisation
+        d = model.member(i).described
+        if d.get("mean") is not None:
+            mean[m["columns"]] = d["mean"]
+            std[m["columns"]] = d["std"]
 
     def draw(rng, n: int) -> np.ndarray:
         return (mean + std * rng.normal(0.0, 2.0, size=(n, model.input_size))).astype(np.float32)

@@ -104,6 +104,15 @@ def cmd_train(args) -> int:
     print(f"wrote {args.out}: {run.combiner} of {', '.join(run.members)}; combiner fitted on "
           f"{run.oof_rows} out-of-fold rows; test period from {run.test_start}")
     print(comparison_table(comparison))
+    if args.register:
+        from pymicro.store.registry import Registry
+
+        model_id = Registry(args.store).add(
+            run.blob, args.register, metrics={"out_of_sample": comparison["classification"]["ensemble"],
+                                              "test_rows": comparison["rows"], "test_start": run.test_start},
+            report={"command": "pymicro ensemble train", "settings": run.settings, "oof_rows": run.oof_rows,
+                    "comparison": comparison})
+        print(f"registered {model_id} (kind ensemble)")
     return 0
 
 
@@ -138,4 +147,7 @@ def add_parser(sub) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--cost-bps", type=float, default=5.0)
     t.add_argument("--slippage-bps", type=float, default=2.0)
+    t.add_argument("--register", metavar="NAME", help="also add the container to the model store under NAME "
+                                                      "(`pymicro models list` shows it as an ensemble)")
+    t.add_argument("--store", help="store folder for --register (default: $PYMICRO_HOME/models)")
     t.set_defaults(func=cmd_train)

@@ -22,9 +22,10 @@ def _cmd_models(args) -> int:
             return 0
         from pymicro.tables import table
 
-        print(table(["id", "params", "in", "classes", "status", "created"],
-                    [[r.id, r.params, r.input_size, r.n_classes, r.status, r.created[:19]] for r in records],
-                    right={1, 2, 3}))
+        print(table(["id", "kind", "params", "in", "classes", "status", "created"],
+                    [[r.id, r.kind if r.kind == "model" else f"ensemble of {len(r.members)}", r.params,
+                      r.input_size, r.n_classes, r.status, r.created[:19]] for r in records],
+                    right={2, 3, 4}))
     elif args.action == "add":
         try:
             data = Path(args.blob).read_bytes()
@@ -57,8 +58,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = sub.add_parser("list", help="list the models")
     q.add_argument("--status", choices=STATUSES)
-    q = sub.add_parser("add", help="add a .pmb blob; prints its model id")
-    q.add_argument("blob", help="path to a .pmb blob")
+    q = sub.add_parser("add", help="add a .pmb blob or an ensemble container; prints its model id")
+    q.add_argument("blob", help="path to a .pmb blob or an ensemble container (PMBC)")
     q.add_argument("--name", help="model name (default: the blob's own name)")
     q.add_argument("--metrics", help="metrics as a JSON object")
     q = sub.add_parser("show", help="print a model's record as JSON")

@@ -186,6 +186,9 @@ def continue_training(registry: Registry, model_id: str, data, *, epochs: int = 
     ``test_start`` (the first date of its test split). Then :func:`learn` runs on ``data``.
     The model must be its name's champion: a challenger is fine-tuned from the champion only."""
     record = registry.get(model_id)
+    if record.kind == "ensemble":
+        raise RegistryError(f"{model_id!r} is an ensemble container; continuous learning fine-tunes one network: "
+                            "retrain the ensemble (neural_ensemble_create, pymicro ensemble train)")
     name = record.name
     versions = [v for v in registry.versions(name) if v.model_id == model_id]
     if not registry.versions(name):

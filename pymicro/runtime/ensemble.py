@@ -522,6 +522,13 @@ def _shares(model: Ensemble, q: np.ndarray, out: np.ndarray, decision: np.ndarra
     return share
 
 
+def member_spans(blob: bytes) -> list[tuple[int, int]]:
+    """``(offset, size)`` of each member's blob inside a container, from its member table.
+    Read only from a container the core has parsed (``_core.parse_container``), which checked them."""
+    hdr = _HEADER.unpack_from(blob, 0)
+    return [_MEMBER.unpack_from(blob, HEADER_SIZE + RECORD_SIZE * i)[:2] for i in range(hdr[7])]
+
+
 def load_ensemble(blob: bytes, backend: str = "native", *, isa: str = "auto",
                   nan_policy: str = "raise", allow_large: bool = False, dtype=None) -> Ensemble:
     """``pymicro.load`` for a container (it calls this): see :func:`pymicro.load`.
@@ -542,9 +549,8 @@ def load_ensemble(blob: bytes, backend: str = "native", *, isa: str = "auto",
                 "allow_large=True if you mean it.")
     # where the member and meta blobs lie, for member(i) and meta_model()
     hdr = _HEADER.unpack_from(blob, 0)
-    for i, m in enumerate(d["members"]):
-        rec = _MEMBER.unpack_from(blob, HEADER_SIZE + RECORD_SIZE * i)
-        m["offset"], m["size"] = rec[0], rec[1]
+    for m, (offset, size) in zip(d["members"], member_spans(blob)):
+        m["offset"], m["size"] = offset, size
     d["meta_offset"] = hdr[15]
     if d["meta_model"] is not None:
         d["meta_model"]["size"] = hdr[16]

@@ -93,7 +93,9 @@ CREATE TABLE IF NOT EXISTS models (
     blob_size     INTEGER NOT NULL,
     metrics       TEXT NOT NULL DEFAULT '{}',
     report_file   TEXT,
-    status        TEXT NOT NULL DEFAULT 'registered'
+    status        TEXT NOT NULL DEFAULT 'registered',
+    kind          TEXT NOT NULL DEFAULT 'model',
+    members       TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS models_name ON models(name);
 CREATE TABLE IF NOT EXISTS versions (
@@ -140,7 +142,11 @@ CREATE TRIGGER IF NOT EXISTS events_append_only_delete BEFORE DELETE ON events
   BEGIN SELECT RAISE(ABORT, 'the registry events are append-only'); END;
 """
 _COLUMNS = ("id", "name", "created", "params", "input_size", "n_classes", "content_hash",
-            "blob_file", "blob_size", "metrics", "report_file", "status")
+            "blob_file", "blob_size", "metrics", "report_file", "status", "kind", "members")
+#: Columns added after the first release, with their definitions: an older index gains them on open.
+_ADDED_COLUMNS = {"kind": "TEXT NOT NULL DEFAULT 'model'", "members": "TEXT NOT NULL DEFAULT '[]'"}
+#: What a row holds: a single model blob (PMB1) or an ensemble container (PMBC).
+KINDS = ("model", "ensemble")
 
 
 def default_root() -> Path:
@@ -216,6 +222,16 @@ def slug(text: str) -> str:
     return out or "model"
 
 
+def _member_entries(blob: bytes, described: dict) -> list[dict]:
+    """Each member of a parsed container: its name, size and the sha256 of its own blob bytes."""
+    from pymicro.runtime.ensemble import member_spans
+
+    return [{"name": m["name"], "params": int(m["params"]), "input_size": int(m["input_size"]),
+             "n_classes": int(m["n_classes"]), "weight": float(m["weight"]),
+             "content_hash": hashlib.sha256(blob[off:off + size]).hexdigest()}
+            for m, (off, size) in zip(described["members"], member_spans(blob))]
+
+
 @dataclass(frozen=True)
 class ModelRecord:
     """One row of the index. Paths are relative to the store (see Registry.blob_path)."""
@@ -232,6 +248,11 @@ class ModelRecord:
     metrics: dict = field(default_factory=dict)
     report_file: str | None = None
     status: str = "registered"
+    kind: str = "model"  # "model" (a .pmb) or "ensemble" (a PMBC container)
+    #: An ensemble's members, in order: name, params, input_size, n_classes, weight,
+    #: content_hash (sha256 of the member's own blob) and model_id (the registered model with
+    #: those bytes when the container was added, else None). Empty for a single model.
+    members: list = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -294,7 +315,17 @@ class Registry:
         with self._connect() as con:
             con.execute("PRAGMA journal_mode = WAL")  # persistent: set once per index file
             con.executescript(_SCHEMA)
+        self._migrate()
         self.swept = self._sweep()
+
+    def _migrate(self) -> None:
+        """Give an index written before ensembles the ``kind`` and ``members`` columns (its rows
+        are single models: the defaults say so)."""
+        with self._write() as con:
+            have = {row[1] for row in con.execute("PRAGMA table_info(models)")}
+            for column, definition in _ADDED_COLUMNS.items():
+                if column not in have:
+                    con.execute(f"ALTER TABLE models ADD COLUMN {column} {definition}")
 
     def _sweep(self) -> list[str]:
         """Delete what a crashed writer left: blob and report files no row names, and the
@@ -408,6 +439,7 @@ class Registry:
     def _record(row) -> ModelRecord:
         values = dict(zip(_COLUMNS, row))
         values["metrics"] = json.loads(values["metrics"] or "{}")
+        values["members"] = json.loads(values["members"] or "[]")
         return ModelRecord(**values)
 
     def _row(self, con, model_id: str):
@@ -417,13 +449,17 @@ class Registry:
 
     def add(self, blob, name: str | None = None, metrics: dict | None = None,
             report: str | dict | None = None, status: str = "registered") -> str:
-        """Store ``blob`` (bytes of a valid .pmb) and return its model id.
+        """Store ``blob`` (bytes of a valid .pmb, or of a valid ensemble container) and return its id.
 
         ``name`` defaults to the blob's own name (made id-safe); given explicitly it must be
         1-48 ASCII letters, digits, ``_`` or ``-``. ``metrics`` is a JSON-able dict;
         ``report`` is a training report (a dict is stored as JSON, text as Markdown).
-        The blob is validated by the core first. Adding the same bytes under the same name
-        again returns the same id, replacing metrics and report if they are given.
+        The blob is validated by the core first: a model blob by the model parser, a container
+        (magic ``PMBC``) by the container parser, which validates every member and the
+        meta-model with the model parser too. A container's record has ``kind="ensemble"`` and
+        its ``members`` (each linked to the registered model with the same bytes, if any).
+        Adding the same bytes under the same name again returns the same id, replacing
+        metrics and report if they are given.
         """
         prepared = self._prepare(blob, name, metrics, report, status)
         stale: list[Path] = []
@@ -443,13 +479,20 @@ class Registry:
         blob = bytes(blob)
         if len(blob) > MAX_BLOB_BYTES:
             raise RegistryError(f"blob of {len(blob)} bytes is over the store's limit of {MAX_BLOB_BYTES}")
-        described = _core.parse(blob)  # BlobError if the bytes are not a valid blob
-        name = slug(described["metadata"].get("name", "model")) if name is None else check_name(name)
+        if blob[:4] == b"PMBC":  # an ensemble container: the core's container parser validates it whole
+            described = _core.parse_container(blob)  # BlobError if any part is invalid
+            kind, members = "ensemble", _member_entries(blob, described)
+        else:
+            described = _core.parse(blob)  # BlobError if the bytes are not a valid blob
+            kind, members = "model", []
+        default = "ensemble" if kind == "ensemble" else "model"
+        name = slug(described["metadata"].get("name", default)) if name is None else check_name(name)
         self._check_status(status)
         report_data, report_ext = self._report_bytes(report)
         return {"blob": blob, "name": name, "described": described, "status": status, "metrics": metrics,
                 "metrics_json": self._metrics_json(metrics), "report_data": report_data,
-                "report_ext": report_ext, "digest": hashlib.sha256(blob).hexdigest()}
+                "report_ext": report_ext, "digest": hashlib.sha256(blob).hexdigest(), "kind": kind,
+                "members": members}
 
     def _store(self, con, p: dict, stale: list[Path]) -> str:
         """Write the files and the row of a prepared blob inside the caller's write transaction."""
@@ -476,12 +519,20 @@ class Registry:
             if not blob_path.exists():  # heal a store whose blob file was deleted by hand
                 _write_file(blob_path, blob)
         else:
+            members = [dict(m, model_id=self._model_with_hash(con, m["content_hash"])) for m in p["members"]]
             self._insert(con, model_id, name, p["described"], digest, blob, blob_path, p["metrics_json"],
-                         report_file, p["status"])
+                         report_file, p["status"], p["kind"], json.dumps(members, sort_keys=True))
         return model_id
 
+    @staticmethod
+    def _model_with_hash(con, digest: str) -> str | None:
+        """The oldest registered single model whose blob has this sha256, if any."""
+        row = con.execute("SELECT id FROM models WHERE content_hash = ? AND kind = 'model' ORDER BY created, id "
+                          "LIMIT 1", (digest,)).fetchone()
+        return None if row is None else row[0]
+
     def _insert(self, con, model_id, name, described, digest, blob, blob_path, metrics_json, report_file,
-                status) -> None:
+                status, kind="model", members_json="[]") -> None:
         """Write the blob, then insert its row (committed by the caller's transaction)."""
         created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
         try:
@@ -491,7 +542,7 @@ class Registry:
                 f"INSERT INTO models ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
                 (model_id, name, created, int(described["params"]), int(described["input_size"]),
                  int(described["n_classes"]), digest, blob_path.name, len(blob), metrics_json, report_file,
-                 status))
+                 status, kind, members_json))
             _crash_point("add:row-inserted")
         except BaseException:  # no row, so no files either
             blob_path.unlink(missing_ok=True)
@@ -544,9 +595,16 @@ class Registry:
 
         return load(self.read_blob(model_id), backend=backend, **kwargs)
 
-    def list(self, status: str | None = None, name: str | None = None) -> list[ModelRecord]:
-        """Every record, oldest first; optionally only one status and/or name."""
+    def list(self, status: str | None = None, name: str | None = None,
+             kind: str | None = None) -> list[ModelRecord]:
+        """Every record, oldest first; optionally only one status, name and/or kind
+        (``"model"`` or ``"ensemble"``)."""
         where, args = [], []
+        if kind is not None:
+            if kind not in KINDS:
+                raise RegistryError(f"kind {_shown(kind)} is not one of {KINDS}")
+            where.append("kind = ?")
+            args.append(kind)
         if status is not None:
             where.append("status = ?")
             args.append(self._check_status(status))

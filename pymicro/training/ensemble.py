@@ -157,7 +157,7 @@ class EnsembleRun:
     settings: dict
 
 
-def _aligned(frame, presets, horizon):
+def aligned_datasets(frame, presets, horizon: int = 5) -> dict:
     """Each preset's dataset on the rows all of them have (same date and symbol), date order."""
     from pymicro.market.dataset import make_dataset
 
@@ -174,16 +174,31 @@ def _aligned(frame, presets, horizon):
     return out
 
 
-def _fit_predict_for(preset: str, *, epochs: int, seed: int, feature_names):
-    """A fit_predict that trains the preset in tinygrad (last 15 % of the fit rows, by
-    time, for early stopping) and predicts with the frozen blob on the native core."""
+FIT_ROWS_MULTIPLE = 256  # the batch size; fits use a multiple of it (see fit_predict_for)
+
+
+def fit_predict_for(preset: str, *, epochs: int, seed: int, feature_names):
+    """A ``fit_predict(X, y, X_pred, keep=None)`` for :func:`out_of_fold` that trains the preset
+    in tinygrad (the last ~15 % of the fit rows, by time, for early stopping) and predicts with
+    the frozen blob on the native core; ``keep``, a list, receives the fitted member's blob.
+
+    The oldest ``len(X) % 256`` rows are left out and both parts are multiples of 256 rows
+    (the batch size): tinygrad compiles its kernels once per array size (2-5 s each on these
+    machines against 0.3 s for a fit of 1,000 rows), so the many fits of out-of-fold folds and
+    walk-forward blocks reuse a few sizes instead of compiling for each."""
     from pymicro.runtime.blob import freeze
     from pymicro.runtime.model import load
     from pymicro.training.train import train
     from pymicro.training.trainer import spec_for
 
     def fit_predict(X, y, X_pred, *, keep=None):
-        cut = int(len(X) * 0.85)
+        m = FIT_ROWS_MULTIPLE
+        if len(X) >= 2 * m:
+            drop = len(X) % m
+            X, y = X[drop:], y[drop:]
+            cut = len(X) - max(m, round(len(X) * 0.15 / m) * m)
+        else:
+            cut = int(len(X) * 0.85)
         spec = spec_for(preset, feature_names=feature_names, name=preset)
         result = train(spec, X[:cut], y[:cut], X[cut:], y[cut:], epochs=epochs, seed=seed, batch_size=256)
         blob = freeze(result.network, preset=preset)
@@ -194,9 +209,19 @@ def _fit_predict_for(preset: str, *, epochs: int, seed: int, feature_names):
     return fit_predict
 
 
+def common_labels(sets: dict, presets) -> tuple[np.ndarray, list[list[int]]]:
+    """The common down/flat/up label of the aligned rows and each preset's class map onto it
+    (a 5-class label coarsens exactly: strong_down and down count as down, ...)."""
+    from pymicro.runtime.ensemble import _default_class_map
+    from pymicro.runtime.spec import preset as preset_spec
+
+    maps = [_default_class_map(preset_spec(p).labels, LABELS3, p) for p in presets]
+    return np.asarray(maps[0])[sets[presets[0]].y], maps
+
+
 def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", folds: int = 3,
                       epochs: int = 20, horizon: int = 5, test_fraction: float = 0.2, seed: int = 0,
-                      path=None,
+                      path=None, presets: Sequence[str] | None = None,
                       progress: Callable[[str, int, int], None] | None = None) -> EnsembleRun:
     """Train momentum, reversal and sentiment on their own feature sets and the combiner on
     their out-of-fold predictions; hold out the last ``test_fraction`` of the dates, which
@@ -207,14 +232,22 @@ def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", fol
     ``folds + 1`` chronological blocks for the out-of-fold predictions; the final members
     are then trained on the whole development period. ``combiner``: "stacked" (the meta-model
     fitted to the out-of-fold predictions), "soft_vote" (weights from them, fit_weights) or
-    "majority_vote" (equal weights). ``progress(stage, done, total)``.
+    "majority_vote" (equal weights). ``presets``: the specialists (default momentum, reversal,
+    sentiment; any of the presets, each once). ``progress(stage, done, total)``.
     """
+    presets = tuple(SPECIALISTS if presets is None else presets)
+    from pymicro.runtime.spec import PRESETS
+
+    if not presets or len(set(presets)) != len(presets) or any(p not in PRESETS for p in presets):
+        raise TrainingError(f"presets must be distinct names among {tuple(PRESETS)}, got {list(presets)!r}")
+    if combiner not in ("stacked", "soft_vote", "majority_vote"):
+        raise TrainingError(f"combiner must be 'stacked', 'soft_vote' or 'majority_vote', got {combiner!r}")
     from pymicro.market.data import load_embedded
 
     frame = load_embedded(symbols) if data is None else data
-    sets = _aligned(frame, SPECIALISTS, horizon)
-    common = sets["momentum"]
-    n = len(common)
+    sets = aligned_datasets(frame, presets, horizon)
+    common = sets[presets[0]]
+    y_common, maps = common_labels(sets, presets)
     dates = common.dates.astype("datetime64[D]")
     udates = np.unique(dates)
     test_start = udates[int(len(udates) * (1 - test_fraction))]
@@ -225,21 +258,14 @@ def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", fol
         raise TrainingError(f"too few rows for {folds} folds and a test period ({int(dev.sum())} development, "
                             f"{int(test.sum())} test): use more history or fewer folds")
     n_sym = len(set(common.symbols.tolist()))
-    members, Xs, ys, maps, names = [], [], [], [], []
-    from pymicro.runtime.spec import preset as preset_spec
-
-    for p in SPECIALISTS:
+    members, Xs, ys = [], [], []
+    for p in presets:
         ds = sets[p]
-        members.append(_fit_predict_for(p, epochs=epochs, seed=seed, feature_names=ds.feature_names))
+        members.append(fit_predict_for(p, epochs=epochs, seed=seed, feature_names=ds.feature_names))
         Xs.append(ds.X)
         ys.append(ds.y)
-        labels = preset_spec(p).labels
-        from pymicro.runtime.ensemble import _default_class_map
-
-        maps.append(_default_class_map(labels, LABELS3, p))
-        names.append(p)
     d = np.flatnonzero(dev)
-    q, have = out_of_fold(members, [X[d] for X in Xs], common.y[d], class_maps=maps, n_classes=3,
+    q, have = out_of_fold(members, [X[d] for X in Xs], y_common[d], class_maps=maps, n_classes=3,
                           k=folds, embargo=horizon * n_sym, ys=[y[d] for y in ys],
                           progress=(lambda i, t: progress("out-of-fold", i, t)) if progress else None)
     blobs = []
@@ -251,22 +277,23 @@ def train_specialists(*, symbols=None, data=None, combiner: str = "stacked", fol
             progress("final members", i + 1, len(members))
     offsets = np.cumsum([0] + [X.shape[1] for X in Xs])
     columns = [list(range(offsets[i], offsets[i + 1])) for i in range(len(Xs))]
-    feature_names = [f"{p}.{f}" for p in SPECIALISTS for f in sets[p].feature_names]
+    feature_names = [f"{p}.{f}" for p in presets for f in sets[p].feature_names]
     kw = {}
     if combiner == "stacked":
-        kw["meta"] = fit_meta(q[have], common.y[d][have], labels=LABELS3)
+        kw["meta"] = fit_meta(q[have], y_common[d][have], labels=LABELS3)
     elif combiner == "soft_vote":
-        kw["weights"] = fit_weights(q[have], common.y[d][have]).tolist()
+        kw["weights"] = fit_weights(q[have], y_common[d][have]).tolist()
     blob = freeze_ensemble(blobs, path, combiner=combiner, columns=columns, labels=LABELS3,
-                           feature_names=feature_names, names=list(SPECIALISTS),
+                           feature_names=feature_names, names=list(presets), class_maps=maps,
                            name=f"specialists-{combiner}", test_start=str(test_start), horizon=horizon,
                            **kw)
     X_all = np.concatenate(Xs, axis=1)
-    held_out = {"X": X_all[test], "y": common.y[test], "y_train": common.y[d], "dates": dates[test],
+    held_out = {"X": X_all[test], "y": y_common[test], "y_train": y_common[d], "dates": dates[test],
                 "symbols": common.symbols[test], "frame": frame}
-    return EnsembleRun(blob=blob, combiner=combiner, members=dict(zip(SPECIALISTS, blobs)),
+    return EnsembleRun(blob=blob, combiner=combiner, members=dict(zip(presets, blobs)),
                        test=held_out, oof_rows=int(have.sum()), test_start=str(test_start),
                        settings={"folds": folds, "epochs": epochs, "horizon": horizon, "seed": seed,
+                                 "presets": list(presets),
                                  "symbols": sorted(set(common.symbols.tolist()))})
 
 
