@@ -235,6 +235,8 @@ bool is_fast_array(py::handle x) {
   return d->type_num == npy_api::NPY_FLOAT_ && d->byteorder != '>' && (a->flags & need) == need;
 }
 
+bool is_ndarray(py::handle x) { return py::detail::npy_api::get().PyArray_Check_(x.ptr()); }
+
 // A new float32 array of shape (n,) or (rows, n) straight from numpy's C API
 // (pybind11's array_t constructor allocates shape/stride vectors on the way).
 py::object new_f32(int ndim, py::ssize_t rows, py::ssize_t n) {
@@ -299,13 +301,15 @@ class NativeModel {
 
   void predict_into(py::handle x, py::handle out, py::handle threads = py::none()) {
     const unsigned t = threads_arg(threads);
+    // Not an ndarray at all: a type error, as predict's for input that is not array-like.
     if (!is_fast_array(x))
-      raise("InputError", "predict_into needs x as a float32, C-contiguous, aligned ndarray "
-                          "(it never copies); use predict() for other inputs");
+      raise(is_ndarray(x) ? "InputError" : "InputTypeError",
+            "predict_into needs x as a float32, C-contiguous, aligned ndarray "
+            "(it never copies); use predict() for other inputs");
     auto a = py::reinterpret_borrow<py::array>(x);
     const uint64_t n = rows_of(a, "x");
     if (!is_fast_array(out))
-      raise("InputError", "out must be a float32, C-contiguous, aligned ndarray");
+      raise(is_ndarray(out) ? "InputError" : "InputTypeError", "out must be a float32, C-contiguous, aligned ndarray");
     auto o = py::reinterpret_borrow<py::array>(out);
     bool shape_ok = o.ndim() == a.ndim() && uint64_t(o.shape(o.ndim() - 1)) == view_.n_classes &&
                     (o.ndim() == 1 || uint64_t(o.shape(0)) == n);
