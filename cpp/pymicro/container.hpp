@@ -606,7 +606,10 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
         bad |= uint32_t((u & 0x7F800000u) == 0x7F800000u);
       }
       const float* qr = q + uint64_t(r) * MC;
-      for (uint32_t k = 0; k < MC; ++k) bad |= uint32_t(qr[k] != qr[k]);
+      // A member's NaN reaches the soft vote's sums and the meta-model's input (which flags
+      // it) by itself; only the majority vote's comparisons would drop it.
+      if (P.combiner == kMajorityVote)
+        for (uint32_t k = 0; k < MC; ++k) bad |= uint32_t(qr[k] != qr[k]);
       float* o = outr + uint64_t(r) * C;
       for (uint32_t c = 0; c < C; ++c) bad |= uint32_t(o[c] != o[c]);
       if (member_probs)
