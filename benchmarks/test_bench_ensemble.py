@@ -35,7 +35,7 @@ _spec = importlib.util.spec_from_file_location("pymicro_benchmark_budgets", HERE
 budgets = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(budgets)
 
-ENSEMBLE_BATCH_FLOOR = 0.5  # regression guard under the goal (measured 0.6-0.7, 2026-12-05)
+ENSEMBLE_BATCH_FLOOR = 0.65  # regression guard under the goal (measured 0.6-0.7 with the columns copied; 0.82-0.91 read in place, 2026-12-05)
 COLUMNS = [list(range(0, 24)), list(range(24, 56)), list(range(56, 104))]
 _RESULTS: dict[str, float] = {}
 

@@ -91,3 +91,22 @@ def test_budget_batch_throughput_vs_onnxruntime(lab, preset):
 def test_goal_batch_throughput_vs_onnxruntime(lab, preset):
     lab.pair(preset, "batch")
     _enforce(lab, f"goal: {preset} batch throughput")
+
+
+def test_goal_momentum_single_call_through_predict(lab):
+    lab.pair("momentum", "single")
+    _enforce(lab, "goal: momentum pymicro.predict single call")
+
+
+def test_goal_momentum_single_call_through_predict_into(lab):
+    lab.pair("momentum", "single")
+    _enforce(lab, "goal: momentum predict_into single call")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_batch_against_the_fma_floor_or_2x_ort(lab, preset):
+    """Attention presets: a goal stated as a share of the FMA floor; dense presets: 2x ORT, a budget."""
+    lab.pair(preset, "batch")
+    _enforce(lab, f"goal: {preset} batch at" if any(
+        layer["kind"] == "attention" for layer in pymicro._core.parse(lab.case(preset).blob)["layers"])
+        else f"{preset} (dense) batch")

@@ -212,6 +212,20 @@ def test_threads_share_one_ensemble():
     assert all(np.array_equal(g, want) for g in got)
 
 
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_batch_split_across_threads_gives_the_same_bits(combiner, threads):
+    model = pymicro.load(CONTAINERS[combiner])
+    x = np.random.default_rng(7).normal(0, 1.5, (1000, WIDTH)).astype(np.float32)  # 4 chunks and a tail
+    want = model.predict(x, threads=1)
+    assert np.array_equal(model.predict(x, threads=threads), want)
+    out = np.empty_like(want)
+    model.predict_into(x, out, threads=threads)
+    assert np.array_equal(out, want)
+    x[777, 5] = np.nan  # a bad row in a later part is named by its row in the whole batch
+    with pytest.raises(InputError, match="777"):
+        model.predict(x, threads=threads)
+
+
 def test_features_by_name_and_a_path(tmp_path):
     names = [f"f{i}" for i in range(6)]
     a = Spec(3, (Dense(3, "relu"),), 3, labels=LABELS, feature_names=("f4", "f0", "f2")).init(1)

@@ -225,6 +225,20 @@ def test_predict_into_refuses_what_it_would_have_to_copy(preset_blob, make_x, ma
         model.predict_into(x, out)
 
 
+@pytest.mark.parametrize("backend", ["native", "wasm"])
+def test_predict_into_names_a_non_array_a_type_error_as_predict_does(preset_blob, backend):
+    model = pymicro.load(preset_blob, backend)
+    x = rows(2, model.input_size)
+    out = np.empty((2, model.n_classes), np.float32)
+    with pytest.raises(pymicro.InputTypeError, match="x as a float32"):
+        model.predict_into(x.tolist(), out)  # a list: not an ndarray at all
+    with pytest.raises(pymicro.InputTypeError, match="out must be a float32"):
+        model.predict_into(x, "out")
+    with pytest.raises(InputError, match="x as a float32") as e:  # an ndarray of the wrong layout
+        model.predict_into(np.asfortranarray(x), out)
+    assert not isinstance(e.value, TypeError)
+
+
 def test_explain_returns_the_attention_weights():
     net = perturbed(pymicro.preset("momentum"))
     blob = pymicro.freeze(net)

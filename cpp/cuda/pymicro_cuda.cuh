@@ -101,11 +101,21 @@ PM_HD inline float pm_exp_impl(float x0) {
 PM_HD inline float pm_exp(float x) { return pm_exp_impl<true>(x); }
 PM_HD inline float pm_exp_le0(float x) { return pm_exp_impl<false>(x); }
 
-PM_HD inline float pm_tanh(float x) {
-  const float ax = pm_from_bits(pm_bits(x) & 0x7FFFFFFFu);
-  const float e = pm_exp(pm_min(40.0f, ax) * -2.0f);
-  const float y = (1.0f - e) / (1.0f + e);
-  return pm_from_bits(pm_bits(y) | (pm_bits(x) & 0x80000000u));
+// kernels.inl's v_tanh, one lane: x * P(x^2) / Q(x^2) on |x| <= 7.90531; NaN passes through.
+PM_HD inline float pm_tanh(float x0) {
+  const float c = 7.90531110763549805f;
+  const float x = pm_max(-c, pm_min(c, x0));
+  const float x2 = x * x;
+  float p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  float q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return (x * p) / q;
 }
 
 PM_HD inline float pm_sigmoid(float x) {

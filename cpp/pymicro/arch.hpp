@@ -30,6 +30,11 @@ struct ArchOps {
   uint64_t (*fma_probe)(uint64_t rounds, float* sink);
   // y[i] = the kernels' own exp(x[i]) for i < n (for tests of its accuracy and range).
   void (*exp_into)(const float* x, float* y, uint64_t n);
+  // run() on rows `stride` floats apart (>= input_size; the model reads the first input_size
+  // of each): an ensemble member reading its run of the container's columns in place. Same
+  // bits as run() row by row. pf[0..pf_bytes) is asked into the cache, spread over the tiles.
+  uint64_t (*run_strided)(const void* plan, const float* x, uint64_t stride, uint64_t n, float* out,
+                          float* attn, float* workspace, const void* pf, uint64_t pf_bytes);
 };
 
 }  // namespace pymicro

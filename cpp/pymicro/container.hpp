@@ -12,7 +12,7 @@
 // itself, and a failure names the byte of the *container* at fault.
 //
 // run_ensemble() runs the whole ensemble in one call over a set of ArchOps (any ISA, or
-// wasm): gather each member's columns, run the member's plan, map its classes, combine.
+// wasm): run each member's plan on its columns (in place where they are one contiguous run, else gathered), map its classes, combine.
 // No allocation; everything lives in the caller's workspace.
 //
 // Freestanding, like the rest of cpp/pymicro/: no libc.
@@ -370,7 +370,9 @@ struct EnsembleMemberPlan {
                          // inv[n_classes + 1 + inv[c] .. inv[c + 1]), ascending
   uint32_t n_in, n_cls, attn_w, attn_at;  // attn_at: its first column in the concatenated attention
   uint32_t first_col;    // cols[0], when the columns are one contiguous run
-  uint32_t layout;       // kGather, kRun (contiguous columns: a straight copy), kIdentity (x as is)
+  uint32_t layout;       // kGather (copied), kRun (contiguous columns: read in place, row stride
+                         // input_size), kIdentity (x as is)
+  uint32_t same_labels;  // its classes are the common labels, in order: q is its output as is
   float w;               // weight / sum of weights (soft and majority votes)
 };
 enum : uint32_t { kGather = 0, kRun = 1, kIdentity = 2 };
@@ -387,30 +389,6 @@ struct EnsemblePlan {
 };
 
 namespace detail {
-// dst[0..n) = src[0..n), 4 floats at a time, returning nonzero if any is NaN or Inf. The
-// check is what keeps compilers from turning the loop into a call to memmove (per row,
-// for ~100 bytes, that call cost more than the rest of the ensemble's own work; in wasm
-// memmove is a byte loop).
-typedef uint32_t u32x4 __attribute__((vector_size(16)));
-inline uint32_t copy_floats(float* dst, const float* src, uint32_t n) {
-  u32x4 acc = {0, 0, 0, 0};
-  const u32x4 e = {0x7F800000u, 0x7F800000u, 0x7F800000u, 0x7F800000u};
-  uint32_t k = 0;
-  for (; k + 4 <= n; k += 4) {
-    u32x4 v;
-    __builtin_memcpy(&v, src + k, 16);
-    __builtin_memcpy(dst + k, &v, 16);
-    acc |= (u32x4)((v & e) == e);
-  }
-  uint32_t bad = acc[0] | acc[1] | acc[2] | acc[3];
-  for (; k < n; ++k) {
-    uint32_t u;
-    __builtin_memcpy(&u, src + k, 4);
-    __builtin_memcpy(dst + k, &u, 4);
-    bad |= uint32_t((u & 0x7F800000u) == 0x7F800000u);
-  }
-  return bad;
-}
 inline uint32_t attn_width_of(const BlobView& v) {
   for (uint32_t l = 0; l < v.n_layers; ++l)
     if (v.layers[l].kind == kAttention) return v.layers[l].in;
@@ -467,6 +445,8 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     cur += detail::align64(4ull * (v.n_classes + 1 + M.n_classes));
     E.n_in = M.n_inputs;
     E.n_cls = M.n_classes;
+    E.same_labels = M.n_classes == v.n_classes;
+    for (uint32_t j = 0; j < M.n_classes; ++j) E.same_labels = E.same_labels && E.map[j] == j;
     E.first_col = idx[0];
     bool run = true;
     for (uint32_t k = 1; k < M.n_inputs; ++k) run = run && idx[k] == idx[0] + k;
@@ -540,51 +520,48 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
   for (uint64_t r0 = 0; r0 < n; r0 += kEnsembleChunk) {
     const uint32_t nr = uint32_t(n - r0 < kEnsembleChunk ? n - r0 : kEnsembleChunk);
     const float* xr = x + r0 * I;
-    // The next chunk's rows are asked into the cache a slice after each tile the members
-    // run, as the kernels do for their next tile: read straight from memory, the copies
-    // below stalled on every line; asked for in one burst, the prefetches stalled instead.
+    // The next chunk's rows are asked into the cache while this one computes: each member's
+    // kernels spread a share of them over their tiles (a few lines per micro-kernel panel).
+    // Read straight from memory, the members' tiles stalled on every line; asked for in
+    // bursts between tiles, the prefetches stalled instead (a third of the ensemble's time).
     const uint64_t next_bytes = (n - r0 - nr < kEnsembleChunk ? n - r0 - nr : kEnsembleChunk) * I * 4;
     const char* next = reinterpret_cast<const char*>(xr + uint64_t(nr) * I);
-    const uint32_t T = ops.tile, tiles = (nr + T - 1) / T, slices = M * tiles;
-    uint32_t slice = 0;
     for (uint32_t mi = 0; mi < M; ++mi) {
       const EnsembleMemberPlan& E = P.m[mi];
       const uint32_t nin = E.n_in;
-      const float* xm = xg;
-      if (E.layout == kIdentity) {
-        xm = xr;  // the member reads the whole row in order: no copy
-      } else if (E.layout == kRun) {
-        const float* src = xr + E.first_col;
-        uint32_t any_bad = 0;  // (the member flags its own bad rows; this keeps the copy a copy)
-        for (uint32_t r = 0; r < nr; ++r)
-          any_bad |= detail::copy_floats(xg + uint64_t(r) * nin, src + uint64_t(r) * I, nin);
-        (void)any_bad;
-      } else {
+      const float* xm = xr + E.first_col;  // kIdentity, kRun: the member's columns in place
+      uint64_t stride = I;
+      if (E.layout == kGather) {
         const uint32_t* cols = E.cols;
         for (uint32_t r = 0; r < nr; ++r) {
           const float* src = xr + uint64_t(r) * I;
           float* dst = xg + uint64_t(r) * nin;
           for (uint32_t k = 0; k < nin; ++k) dst[k] = src[cols[k]];
         }
+        xm = xg;
+        stride = nin;
       }
       float* ma = attn && E.attn_w ? at : nullptr;
-      for (uint32_t t0 = 0; t0 < nr; t0 += T, ++slice) {  // tile by tile: the same bits as one call
-        ops.run(E.plan, xm + uint64_t(t0) * nin, nr - t0 < T ? nr - t0 : T, pm + uint64_t(t0) * E.n_cls,
-                ma ? ma + uint64_t(t0) * E.attn_w : nullptr, kws);
-#ifndef PM_ENS_NO_PREFETCH
-        for (uint64_t b = next_bytes * slice / slices & ~uint64_t(63); b < next_bytes * (slice + 1) / slices; b += 64)
-          __builtin_prefetch(next + b);
+#ifdef PM_ENS_NO_PREFETCH
+      const uint64_t pa = 0, pb = 0;
+#else
+      const uint64_t pa = next_bytes * mi / M & ~uint64_t(63), pb = next_bytes * (mi + 1) / M;
 #endif
-      }
+      ops.run_strided(E.plan, xm, stride, nr, pm, ma, kws, pb > pa ? next + pa : next, pb > pa ? pb - pa : 0);
       const uint32_t* inv = E.inv;
       const uint32_t* js = inv + C + 1;
-      for (uint32_t r = 0; r < nr; ++r) {  // q = the member's classes summed per label, in class order
-        float* qr = q + uint64_t(r) * MC + uint64_t(mi) * C;
-        const float* pr = pm + uint64_t(r) * E.n_cls;
-        for (uint32_t c = 0; c < C; ++c) {
-          float acc = 0.0f;
-          for (uint32_t k = inv[c]; k < inv[c + 1]; ++k) acc = acc + pr[js[k]];
-          qr[c] = acc;
+      if (E.same_labels) {
+        for (uint32_t r = 0; r < nr; ++r)
+          for (uint32_t c = 0; c < C; ++c) q[uint64_t(r) * MC + uint64_t(mi) * C + c] = pm[uint64_t(r) * C + c];
+      } else {
+        for (uint32_t r = 0; r < nr; ++r) {  // q = the member's classes summed per label, in class order
+          float* qr = q + uint64_t(r) * MC + uint64_t(mi) * C;
+          const float* pr = pm + uint64_t(r) * E.n_cls;
+          for (uint32_t c = 0; c < C; ++c) {
+            float acc = 0.0f;
+            for (uint32_t k = inv[c]; k < inv[c + 1]; ++k) acc = acc + pr[js[k]];
+            qr[c] = acc;
+          }
         }
       }
       if (ma)
@@ -629,7 +606,10 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
         bad |= uint32_t((u & 0x7F800000u) == 0x7F800000u);
       }
       const float* qr = q + uint64_t(r) * MC;
-      for (uint32_t k = 0; k < MC; ++k) bad |= uint32_t(qr[k] != qr[k]);
+      // A member's NaN reaches the soft vote's sums and the meta-model's input (which flags
+      // it) by itself; only the majority vote's comparisons would drop it.
+      if (P.combiner == kMajorityVote)
+        for (uint32_t k = 0; k < MC; ++k) bad |= uint32_t(qr[k] != qr[k]);
       float* o = outr + uint64_t(r) * C;
       for (uint32_t c = 0; c < C; ++c) bad |= uint32_t(o[c] != o[c]);
       if (member_probs)

@@ -108,12 +108,26 @@ static inline vf v_exp_impl(vf x0) {
 static inline vf v_exp(vf x) { return v_exp_impl<true>(x); }
 static inline vf v_exp_le0(vf x) { return v_exp_impl<false>(x); }
 
-static inline vf v_tanh(vf x) {
-  const vi sign = (vi)vset(-0.0f);
-  vf ax = (vf)((vi)x & ~sign);
-  vf e = v_exp(vmin(vset(40.0f), ax) * -2.0f);
-  vf y = (1.0f - e) / (1.0f + e);
-  return (vf)((vi)y | ((vi)x & sign));
+// tanh as x * P(x^2) / Q(x^2), a [13/6] rational minimax on |x| <= 7.90531 (Eigen's
+// generic_fast_tanh_float coefficients), where it reaches 1.0f: at most 4e-7 from float64's
+// tanh (6.6 ulp near |x| = 5.8, 1-2 ulp near 0, no cancellation). One division and ten
+// FMAs; the exp form (1 - e^-2|x|) / (1 + e^-2|x|) took an exp (~16 ops) besides the
+// division and lost all relative precision near 0. The clamps let a NaN through (operand
+// order, as in v_exp_impl); +-Inf clamps to +-7.9 and gives +-1.
+static inline vf v_tanh(vf x0) {
+  const float c = 7.90531110763549805f;
+  const vf x = vmax(vset(-c), vmin(vset(c), x0));
+  const vf x2 = x * x;
+  vf p = x2 * -2.76076847742355e-16f + 2.00018790482477e-13f;
+  p = p * x2 + -8.60467152213735e-11f;
+  p = p * x2 + 5.12229709037114e-08f;
+  p = p * x2 + 1.48572235717979e-05f;
+  p = p * x2 + 6.37261928875436e-04f;
+  p = p * x2 + 4.89352455891786e-03f;
+  vf q = x2 * 1.19825839466702e-06f + 1.18534705686654e-04f;
+  q = q * x2 + 2.26843463243900e-03f;
+  q = q * x2 + 4.89352518554385e-03f;
+  return (x * p) / q;
 }
 
 // 1 / (1 + e^-x), and exactly 0 below kExpMin, as exp is: the true value is subnormal
@@ -471,7 +485,9 @@ static inline uint32_t nonfinite(float f) {
   return (u & 0x7F800000u) == 0x7F800000u;
 }
 
-static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint32_t* flags) {
+// Row t of x starts at x + t * S (S >= I: a member of an ensemble reads its run of columns in
+// place, S being the container's row width).
+static void load_tile(const Plan& P, const float* x, uint64_t S, uint32_t nt, float* A, uint32_t* flags) {
   const uint32_t I = P.input_size;
   const float* mean = P.mean;
   const float* inv = P.inv_std;
@@ -488,11 +504,11 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
   auto ld8 = [](const float* p) { v8 v; __builtin_memcpy(&v, p, 32); return v; };
   const uint32_t I8 = I & ~7u;
   for (; t + 8 <= nt; t += 8) {  // 8x8 blocks: 24 shuffles instead of 64 scalar stores
-    const float* r = x + uint64_t(t) * I;
+    const float* r = x + uint64_t(t) * S;
     u8 bad = u8{};
     for (uint32_t i = 0; i < I8; i += 8) {
       v8 q[8];
-      for (uint32_t k = 0; k < 8; ++k) q[k] = ld8(r + uint64_t(k) * I + i);
+      for (uint32_t k = 0; k < 8; ++k) q[k] = ld8(r + uint64_t(k) * S + i);
       v8 a[8], b[8];
       for (uint32_t k = 0; k < 8; k += 2) {  // interleave pairs of rows within 128-bit halves
         a[k] = __builtin_shufflevector(q[k], q[k + 1], 0, 8, 1, 9, 4, 12, 5, 13);
@@ -518,17 +534,17 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
     __builtin_memcpy(flags + t, &bad, 32);
     for (uint32_t i = I8; i < I; ++i)
       for (uint32_t k = 0; k < 8; ++k) {
-        float v = (r[uint64_t(k) * I + i] - mean[i]) * inv[i];
+        float v = (r[uint64_t(k) * S + i] - mean[i]) * inv[i];
         flags[t + k] |= nonfinite(v);
         A[i * T + t + k] = v;
       }
   }
 #endif
   for (; t + 4 <= nt; t += 4) {  // 4x4 blocks: 8 shuffles instead of 16 scalar stores
-    const float* r = x + uint64_t(t) * I;
+    const float* r = x + uint64_t(t) * S;
     u4 bad = u4{};
     for (uint32_t i = 0; i < I4; i += 4) {
-      v4 r0 = ld(r + i), r1 = ld(r + I + i), r2 = ld(r + 2 * I + i), r3 = ld(r + 3 * I + i);
+      v4 r0 = ld(r + i), r1 = ld(r + S + i), r2 = ld(r + 2 * S + i), r3 = ld(r + 3 * S + i);
       v4 t0 = __builtin_shufflevector(r0, r1, 0, 4, 1, 5);
       v4 t1 = __builtin_shufflevector(r0, r1, 2, 6, 3, 7);
       v4 t2 = __builtin_shufflevector(r2, r3, 0, 4, 1, 5);
@@ -544,7 +560,7 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
     __builtin_memcpy(flags + t, &bad, 16);
     for (uint32_t i = I4; i < I; ++i)
       for (uint32_t k = 0; k < 4; ++k) {
-        float v = (r[uint64_t(k) * I + i] - mean[i]) * inv[i];
+        float v = (r[uint64_t(k) * S + i] - mean[i]) * inv[i];
         flags[t + k] |= nonfinite(v);
         A[i * T + t + k] = v;
       }
@@ -553,7 +569,7 @@ static void load_tile(const Plan& P, const float* x, uint32_t nt, float* A, uint
   for (; t < nt; ++t) {
     uint32_t bad = 0;
     for (uint32_t i = 0; i < I; ++i) {
-      float v = (x[uint64_t(t) * I + i] - mean[i]) * inv[i];
+      float v = (x[uint64_t(t) * S + i] - mean[i]) * inv[i];
       bad |= nonfinite(v);
       A[i * T + t] = v;
     }
@@ -600,17 +616,16 @@ static inline void store_rows(const float* A, uint32_t nt, uint32_t C, float* ou
     for (uint32_t c = 0; c < n; ++c) out[uint64_t(t) * n + c] = A[c * T + t];
 }
 
-static uint64_t run_tile(const Plan& P, const float* x, uint32_t nt, float* out, float* attn,
-                         float* ws, const float* next, uint32_t next_rows) {
-  const uint32_t I = P.input_size, C = P.n_classes;
-  const uint64_t next_bytes = uint64_t(next_rows) * I * 4;
-  Prefetch pf{reinterpret_cast<const char*>(next), reinterpret_cast<const char*>(next) + next_bytes,
-              uint32_t((next_bytes / 64 + P.n_panels) / P.n_panels)};
+// next[0..next_bytes): memory to ask into the cache while this tile computes (the next tile).
+static uint64_t run_tile(const Plan& P, const float* x, uint64_t S, uint32_t nt, float* out, float* attn,
+                         float* ws, const char* next, uint64_t next_bytes) {
+  const uint32_t C = P.n_classes;
+  Prefetch pf{next, next + next_bytes, uint32_t((next_bytes / 64 + P.n_panels) / P.n_panels)};
   float* A = ws;
   float* B = ws + uint64_t(P.tile_rows) * T;
   uint32_t flags[T];
   float gate_max[T], gate_scale[T];
-  load_tile(P, x, nt, A, flags);
+  load_tile(P, x, S, nt, A, flags);
 
   bool first_gate = true;
   for (uint32_t k = 0; k < P.n_ops; ++k) {
@@ -656,13 +671,32 @@ static uint64_t run(const void* plan, const float* x, uint64_t n, float* out, fl
                     float* ws) {
   const Plan& P = *static_cast<const Plan*>(plan);
   if (n == 1) return run_row(P, x, out, attn, ws) ? 1 : 0;
+  const uint32_t I = P.input_size;
   uint64_t n_bad = 0;
   for (uint64_t t0 = 0; t0 < n; t0 += T) {
     uint32_t nt = uint32_t(n - t0 < T ? n - t0 : T);
     uint64_t after = n - t0 - nt;  // rows after this tile
-    n_bad += run_tile(P, x + t0 * P.input_size, nt, out + t0 * P.n_classes,
-                      attn ? attn + t0 * P.attn_width : nullptr, ws, x + (t0 + nt) * P.input_size,
-                      uint32_t(after < T ? after : T));
+    n_bad += run_tile(P, x + t0 * I, I, nt, out + t0 * P.n_classes, attn ? attn + t0 * P.attn_width : nullptr,
+                      ws, reinterpret_cast<const char*>(x + (t0 + nt) * I), (after < T ? after : T) * I * 4);
+  }
+  return n_bad;
+}
+
+// run() over rows that lie `stride` floats apart (stride >= input_size; the first input_size
+// floats of each row are the model's), the same bits row by row, and with pf[0..pf_bytes)
+// asked into the cache a slice per tile while they compute (the caller's next rows).
+static uint64_t run_strided(const void* plan, const float* x, uint64_t stride, uint64_t n, float* out,
+                            float* attn, float* ws, const void* pf, uint64_t pf_bytes) {
+  const Plan& P = *static_cast<const Plan*>(plan);
+  if (n == 1) return run_row(P, x, out, attn, ws) ? 1 : 0;
+  const char* next = static_cast<const char*>(pf);
+  const uint64_t tiles = (n + T - 1) / T;
+  uint64_t n_bad = 0, k = 0;
+  for (uint64_t t0 = 0; t0 < n; t0 += T, ++k) {
+    uint32_t nt = uint32_t(n - t0 < T ? n - t0 : T);
+    const uint64_t a = pf_bytes * k / tiles & ~uint64_t(63), b = pf_bytes * (k + 1) / tiles;
+    n_bad += run_tile(P, x + t0 * stride, stride, nt, out + t0 * P.n_classes,
+                      attn ? attn + t0 * P.attn_width : nullptr, ws, b > a ? next + a : next, b > a ? b - a : 0);
   }
   return n_bad;
 }
@@ -693,5 +727,5 @@ static void exp_into(const float* x, float* y, uint64_t n) {
   }
 }
 
-extern const ArchOps ops = {PM_ARCH_NAME, W,   T,         plan_bytes, build_plan, workspace_floats,
-                            run,          fma_probe, exp_into};
+extern const ArchOps ops = {PM_ARCH_NAME, W,         T,        plan_bytes, build_plan, workspace_floats,
+                            run,          fma_probe, exp_into, run_strided};

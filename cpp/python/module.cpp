@@ -235,6 +235,8 @@ bool is_fast_array(py::handle x) {
   return d->type_num == npy_api::NPY_FLOAT_ && d->byteorder != '>' && (a->flags & need) == need;
 }
 
+bool is_ndarray(py::handle x) { return py::detail::npy_api::get().PyArray_Check_(x.ptr()); }
+
 // A new float32 array of shape (n,) or (rows, n) straight from numpy's C API
 // (pybind11's array_t constructor allocates shape/stride vectors on the way).
 py::object new_f32(int ndim, py::ssize_t rows, py::ssize_t n) {
@@ -299,13 +301,15 @@ class NativeModel {
 
   void predict_into(py::handle x, py::handle out, py::handle threads = py::none()) {
     const unsigned t = threads_arg(threads);
+    // Not an ndarray at all: a type error, as predict's for input that is not array-like.
     if (!is_fast_array(x))
-      raise("InputError", "predict_into needs x as a float32, C-contiguous, aligned ndarray "
-                          "(it never copies); use predict() for other inputs");
+      raise(is_ndarray(x) ? "InputError" : "InputTypeError",
+            "predict_into needs x as a float32, C-contiguous, aligned ndarray "
+            "(it never copies); use predict() for other inputs");
     auto a = py::reinterpret_borrow<py::array>(x);
     const uint64_t n = rows_of(a, "x");
     if (!is_fast_array(out))
-      raise("InputError", "out must be a float32, C-contiguous, aligned ndarray");
+      raise(is_ndarray(out) ? "InputError" : "InputTypeError", "out must be a float32, C-contiguous, aligned ndarray");
     auto o = py::reinterpret_borrow<py::array>(out);
     bool shape_ok = o.ndim() == a.ndim() && uint64_t(o.shape(o.ndim() - 1)) == view_.n_classes &&
                     (o.ndim() == 1 || uint64_t(o.shape(0)) == n);
@@ -407,27 +411,25 @@ class NativeModel {
     const float* x;
     float* out;
     float* attn;
+    float* members;
     uint64_t n, chunk;
     uint64_t bad[Pool::kMaxThreads];
     static void part(void* ctx, unsigned i) {
       Split& s = *static_cast<Split*>(ctx);
-      const NativeModel& m = *s.self;
       const uint64_t first = i * s.chunk, last = first + s.chunk < s.n ? first + s.chunk : s.n;
-      s.bad[i] = first >= last ? 0
-                               : m.ops_->run(m.plan_.get(), s.x + first * m.view_.input_size, last - first,
-                                             s.out + first * m.view_.n_classes,
-                                             s.attn ? s.attn + first * m.attn_width_ : nullptr,
-                                             workspace(m.ws_floats_));
+      s.bad[i] = first >= last ? 0 : s.self->run(s.x, first, last - first, s.out, s.attn, s.members);
     }
   };
 
-  // Splits at whole tiles, so each row runs exactly as it would on one thread (same bits).
-  uint64_t run_split(const float* x, uint64_t n, float* out, float* attn, unsigned threads) const {
-    const uint64_t T = ops_->tile, tiles = (n + T - 1) / T;
+  // Splits at whole tiles (an ensemble: whole chunks of kEnsembleChunk rows, a multiple of every
+  // tile), so each row runs exactly as it would on one thread (same bits).
+  uint64_t run_split(const float* x, uint64_t n, float* out, float* attn, float* members,
+                     unsigned threads) const {
+    const uint64_t T = ens_ ? kEnsembleChunk : ops_->tile, tiles = (n + T - 1) / T;
     unsigned parts = threads ? threads : (n >= kAutoThreadRows ? Pool::cpus() : 1u);
     if (parts > tiles) parts = unsigned(tiles);
     if (parts > 1) {
-      Split s{this, x, out, attn, n, (tiles + parts - 1) / parts * T, {}};
+      Split s{this, x, out, attn, members, n, (tiles + parts - 1) / parts * T, {}};
       parts = unsigned((n + s.chunk - 1) / s.chunk);
       if (Pool::get().try_run(parts, &Split::part, &s)) {
         uint64_t bad = 0;
@@ -435,24 +437,33 @@ class NativeModel {
         return bad;
       }
     }
+    return run(x, 0, n, out, attn, members);
+  }
+
+  // Rows [first, first + n) of the call, on this thread, in this thread's workspace.
+  uint64_t run(const float* x, uint64_t first, uint64_t n, float* out, float* attn, float* members) const {
+    const uint64_t I = view_.input_size, C = view_.n_classes;
+    x += first * I;
+    out += first * C;
+    if (attn) attn += first * attn_width_;
+    if (ens_) {
+      if (members) members += first * ens_->n_members * C;
+      return run_ensemble(*ens_, x, n, out, attn, members, workspace(ws_floats_));
+    }
     return ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
   }
 
-  uint64_t run(const float* x, uint64_t n, float* out, float* attn, float* members) const {
-    if (ens_) return run_ensemble(*ens_, x, n, out, attn, members, workspace(ws_floats_));
-    return ops_->run(plan_.get(), x, n, out, attn, workspace(ws_floats_));
-  }
-
-  // An ensemble runs its members in one pass on one thread; a single model may split.
+  // A batch may split across threads (threads: 0 = automatic, see threads_arg), an ensemble's
+  // as a single model's.
   void execute(const float* x, uint64_t n, float* out, float* attn, unsigned threads = 1,
                float* members = nullptr) const {
     if (n == 0) return;
     uint64_t bad;
     if (n >= kReleaseGilRows) {
       py::gil_scoped_release release;
-      bad = ens_ ? run(x, n, out, attn, members) : run_split(x, n, out, attn, threads);
+      bad = run_split(x, n, out, attn, members, threads);
     } else {
-      bad = run(x, n, out, attn, members);
+      bad = run(x, 0, n, out, attn, members);
     }
     if (bad && raise_on_nonfinite_) report_nonfinite(x, n, out);
   }

@@ -544,12 +544,14 @@ class WasmModel:
 
     def predict_into(self, x, out, *, threads=None) -> None:
         check_threads(threads)
-        if not _fast_array(x):
-            raise InputError("predict_into needs x as a float32, C-contiguous, aligned ndarray "
-                             "(it never copies); use predict() for other inputs")
+        if not _fast_array(x):  # not an ndarray at all: a type error, as native's
+            raise (InputError if isinstance(x, np.ndarray) else InputTypeError)(
+                "predict_into needs x as a float32, C-contiguous, aligned ndarray "
+                "(it never copies); use predict() for other inputs")
         n = self._rows_of(x)
         if not _fast_array(out):
-            raise InputError("out must be a float32, C-contiguous, aligned ndarray")
+            raise (InputError if isinstance(out, np.ndarray) else InputTypeError)(
+                "out must be a float32, C-contiguous, aligned ndarray")
         c = self.n_classes
         if out.ndim != x.ndim or out.shape[-1] != c or (out.ndim == 2 and out.shape[0] != n):
             want = f"({c},)" if x.ndim == 1 else f"({n}, {c})"
