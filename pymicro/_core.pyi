@@ -12,6 +12,9 @@ ACTIVATIONS: tuple[tuple[str, int], ...]
 def parse(data: bytes | bytearray | memoryview, check_crc: bool = True) -> dict[str, Any]:
     """Validate a blob and return its contents as Python data (raises BlobError)."""
 
+def predict(model: Any, x: npt.ArrayLike, *, threads: int | None = None) -> npt.NDArray[Any]:
+    """model.predict(x) without a Python frame: pymicro.predict."""
+
 def isas() -> list[str]:
     """Instruction sets this CPU can run, best first."""
 

@@ -251,6 +251,12 @@ def load(source, backend: str = "native", *, isa: str = "auto", nan_policy: str 
     return Model(impl, backend, blob, described, out_dtype)
 
 
-def predict(model: Model, x: npt.ArrayLike, *, threads: int | None = None) -> np.ndarray:
+def _predict(model: Model, x: npt.ArrayLike, *, threads: int | None = None) -> np.ndarray:
     """Class probabilities of ``x`` under ``model`` (see :meth:`Model.predict`)."""
     return model.predict(x) if threads is None else model.predict(x, threads=threads)
+
+
+try:  # the same function in C (cpp/python/module.cpp, module_predict): no Python frame per call
+    from pymicro._core import predict
+except ImportError:  # pragma: no cover - a checkout whose core was not built
+    predict = _predict
