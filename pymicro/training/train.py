@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,7 +52,7 @@ import numpy as np
 
 from pymicro.errors import TrainingError, require
 from pymicro.runtime.activations import BY_NAME as ACTIVATIONS_BY_NAME
-from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec
+from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec, _width_out
 from pymicro.training import toolchain as _toolchain
 
 EVAL_CHUNK = 4096  # rows per evaluation call
@@ -159,7 +160,7 @@ class TinyNet:
     logits for normalised inputs; :meth:`probabilities` normalises and applies the softmax.
     """
 
-    def __init__(self, network: Network, device: str | None = None):
+    def __init__(self, network: Network, device: str | None = None, mask: np.ndarray | None = None):
         tg = _tinygrad()
         Tensor = tg.Tensor
         self.spec = network.spec
@@ -175,6 +176,9 @@ class TinyNet:
                 offset += a.size
             self.layout.append(entries)
         self.flat = Tensor(np.concatenate(chunks), device=self.device).realize()
+        # ``mask`` (0/1, like ``flat``): weights the forward pass multiplies by, so masked weights
+        # are inert and get a zero gradient (a network zero-padded to a larger shape, see train()).
+        self.mask = None if mask is None else Tensor(np.asarray(mask, np.float32), device=self.device).realize()
         self.mean = None if network.mean is None else Tensor(np.asarray(network.mean, np.float32), device=self.device)
         self.std = None if network.std is None else Tensor(np.asarray(network.std, np.float32), device=self.device)
         plan, i = [], 0
@@ -201,21 +205,29 @@ class TinyNet:
     def views(self) -> list[dict]:
         """One dict per weighted layer of tinygrad views into ``flat``, shaped as in the Network."""
         out = []
+        flat = self.flat if self.mask is None else self.flat * self.mask
         for entries in self.layout:
             layer = {}
             for key, shape, offset in entries:
                 n = int(np.prod(shape))
-                layer[key] = self.flat[offset:offset + n].reshape(shape).contiguous_backward()
+                layer[key] = flat[offset:offset + n].reshape(shape).contiguous_backward()
             out.append(layer)
         return out
 
-    def __call__(self, x):
-        """Logits for already-normalised inputs ``x`` (batch, input_size)."""
+    def __call__(self, x, dropout_masks=None):
+        """Logits for already-normalised inputs ``x`` (batch, input_size).
+
+        ``dropout_masks``: None (evaluation: dropout is the identity) or one tensor per Dropout
+        layer, shaped like its input, holding ``keep / (1 - p)`` (drawn by the caller, so the
+        rate is data, not a compiled constant)."""
         params = self.views()
         h = x
+        d = 0
         for kind, arg, i in self.plan:
             if kind == "dropout":
-                h = h.dropout(arg)  # identity unless TRAINING
+                if dropout_masks is not None:
+                    h = h * dropout_masks[d]
+                d += 1
             elif kind == "attention":
                 p = params[i]
                 a = (h @ p["W_a"].T + p["b_a"]).softmax(-1)
@@ -281,6 +293,203 @@ class TrainResult:
         return {k: v[i] for k, v in self.history.items()}
 
 
+# ----------------------------------------------------------------------------- compiled steps
+
+MIN_ROWS_BUCKET = 1024  # the smallest epoch buffer (rows); buffers grow in powers of two
+MAX_ENGINES = 64  # compiled training engines kept per process (least recently used dropped)
+
+
+def _bucket(rows: int, floor: int) -> int:
+    """The power of two >= max(rows, floor): buffer shapes come from a few buckets, not the data size."""
+    return 1 << max(int(rows), int(floor), 1).__sub__(1).bit_length()
+
+
+def _layer_key(layer) -> tuple:
+    if isinstance(layer, Dropout):
+        return ("dropout",)  # the rate travels as data (the masks), not in the kernels
+    if isinstance(layer, Attention):
+        return ("attention", int(layer.k))
+    return ("dense", int(layer.out), str(layer.activation))
+
+
+def _align(spec: Spec, padded: Spec) -> list[float]:
+    """Check that ``padded`` holds ``spec`` (the same layers in order, each at least as wide; a Dropout
+    of ``padded`` may stand where ``spec`` has none) and return each padded Dropout's rate (0: none)."""
+    def bad(why):
+        return TrainingError(f"pad_to {padded.describe()} cannot hold {spec.describe()}: {why}")
+
+    if padded.input_size != spec.input_size or padded.n_classes != spec.n_classes:
+        raise bad("inputs and classes must be equal")
+    if padded.head.activation != spec.head.activation:
+        raise bad("the heads differ")
+    rates, j, real = [], 0, list(spec.layers)
+    for layer in padded.layers:
+        r = real[j] if j < len(real) else None
+        if isinstance(layer, Dropout):
+            if isinstance(r, Dropout):
+                rates.append(float(r.p))
+                j += 1
+            else:
+                rates.append(0.0)
+            continue
+        if r is None or type(r) is not type(layer):
+            raise bad(f"layer {j} is {r!r}, padded {layer!r}")
+        if isinstance(layer, Dense) and (r.activation != layer.activation or r.out > layer.out):
+            raise bad(f"layer {j}: {r!r} does not fit {layer!r}")
+        if isinstance(layer, Attention) and r.k > layer.k:
+            raise bad(f"layer {j}: {r!r} does not fit {layer!r}")
+        j += 1
+    if j != len(real):
+        raise bad(f"layers {real[j:]} have no place")
+    for (lr, n_in, _), (lp, p_in, _) in zip(spec.weighted_layers(), padded.weighted_layers()):
+        if isinstance(lr, Attention) and n_in != p_in:
+            raise bad("an attention layer's input cannot be padded (its softmax would see the padding)")
+    return rates
+
+
+def _embed(network: Network, padded: Spec) -> tuple[list[dict], np.ndarray]:
+    """``network``'s weights zero-padded into ``padded``'s shapes, and the 0/1 mask of the real ones
+    (flat, blob order)."""
+    params, mask = [], []
+    for got, want in zip(network.params, padded.init(0).params):
+        layer = {}
+        for key, shape_like in want.items():
+            a = np.zeros(shape_like.shape, np.float32)
+            m = np.zeros(shape_like.shape, np.float32)
+            v = np.asarray(got[key], np.float32)
+            sl = tuple(slice(0, d) for d in v.shape)
+            a[sl] = v
+            m[sl] = 1.0
+            layer[key] = a
+            mask.append(m.ravel())
+        params.append(layer)
+    return params, np.concatenate(mask)
+
+
+def _cut(params: list[dict], spec: Spec) -> list[dict]:
+    """Padded weights back to ``spec``'s shapes."""
+    out = []
+    for got, want in zip(params, spec.init(0).params):
+        out.append({k: np.ascontiguousarray(got[k][tuple(slice(0, d) for d in v.shape)]) for k, v in want.items()})
+    return out
+
+
+class _Engine:
+    """One compiled training setup: a :class:`TinyNet`, its Adam and the jitted step and evaluation
+    functions, for one network shape, batch size, buffer sizes and device. A later training of the
+    same shapes loads its own weights and a fresh optimiser state into the same buffers and replays
+    the captured kernels: no tracing, scheduling or compiling (which cost seconds per shape)."""
+
+    def __init__(self, spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, masked: bool,
+                 rule_weight: float):
+        from tinygrad import Tensor, TinyJit, Variable
+        from tinygrad.nn.optim import Adam
+
+        self.spec, self.dev, self.bs, self.capacity = spec, dev, bs, capacity
+        self.eval_capacity = eval_capacity
+        self.chunk = min(EVAL_CHUNK, eval_capacity // 2)
+        start = spec.init(0)
+        mask = None
+        if masked:
+            mask = np.concatenate([np.asarray(v, np.float32).ravel() for p in start.params for v in p.values()])
+        self.net = net = TinyNet(start, dev, mask=mask)
+        self.opt = opt = Adam(net.parameters(), lr=1e-3)
+        self.step_var = Variable("pymicro_step", 0, capacity // bs - 1)
+        self.chunk_var = Variable("pymicro_chunk", 0, eval_capacity // self.chunk - 1)
+        self.busy = False
+        self.uses = 0
+        chunk = self.chunk
+
+        @TinyJit
+        def train_step(x_epoch, yw_epoch, i, *drops):
+            x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+            yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+            d = [m.shrink(((i * bs, i * bs + bs), None)) for m in drops]
+            loss = -(net(x, d).log_softmax(-1) * yw).sum()
+            opt.zero_grad()
+            loss.backward()
+            Tensor.realize(loss, *opt.schedule_step())
+            return loss
+
+        @TinyJit
+        def train_step_rules(x_epoch, yw_epoch, rm_epoch, i, *drops):
+            x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+            yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+            rm = rm_epoch.shrink(((i * bs, i * bs + bs), None))
+            d = [m.shrink(((i * bs, i * bs + bs), None)) for m in drops]
+            logits = net(x, d)
+            loss = -(logits.log_softmax(-1) * yw).sum() + float(rule_weight) * (logits.softmax(-1) * rm).sum()
+            opt.zero_grad()
+            loss.backward()
+            Tensor.realize(loss, *opt.schedule_step())
+            return loss
+
+        @TinyJit
+        def logits_chunk(x_all, j):
+            return net(x_all.shrink(((j * chunk, j * chunk + chunk), None))).realize()
+
+        self.train_step, self.train_step_rules, self.logits_chunk = train_step, train_step_rules, logits_chunk
+
+    def load(self, params: list[dict], mask: np.ndarray | None, learning_rate: float) -> None:
+        """Start a training: these weights (and mask), Adam's moments at zero, its step count at 0."""
+        from tinygrad import Tensor
+
+        dev = self.dev
+        flat = np.concatenate([np.asarray(v, np.float32).ravel() for p in params for v in p.values()])
+        self.net.flat.assign(Tensor(flat, device=dev)).realize()
+        if mask is not None:
+            self.net.mask.assign(Tensor(mask, device=dev)).realize()
+        opt = self.opt
+        for t in (*opt.m, *opt.v):
+            t.assign(Tensor(np.zeros(t.shape, np.float32), device=dev)).realize()
+        for t in (opt.b1_t, opt.b2_t):
+            t.assign(Tensor(np.ones(t.shape, np.float32), device=dev)).realize()
+        self.set_lr(learning_rate)
+
+    def set_lr(self, lr: float) -> None:
+        from tinygrad import Tensor
+
+        opt = self.opt
+        opt.lr.assign(Tensor(np.full(opt.lr.shape, lr, np.float32), device=self.dev,
+                             dtype=opt.lr.dtype)).realize()
+
+    def logits(self, x_all, rows: int) -> np.ndarray:
+        parts = [self.logits_chunk(x_all, self.chunk_var.bind(j)).numpy() for j in range(-(-rows // self.chunk))]
+        return np.concatenate(parts)[:rows]
+
+
+_ENGINES: OrderedDict = OrderedDict()
+_ENGINE_STATS = {"built": 0, "reused": 0}
+
+
+def compiled_engines() -> dict:
+    """How many compiled training engines this process built and reused (and holds now)."""
+    return {**_ENGINE_STATS, "held": len(_ENGINES)}
+
+
+def clear_compiled() -> None:
+    """Drop this process's compiled training engines (the next training compiles again)."""
+    _ENGINES.clear()
+
+
+def _engine(spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, masked: bool, rule_weight: float,
+            cache: bool) -> _Engine:
+    key = (spec.input_size, tuple(_layer_key(x) for x in spec.layers), _layer_key(spec.head), spec.n_classes,
+           dev, bs, capacity, eval_capacity, masked, rule_weight)
+    e = _ENGINES.get(key) if cache else None
+    if e is not None and not e.busy:  # busy: a training inside a progress callback of another
+        _ENGINES.move_to_end(key)
+        _ENGINE_STATS["reused"] += 1
+        return e
+    e = _Engine(spec, dev, bs, capacity, eval_capacity, masked, rule_weight)
+    _ENGINE_STATS["built"] += 1
+    if cache and key not in _ENGINES:
+        _ENGINES[key] = e
+        while len(_ENGINES) > MAX_ENGINES:
+            _ENGINES.popitem(last=False)
+    return e
+
+
 # ----------------------------------------------------------------------------- training
 
 def _weighted_targets(y: np.ndarray, w: np.ndarray, n_classes: int) -> np.ndarray:
@@ -304,7 +513,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
           class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
           shuffle: bool = True, device: str | None = None, rule_mask=None,
           rule_weight: float = 0.0, init: Network | None = None,
-          lr_schedule: str | None = None) -> TrainResult:
+          lr_schedule: str | None = None, pad_to: Spec | None = None,
+          compile_cache: bool = True) -> TrainResult:
     """Train ``spec`` on the given splits and return the best-validation-loss network.
 
     ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
@@ -344,8 +554,9 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         raise TrainingError(f"rule_weight must be a finite number >= 0, got {rule_weight!r}")
     penalised = rule_weight > 0
     if penalised:
-        mask = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
-        if mask is None or mask.shape != (len(Xtr), spec.n_classes) or not np.isin(mask, (0, 1)).all():
+        mask_rules = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
+        if mask_rules is None or mask_rules.shape != (len(Xtr), spec.n_classes) or \
+                not np.isin(mask_rules, (0, 1)).all():
             raise TrainingError(f"rule_weight > 0 needs rule_mask of 0/1 with shape ({len(Xtr)}, {spec.n_classes})")
     if lr_schedule not in (None, "cosine"):
         raise TrainingError(f"lr_schedule must be None or 'cosine', got {lr_schedule!r}")
@@ -358,9 +569,12 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
 
     t_start = time.perf_counter()
     _tinygrad()
-    from tinygrad import Context, Tensor, TinyJit, Variable
-    from tinygrad.nn.optim import Adam
+    from tinygrad import Context, Tensor
 
+    if pad_to is not None and not isinstance(pad_to, Spec):
+        raise TrainingError(f"pad_to must be a pymicro Spec or None, got {type(pad_to).__name__}")
+    shape = spec if pad_to is None else pad_to
+    rates = _align(spec, shape)  # each Dropout of the network trained: its rate
     dev = _toolchain.select_device(device)
     if init is not None and (not isinstance(init, Network) or init.spec != spec):
         raise TrainingError("init must be a Network of the same spec as the one being trained")
@@ -374,113 +588,107 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     Tensor.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
     start = spec.init(seed=int(seed)) if init is None else init
-    net = TinyNet(Network(spec, [{k: np.array(v, np.float32) for k, v in p.items()} for p in start.params]), dev)
-    opt = Adam(net.parameters(), lr=float(learning_rate))
+    if pad_to is None:
+        start_params, mask = [{k: np.array(v, np.float32) for k, v in p.items()} for p in start.params], None
+    else:
+        start_params, mask = _embed(start, shape)
 
     n, bs = len(Xtr_n), int(batch_size)
     steps = -(-n // bs)
-    rows = max(steps, 2) * bs  # a Variable needs a range of at least two values
-    yw_train = _weighted_targets(ytr, weights, spec.n_classes)
-    step_var = Variable("pymicro_step", 0, max(steps, 2) - 1)
+    # Buffer sizes come from power-of-two buckets (and the step index's range from them), so
+    # trainings on a few more or fewer rows share one compiled step (see _Engine).
+    capacity = -(-_bucket(max(steps, 2) * bs, max(MIN_ROWS_BUCKET, 2 * bs)) // bs) * bs
+    eval_capacity = _bucket(max(len(Xtr_n), len(Xva_n)), 2 * MIN_ROWS_BUCKET)
+    engine = _engine(shape, dev, bs, capacity, eval_capacity, mask is not None,
+                     float(rule_weight) if penalised else 0.0, compile_cache)
+    engine.busy = True
+    try:
+        engine.load(start_params, mask, float(learning_rate))
+        net = engine.net
+        yw_train = _weighted_targets(ytr, weights, spec.n_classes)
+        widths = []  # the input width of each Dropout of the trained network: (padded, real)
+        w_pad, w_real = shape.input_size, spec.input_size
+        real_layers = iter(spec.layers)
+        for layer in shape.layers:
+            if isinstance(layer, Dropout):
+                widths.append((w_pad, w_real))
+                continue
+            r = next(real_layers)
+            while isinstance(r, Dropout):
+                r = next(real_layers)
+            w_pad, w_real = _width_out(layer, w_pad), _width_out(r, w_real)
 
-    # One jitted step: slice batch `i` out of the epoch's arrays, forward, weighted
-    # cross-entropy (targets arrive pre-divided by their batch's weight sum), Adam.
-    @TinyJit
-    def train_step(x_epoch, yw_epoch, i):
-        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
-        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
-        loss = -(net(x).log_softmax(-1) * yw).sum()
-        opt.zero_grad()
-        loss.backward()
-        Tensor.realize(loss, *opt.schedule_step())
-        return loss
+        def padded(a: np.ndarray):
+            out = np.zeros((eval_capacity, a.shape[1]), np.float32)
+            out[:len(a)] = a
+            return Tensor(out, device=dev).realize()
 
-    # The same step with the rule penalty (rm rows arrive pre-divided by the batch's row count).
-    @TinyJit
-    def train_step_rules(x_epoch, yw_epoch, rm_epoch, i):
-        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
-        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
-        rm = rm_epoch.shrink(((i * bs, i * bs + bs), None))
-        logits = net(x)
-        loss = -(logits.log_softmax(-1) * yw).sum() + float(rule_weight) * (logits.softmax(-1) * rm).sum()
-        opt.zero_grad()
-        loss.backward()
-        Tensor.realize(loss, *opt.schedule_step())
-        return loss
+        xt_all, xv_all = padded(Xtr_n), padded(Xva_n)
 
-    # Evaluation: both splits in chunks of one size, so one set of kernels serves both.
-    chunk = min(EVAL_CHUNK, -(-max(len(Xtr_n), len(Xva_n)) // 32) * 32)
-    n_chunks = max(-(-len(Xtr_n) // chunk), -(-len(Xva_n) // chunk), 2)
-    chunk_var = Variable("pymicro_chunk", 0, n_chunks - 1)
-
-    @TinyJit
-    def logits_chunk(x_all, j):
-        return net(x_all.shrink(((j * chunk, j * chunk + chunk), None))).realize()
-
-    def padded(a: np.ndarray):
-        out = np.zeros((n_chunks * chunk, a.shape[1]), np.float32)
-        out[:len(a)] = a
-        return Tensor(out, device=dev).realize()
-
-    def all_logits(x_all, rows: int) -> np.ndarray:
-        parts = [logits_chunk(x_all, chunk_var.bind(j)).numpy() for j in range(-(-rows // chunk))]
-        return np.concatenate(parts)[:rows]
-
-    xt_all, xv_all = padded(Xtr_n), padded(Xva_n)
-
-    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc", "seconds")}
-    best_loss, best_epoch, best_params, since_best = math.inf, 0, None, 0
-    stopped_early = False
-    epoch = 0
-    for epoch in range(1, int(epochs) + 1):
-        t_epoch = time.perf_counter()
-        if lr_schedule == "cosine":  # the jitted step reads opt.lr from its buffer
-            opt.lr.assign(Tensor([learning_rate * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2],
-                                 device=dev, dtype=opt.lr.dtype).reshape(opt.lr.shape)).realize()
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        x_epoch = np.zeros((rows, spec.input_size), np.float32)
-        yw_epoch = np.zeros((rows, spec.n_classes), np.float32)
-        x_epoch[:n] = Xtr_n[order]
-        yw_epoch[:n] = yw_train[order]
-        batch_weight = yw_epoch.reshape(-1, bs, spec.n_classes).sum(axis=(1, 2))
-        yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(bs)[:, None]
-        x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
-        if penalised:
-            rm_epoch = np.zeros((rows, spec.n_classes), np.float32)
-            rm_epoch[:n] = mask[order]
-            real = np.zeros(rows, np.float32)
-            real[:n] = 1.0
-            rm_epoch /= np.maximum(real.reshape(-1, bs).sum(axis=1), 1.0).repeat(bs)[:, None]
-            rm_dev = Tensor(rm_epoch, device=dev).realize()
-        with Context(TRAINING=1):
-            for s in range(steps):
-                if penalised:
-                    train_step_rules(x_dev, yw_dev, rm_dev, step_var.bind(s))
-                else:
-                    train_step(x_dev, yw_dev, step_var.bind(s))
-        with Context(TRAINING=0):
-            tr_logits = all_logits(xt_all, len(Xtr_n))
-            va_logits = all_logits(xv_all, len(Xva_n))
-        tr_loss, tr_acc = _eval_metrics(tr_logits, ytr, weights)
-        va_loss, va_acc = _eval_metrics(va_logits, yva, weights)
-        if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
-            raise TrainingError(f"training diverged at epoch {epoch} (loss {tr_loss}, val loss {va_loss}); "
-                                f"lower learning_rate (now {learning_rate})")
-        seconds = time.perf_counter() - t_epoch
-        for k, v in (("train_loss", tr_loss), ("val_loss", va_loss), ("train_acc", tr_acc),
-                     ("val_acc", va_acc), ("seconds", seconds)):
-            history[k].append(v)
-        if va_loss < best_loss:
-            best_loss, best_epoch, since_best = va_loss, epoch, 0
-            best_params = net.numpy_params()
-        else:
-            since_best += 1
-        if progress is not None:
-            progress(epoch, int(epochs), {"train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc,
-                                          "val_acc": va_acc, "seconds": seconds, "best_epoch": best_epoch})
-        if patience is not None and since_best >= patience:
-            stopped_early = epoch < epochs
-            break
+        history: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc",
+                                                            "seconds")}
+        best_loss, best_epoch, best_params, since_best = math.inf, 0, None, 0
+        stopped_early = False
+        epoch = 0
+        for epoch in range(1, int(epochs) + 1):
+            t_epoch = time.perf_counter()
+            if lr_schedule == "cosine":  # the jitted step reads opt.lr from its buffer
+                engine.set_lr(learning_rate * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            x_epoch = np.zeros((capacity, spec.input_size), np.float32)
+            yw_epoch = np.zeros((capacity, spec.n_classes), np.float32)
+            x_epoch[:n] = Xtr_n[order]
+            yw_epoch[:n] = yw_train[order]
+            batch_weight = yw_epoch.reshape(-1, bs, spec.n_classes).sum(axis=(1, 2))
+            yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(bs)[:, None]
+            x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
+            drops = []
+            for p, (w_pad, w_real) in zip(rates, widths):
+                m = np.ones((capacity, w_pad), np.float32)
+                if p > 0:  # drawn for the real width only, so padding does not change the draws
+                    m[:n, :w_real] = (rng.random((n, w_real)) >= p).astype(np.float32) / np.float32(1.0 - p)
+                drops.append(Tensor(m, device=dev).realize())
+            if penalised:
+                rm_epoch = np.zeros((capacity, spec.n_classes), np.float32)
+                rm_epoch[:n] = mask_rules[order]
+                real = np.zeros(capacity, np.float32)
+                real[:n] = 1.0
+                rm_epoch /= np.maximum(real.reshape(-1, bs).sum(axis=1), 1.0).repeat(bs)[:, None]
+                rm_dev = Tensor(rm_epoch, device=dev).realize()
+            with Context(TRAINING=1):
+                for s in range(steps):
+                    if penalised:
+                        engine.train_step_rules(x_dev, yw_dev, rm_dev, engine.step_var.bind(s), *drops)
+                    else:
+                        engine.train_step(x_dev, yw_dev, engine.step_var.bind(s), *drops)
+            with Context(TRAINING=0):
+                tr_logits = engine.logits(xt_all, len(Xtr_n))
+                va_logits = engine.logits(xv_all, len(Xva_n))
+            tr_loss, tr_acc = _eval_metrics(tr_logits, ytr, weights)
+            va_loss, va_acc = _eval_metrics(va_logits, yva, weights)
+            if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
+                raise TrainingError(f"training diverged at epoch {epoch} (loss {tr_loss}, val loss {va_loss}); "
+                                    f"lower learning_rate (now {learning_rate})")
+            seconds = time.perf_counter() - t_epoch
+            for k, v in (("train_loss", tr_loss), ("val_loss", va_loss), ("train_acc", tr_acc),
+                         ("val_acc", va_acc), ("seconds", seconds)):
+                history[k].append(v)
+            if va_loss < best_loss:
+                best_loss, best_epoch, since_best = va_loss, epoch, 0
+                best_params = net.numpy_params()
+            else:
+                since_best += 1
+            if progress is not None:
+                progress(epoch, int(epochs), {"train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc,
+                                              "val_acc": va_acc, "seconds": seconds, "best_epoch": best_epoch})
+            if patience is not None and since_best >= patience:
+                stopped_early = epoch < epochs
+                break
+    finally:
+        engine.busy = False
+        engine.uses += 1
+    if pad_to is not None:
+        best_params = _cut(best_params, spec)
 
     network = Network(spec, best_params, mean, std)
     total = time.perf_counter() - t_start
@@ -493,7 +701,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
                   "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
                   "rule_weight": float(rule_weight), "warm_start": init is not None,
-                  "lr_schedule": lr_schedule,
+                  "lr_schedule": lr_schedule, "pad_to": None if pad_to is None else pad_to.describe(),
                   "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
                   "tinygrad": _tinygrad_version()})
 
