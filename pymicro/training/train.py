@@ -38,6 +38,18 @@ What the trainer does, exactly:
   step costs about 1 ms at batch 32 on a 2-core Zen 4 (about 36 kernel launches; tinygrad's
   CPU device spends ~20 µs of Python on each). ``JITBEAM=2`` in the environment makes
   tinygrad search for faster kernels: minutes of compiling, cached on disk.
+* **Compiled once per shape and process**: tracing, scheduling and compiling a step costs
+  seconds, far more than a small training itself. So the epoch and evaluation buffers are
+  sized in power-of-four buckets of rows (the padding rows weigh zero and are never read by
+  a step), and the jitted step, its network and optimiser are kept per process for each
+  (layers, batch size, buckets, device): a later training of the same shapes loads its
+  initial weights and a fresh Adam state into those buffers and replays the captured
+  kernels (bit-identical to a fresh start; ``compile_cache=False`` turns this off and uses
+  exact sizes). Dropout masks are drawn in numpy from the training generator, so a rate is
+  data rather than a compiled constant. ``pad_to`` trains the network inside a larger one
+  of the same layers, whose extra weights are zero and masked (inert, zero gradient), so
+  networks of different widths share one compiled step (the tuner's trials); the result
+  is cut back to the spec's shapes and computes the same function.
 """
 
 from __future__ import annotations
@@ -57,7 +69,8 @@ from pymicro.training import toolchain as _toolchain
 
 EVAL_CHUNK = 4096  # rows per evaluation call
 
-__all__ = ["TinyNet", "TrainResult", "class_weights", "normalization", "tinygrad_predict", "train"]
+__all__ = ["TinyNet", "TrainResult", "class_weights", "clear_compiled", "compiled_engines", "normalization",
+           "tinygrad_predict", "train"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -295,13 +308,17 @@ class TrainResult:
 
 # ----------------------------------------------------------------------------- compiled steps
 
-MIN_ROWS_BUCKET = 1024  # the smallest epoch buffer (rows); buffers grow in powers of two
+MIN_ROWS_BUCKET = 1024  # the smallest epoch buffer (rows); buffers grow in powers of four
 MAX_ENGINES = 64  # compiled training engines kept per process (least recently used dropped)
 
 
 def _bucket(rows: int, floor: int) -> int:
-    """The power of two >= max(rows, floor): buffer shapes come from a few buckets, not the data size."""
-    return 1 << max(int(rows), int(floor), 1).__sub__(1).bit_length()
+    """The power of four >= max(rows, floor) (floor a power of four): buffer shapes come from a few
+    buckets, not the data size (a larger buffer costs only memory: steps never read its padding)."""
+    b = int(floor)
+    while b < rows:
+        b *= 4
+    return b
 
 
 def _layer_key(layer) -> tuple:
@@ -380,14 +397,14 @@ class _Engine:
     same shapes loads its own weights and a fresh optimiser state into the same buffers and replays
     the captured kernels: no tracing, scheduling or compiling (which cost seconds per shape)."""
 
-    def __init__(self, spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, masked: bool,
-                 rule_weight: float):
+    def __init__(self, spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, chunk: int,
+                 masked: bool, rule_weight: float):
         from tinygrad import Tensor, TinyJit, Variable
         from tinygrad.nn.optim import Adam
 
         self.spec, self.dev, self.bs, self.capacity = spec, dev, bs, capacity
         self.eval_capacity = eval_capacity
-        self.chunk = min(EVAL_CHUNK, eval_capacity // 2)
+        self.chunk = chunk
         start = spec.init(0)
         mask = None
         if masked:
@@ -472,16 +489,16 @@ def clear_compiled() -> None:
     _ENGINES.clear()
 
 
-def _engine(spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, masked: bool, rule_weight: float,
-            cache: bool) -> _Engine:
+def _engine(spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, chunk: int, masked: bool,
+            rule_weight: float, cache: bool) -> _Engine:
     key = (spec.input_size, tuple(_layer_key(x) for x in spec.layers), _layer_key(spec.head), spec.n_classes,
-           dev, bs, capacity, eval_capacity, masked, rule_weight)
+           dev, bs, capacity, eval_capacity, chunk, masked, rule_weight)
     e = _ENGINES.get(key) if cache else None
     if e is not None and not e.busy:  # busy: a training inside a progress callback of another
         _ENGINES.move_to_end(key)
         _ENGINE_STATS["reused"] += 1
         return e
-    e = _Engine(spec, dev, bs, capacity, eval_capacity, masked, rule_weight)
+    e = _Engine(spec, dev, bs, capacity, eval_capacity, chunk, masked, rule_weight)
     _ENGINE_STATS["built"] += 1
     if cache and key not in _ENGINES:
         _ENGINES[key] = e
@@ -514,7 +531,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
           shuffle: bool = True, device: str | None = None, rule_mask=None,
           rule_weight: float = 0.0, init: Network | None = None,
           lr_schedule: str | None = None, pad_to: Spec | None = None,
-          compile_cache: bool = True) -> TrainResult:
+          compile_cache: bool = True, batch_rows: int | None = None) -> TrainResult:
     """Train ``spec`` on the given splits and return the best-validation-loss network.
 
     ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
@@ -536,12 +553,22 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     ``learning_rate * (1 + cos(pi * (e - 1) / E)) / 2``; None keeps it constant.
     Federated rounds start from the averaged weights the same way (the nodes share one
     normalisation).
+
+    ``pad_to``: a Spec of the same layers, each at least as wide (a Dropout may stand where the
+    spec has none), in which the network is trained with its extra weights masked to zero (see
+    the module docstring). ``compile_cache``: reuse this process's compiled step for these
+    shapes (default); False compiles afresh with exact buffer sizes. ``batch_rows`` (>= batch_size):
+    the compiled step's rows; each batch of ``batch_size`` rows is padded with rows of weight zero
+    (the same loss and gradient), so trainings of different batch sizes can share one compiled step.
     """
     if not isinstance(spec, Spec):
         raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
     for name, value, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
             raise TrainingError(f"{name} must be an int >= {lo}, got {value!r}")
+    if batch_rows is not None and (isinstance(batch_rows, bool) or not isinstance(batch_rows, (int, np.integer))
+                                   or batch_rows < batch_size):
+        raise TrainingError(f"batch_rows must be None or an int >= batch_size ({batch_size!r}), got {batch_rows!r}")
     if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
         raise TrainingError(f"patience must be an int >= 1 or None, got {patience!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
@@ -595,11 +622,21 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
 
     n, bs = len(Xtr_n), int(batch_size)
     steps = -(-n // bs)
-    # Buffer sizes come from power-of-two buckets (and the step index's range from them), so
+    B = bs if batch_rows is None else int(batch_rows)  # rows of the compiled step: bs real, B - bs weigh 0
+    # where each of the epoch's rows goes: batch i of bs rows at rows i * B .. i * B + bs
+    place = np.arange(n) // bs * B + np.arange(n) % bs
+    # Buffer sizes come from power-of-four buckets (and the step index's range from them), so
     # trainings on a few more or fewer rows share one compiled step (see _Engine).
-    capacity = -(-_bucket(max(steps, 2) * bs, max(MIN_ROWS_BUCKET, 2 * bs)) // bs) * bs
-    eval_capacity = _bucket(max(len(Xtr_n), len(Xva_n)), 2 * MIN_ROWS_BUCKET)
-    engine = _engine(shape, dev, bs, capacity, eval_capacity, mask is not None,
+    # compile_cache=False: exact sizes and a new engine each time (what every training did before).
+    if compile_cache:
+        capacity = -(-_bucket(max(steps, 2) * B, MIN_ROWS_BUCKET) // B) * B
+        eval_capacity = _bucket(max(len(Xtr_n), len(Xva_n)), MIN_ROWS_BUCKET)
+        chunk = min(EVAL_CHUNK, eval_capacity // 2)
+    else:
+        capacity = max(steps, 2) * B
+        chunk = min(EVAL_CHUNK, -(-max(len(Xtr_n), len(Xva_n)) // 32) * 32)
+        eval_capacity = max(-(-len(Xtr_n) // chunk), -(-len(Xva_n) // chunk), 2) * chunk
+    engine = _engine(shape, dev, B, capacity, eval_capacity, chunk, mask is not None,
                      float(rule_weight) if penalised else 0.0, compile_cache)
     engine.busy = True
     try:
@@ -637,23 +674,23 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
             order = rng.permutation(n) if shuffle else np.arange(n)
             x_epoch = np.zeros((capacity, spec.input_size), np.float32)
             yw_epoch = np.zeros((capacity, spec.n_classes), np.float32)
-            x_epoch[:n] = Xtr_n[order]
-            yw_epoch[:n] = yw_train[order]
-            batch_weight = yw_epoch.reshape(-1, bs, spec.n_classes).sum(axis=(1, 2))
-            yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(bs)[:, None]
+            x_epoch[place] = Xtr_n[order]
+            yw_epoch[place] = yw_train[order]
+            batch_weight = yw_epoch.reshape(-1, B, spec.n_classes).sum(axis=(1, 2))
+            yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(B)[:, None]
             x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
             drops = []
             for p, (w_pad, w_real) in zip(rates, widths):
                 m = np.ones((capacity, w_pad), np.float32)
                 if p > 0:  # drawn for the real width only, so padding does not change the draws
-                    m[:n, :w_real] = (rng.random((n, w_real)) >= p).astype(np.float32) / np.float32(1.0 - p)
+                    m[place, :w_real] = (rng.random((n, w_real)) >= p).astype(np.float32) / np.float32(1.0 - p)
                 drops.append(Tensor(m, device=dev).realize())
             if penalised:
                 rm_epoch = np.zeros((capacity, spec.n_classes), np.float32)
-                rm_epoch[:n] = mask_rules[order]
+                rm_epoch[place] = mask_rules[order]
                 real = np.zeros(capacity, np.float32)
-                real[:n] = 1.0
-                rm_epoch /= np.maximum(real.reshape(-1, bs).sum(axis=1), 1.0).repeat(bs)[:, None]
+                real[place] = 1.0
+                rm_epoch /= np.maximum(real.reshape(-1, B).sum(axis=1), 1.0).repeat(B)[:, None]
                 rm_dev = Tensor(rm_epoch, device=dev).realize()
             with Context(TRAINING=1):
                 for s in range(steps):
@@ -700,7 +737,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         class_weights=weights, compiler=_toolchain.compiler_kind(),
         settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
                   "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
-                  "rule_weight": float(rule_weight), "warm_start": init is not None,
+                  "rule_weight": float(rule_weight), "warm_start": init is not None, "batch_rows": B,
                   "lr_schedule": lr_schedule, "pad_to": None if pad_to is None else pad_to.describe(),
                   "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
                   "tinygrad": _tinygrad_version()})
