@@ -309,7 +309,7 @@ class TrainResult:
 # ----------------------------------------------------------------------------- compiled steps
 
 MIN_ROWS_BUCKET = 1024  # the smallest epoch buffer (rows); buffers grow in powers of four
-MAX_ENGINES = 64  # compiled training engines kept per process (least recently used dropped)
+MAX_ENGINES = 16  # compiled training engines kept per process (least recently used dropped)
 
 
 def _bucket(rows: int, floor: int) -> int:

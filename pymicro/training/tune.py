@@ -29,6 +29,13 @@ What it does, exactly (docs/tuning.md):
   of workers); a round's trials are sampled from, and pruned against, the trials finished
   before the round. So the same seed gives the same trials, and the same best parameters,
   on 1 worker or 10.
+* **Compiled steps**: every trial trains inside the search space's widest network
+  (:func:`padded_spec`: the largest widths, extra weights masked to zero, so each trial trains
+  exactly its own network) with its batches padded to a power of four (:func:`batch_rows`, rows
+  of weight zero: the same gradient), and each worker process keeps its compiled steps
+  (:func:`pymicro.training.train.train`). A worker compiles about four steps for a whole study
+  (batch 64 or 256 rows, attention or not) instead of one per architecture, batch size and
+  dropout rate. ``compile_cache=False`` turns this off.
 * **Storage**: an Optuna journal file (``JournalStorage(JournalFileBackend)``): append-only,
   each finished trial written as soon as it finishes. Running ``tune`` again with the same
   storage and study name resumes: finished trials are kept, ``n_trials`` is the total, and a
