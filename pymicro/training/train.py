@@ -411,6 +411,13 @@ class _Engine:
             mask = np.concatenate([np.asarray(v, np.float32).ravel() for p in start.params for v in p.values()])
         self.net = net = TinyNet(start, dev, mask=mask)
         self.opt = opt = Adam(net.parameters(), lr=1e-3)
+        # the optimiser's state as realized buffers from the start (Adam makes them lazily): load()
+        # then writes them in place, with no kernel to compile (which a Dask worker thread must not do:
+        # tinygrad's compile cache is a SQLite connection bound to the thread that opened it)
+        opt.m = [Tensor(np.zeros(t.shape, np.float32), device=dev).realize() for t in opt.m]
+        opt.v = [Tensor(np.zeros(t.shape, np.float32), device=dev).realize() for t in opt.v]
+        opt.b1_t, opt.b2_t = (Tensor(np.ones(t.shape, np.float32), device=dev).realize() for t in (opt.b1_t, opt.b2_t))
+        opt.lr = Tensor(np.full(opt.lr.shape, 1e-3, np.float32), device=dev).realize()
         self.step_var = Variable("pymicro_step", 0, capacity // bs - 1)
         self.chunk_var = Variable("pymicro_chunk", 0, eval_capacity // self.chunk - 1)
         self.busy = False
@@ -447,28 +454,38 @@ class _Engine:
 
         self.train_step, self.train_step_rules, self.logits_chunk = train_step, train_step_rules, logits_chunk
 
-    def load(self, params: list[dict], mask: np.ndarray | None, learning_rate: float) -> None:
-        """Start a training: these weights (and mask), Adam's moments at zero, its step count at 0."""
+    def _write(self, t, values: np.ndarray) -> None:
+        """Overwrite the realized tensor ``t``'s buffer (the one the captured kernels use) with ``values``:
+        straight into host memory where the device allows it (the CPU device: no kernel, nothing to
+        compile, safe from any thread), else with an assign."""
         from tinygrad import Tensor
 
-        dev = self.dev
+        values = np.ascontiguousarray(values, np.float32).reshape(t.shape)
+        try:
+            buf = t.uop.buffer
+            if hasattr(buf.allocator, "_as_buffer") and buf.dtype.itemsize == 4 and buf.size == values.size:
+                view = np.frombuffer(buf.as_memoryview(force_zero_copy=True), dtype=np.float32)
+                view[:] = values.ravel()
+                return
+        except Exception:  # noqa: BLE001 - any device without host-visible memory: the assign below
+            pass
+        t.assign(Tensor(values, device=self.dev, dtype=t.dtype)).realize()
+
+    def load(self, params: list[dict], mask: np.ndarray | None, learning_rate: float) -> None:
+        """Start a training: these weights (and mask), Adam's moments at zero, its step count at 0."""
         flat = np.concatenate([np.asarray(v, np.float32).ravel() for p in params for v in p.values()])
-        self.net.flat.assign(Tensor(flat, device=dev)).realize()
+        self._write(self.net.flat, flat)
         if mask is not None:
-            self.net.mask.assign(Tensor(mask, device=dev)).realize()
+            self._write(self.net.mask, mask)
         opt = self.opt
         for t in (*opt.m, *opt.v):
-            t.assign(Tensor(np.zeros(t.shape, np.float32), device=dev)).realize()
+            self._write(t, np.zeros(t.shape, np.float32))
         for t in (opt.b1_t, opt.b2_t):
-            t.assign(Tensor(np.ones(t.shape, np.float32), device=dev)).realize()
+            self._write(t, np.ones(t.shape, np.float32))
         self.set_lr(learning_rate)
 
     def set_lr(self, lr: float) -> None:
-        from tinygrad import Tensor
-
-        opt = self.opt
-        opt.lr.assign(Tensor(np.full(opt.lr.shape, lr, np.float32), device=self.dev,
-                             dtype=opt.lr.dtype)).realize()
+        self._write(self.opt.lr, np.full(self.opt.lr.shape, lr, np.float32))
 
     def logits(self, x_all, rows: int) -> np.ndarray:
         parts = [self.logits_chunk(x_all, self.chunk_var.bind(j)).numpy() for j in range(-(-rows // self.chunk))]
