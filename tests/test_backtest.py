@@ -406,25 +406,32 @@ def test_walk_forward_default_fit_trains_freezes_and_predicts_natively(monkeypat
     train/validation split and its purge, the train_kwargs, and predictions through the blob."""
     import pymicro.training.train
 
-    calls = []
+    calls, made = [], []
 
     def fake_train(spec, X_train, y_train, X_val, y_val, **kwargs):
         calls.append((X_train[:, 0].astype(int), X_val[:, 0].astype(int), kwargs))
-        return type("R", (), {"network": spec.init(seed=len(calls))})()
+        made.append(spec.init(seed=len(calls)))
+        return type("R", (), {"network": made[-1]})()
 
     monkeypatch.setattr(pymicro.evaluation.backtest, "train", fake_train)  # patched where walk_forward calls it
     base = synthetic_series(n=300, h=3, seed=3)
     X = np.column_stack([base.X, np.random.default_rng(0).normal(size=(300, 21))])
     series = LabelledSeries(base.dates, base.close, X, base.y, base.horizon)
-    res = walk_forward(series, "momentum", train_window=100, step=60, threshold=0.0, val_fraction=0.2,
-                       train_kwargs={"epochs": 7, "learning_rate": 0.01})
-    assert len(calls) == len(res.windows)
-    for (tr, va, kwargs), w in zip(calls, res.windows):
+    res = walk_forward(series, "momentum", train_window=100, step=40, threshold=0.0, val_fraction=0.2,
+                       train_kwargs={"epochs": 9, "patience": 5, "learning_rate": 0.01}, warm_chain=2)
+    assert len(calls) == len(res.windows) >= 4
+    for k, ((tr, va, kwargs), w) in enumerate(zip(calls, res.windows)):
         n = w["train_rows"]
         assert va.size == round(0.2 * n) and tr.size == n - va.size - 3
         assert tr.max() + 3 < va.min()  # purge: no training label reads a validation bar
-        assert va.max() + 3 < w["test_start"]  # embargo before the test block
-        assert kwargs["epochs"] == 7 and kwargs["learning_rate"] == 0.01 and kwargs["seed"] == 0
+        assert va.max() + 3 < w["test_start"]  # embargo before the test block: early stopping never sees it
+        assert kwargs["learning_rate"] == 0.01 and kwargs["seed"] == 0
+        if k % 2 == 0:  # the first block of a chain of 2 trains from scratch, all epochs
+            assert "init" not in kwargs and kwargs["epochs"] == 9 and not w["warm_start"]
+        else:  # the next starts from the network its predecessor fitted (on earlier rows), fewer epochs
+            assert kwargs["init"] is made[k - 1] and kwargs["epochs"] == 3 and kwargs["patience"] == 3
+            # what the starting network saw (its training and early-stopping rows) ends before this block
+            assert w["warm_start"] and max(calls[k - 1][0].max(), calls[k - 1][1].max()) + 3 < w["test_start"]
     # block k was predicted by the blob of network spec.init(seed=k + 1)
     s0 = res.windows[0]["test_start"]
     for k, w in enumerate(res.windows):
@@ -482,3 +489,44 @@ def test_class_positions_may_be_an_array_for_five_classes():
     majority = res.baselines["majority_class"]
     assert np.allclose(majority.positions, 1.0)
     assert np.isclose(majority.returns.sum(), res.baselines["buy_and_hold"].returns.sum())
+
+
+def test_walk_forward_cold_start_trains_every_block_from_scratch(monkeypatch):
+    import pymicro.training.train
+
+    calls = []
+
+    def fake_train(spec, X_train, y_train, X_val, y_val, **kwargs):
+        calls.append(kwargs)
+        return type("R", (), {"network": spec.init(seed=len(calls))})()
+
+    monkeypatch.setattr(pymicro.evaluation.backtest, "train", fake_train)
+    base = synthetic_series(n=300, h=3, seed=3)
+    X = np.column_stack([base.X, np.random.default_rng(0).normal(size=(300, 21))])
+    series = LabelledSeries(base.dates, base.close, X, base.y, base.horizon)
+    res = walk_forward(series, "momentum", train_window=100, step=40, threshold=0.0, warm_start=False,
+                       train_kwargs={"epochs": 9})
+    assert len(calls) == len(res.windows) >= 4
+    assert all("init" not in kw and kw["epochs"] == 9 for kw in calls)
+    assert not any(w["warm_start"] for w in res.windows)
+    with pytest.raises(EvaluationError, match="warm_chain"):
+        walk_forward(series, "momentum", train_window=100, step=40, warm_chain=0)
+
+
+def test_walk_forward_features_sliced_from_the_whole_history_equal_those_of_the_truncated_history():
+    """The walk-forward computes features and labels once, on the whole history, and slices them per
+    block. That is honest only if every feature row equals the one computed on the bars up to it:
+    recompute on truncated histories (at several block starts) and compare, and labels wherever the
+    truncated history knows them."""
+    from pymicro.market.data import load_embedded
+
+    bars = load_embedded(["SP500"]).tail(1200).reset_index(drop=True)
+    full = LabelledSeries.from_bars(bars, "momentum", horizon=5)
+    for s in (300, 517, 800, 1199):
+        part = LabelledSeries.from_bars(bars.iloc[:s], "momentum", horizon=5)
+        np.testing.assert_array_equal(part.X, full.X[:s])  # NaN warm-up rows in the same places
+        known = part.y >= 0
+        assert not known[s - 5:].any()  # the last h labels read bars beyond the truncated history
+        np.testing.assert_array_equal(known[:s - 5], full.y[:s - 5] >= 0)  # the rest are known in both
+        assert known.sum() > s // 2
+        np.testing.assert_array_equal(part.y[known], full.y[:s][known])

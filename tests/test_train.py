@@ -310,3 +310,68 @@ def test_a_cc_that_cannot_build_for_tinygrad_is_skipped(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     cc, kind = out.stdout.split()
     assert kind == "ziglang" and cc != gcc
+
+
+# ------------------------------------------------------------------ compiled steps, padding
+
+def test_a_reused_compiled_step_gives_exactly_what_a_fresh_one_gives():
+    """The second training of the same shapes replays the first one's compiled step (weights and Adam
+    state loaded into its buffers): bit-identical to a training on a freshly built step, dropout too."""
+    from pymicro.training.train import clear_compiled, compiled_engines
+
+    spec = pymicro.preset("reversal")  # dropout: its masks come from the training's generator
+    Xtr, ytr, Xva, yva = split(*learnable(spec))
+    clear_compiled()
+    first = train(spec, Xtr, ytr, Xva, yva, epochs=3, batch_size=BATCH, seed=5)
+    other = train(spec, Xtr[:-17], ytr[:-17], Xva, yva, epochs=2, batch_size=BATCH, seed=9)  # same bucket
+    before = compiled_engines()
+    again = train(spec, Xtr, ytr, Xva, yva, epochs=3, batch_size=BATCH, seed=5)
+    assert compiled_engines()["reused"] == before["reused"] + 1 and compiled_engines()["built"] == before["built"]
+    assert all(np.array_equal(x, y) for x, y in zip(_weights(first), _weights(again)))
+    assert first.history["val_loss"] == again.history["val_loss"]
+    assert not all(np.array_equal(x, y) for x, y in zip(_weights(first), _weights(other)))
+    clear_compiled()
+    fresh = train(spec, Xtr, ytr, Xva, yva, epochs=3, batch_size=BATCH, seed=5)
+    assert all(np.array_equal(x, y) for x, y in zip(_weights(first), _weights(fresh)))
+    # without the cache: exact sizes, a new step each time; the same training to float rounding
+    uncached = train(spec, Xtr, ytr, Xva, yva, epochs=3, batch_size=BATCH, seed=5, compile_cache=False)
+    np.testing.assert_allclose(uncached.history["val_loss"], first.history["val_loss"], rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_a_network_padded_into_a_wider_one_trains_the_same_function():
+    """pad_to: the spec trained inside a wider network of the same layers (extra weights masked to 0);
+    the result has the spec's shapes, and its losses and weights match the unpadded training to float
+    rounding. batch_rows pads each batch with rows of weight 0: the same gradient."""
+    spec = Spec(24, (Attention(4), Dense(8), Dropout(0.3), Dense(4)), 3)
+    wide = Spec(24, (Attention(16), Dense(32), Dropout(0.5), Dense(16)), 3, allow_large=True)
+    Xtr, ytr, Xva, yva = split(*learnable(spec))
+    plain = train(spec, Xtr, ytr, Xva, yva, epochs=3, batch_size=BATCH, seed=2, patience=None)
+    padded = train(spec, Xtr, ytr, Xva, yva, epochs=3, batch_size=BATCH, seed=2, patience=None, pad_to=wide,
+                   batch_rows=4 * BATCH)
+    assert padded.network.spec == spec
+    for got, want in zip(padded.network.params, plain.network.params):
+        assert {k: v.shape for k, v in got.items()} == {k: v.shape for k, v in want.items()}
+        for k in want:
+            np.testing.assert_allclose(got[k], want[k], atol=2e-5)
+    np.testing.assert_allclose(padded.history["val_loss"], plain.history["val_loss"], rtol=1e-5)
+    assert plain.history["val_loss"][0] != plain.history["val_loss"][-1]  # it did train
+    # the preset without dropout fits the same padded network (a Dropout there gets rate 0)
+    momentum = pymicro.preset("momentum")
+    Xm, ym, Xmv, ymv = split(*learnable(momentum))
+    a = train(momentum, Xm, ym, Xmv, ymv, epochs=2, batch_size=BATCH, seed=1)
+    b = train(momentum, Xm, ym, Xmv, ymv, epochs=2, batch_size=BATCH, seed=1, pad_to=wide)
+    np.testing.assert_allclose(b.history["val_loss"], a.history["val_loss"], rtol=1e-5)
+
+
+def test_pad_to_and_batch_rows_refuse_what_cannot_hold_the_network():
+    spec = Spec(24, (Attention(4), Dense(8), Dense(4)), 3)
+    Xtr, ytr, Xva, yva = split(*learnable(spec))
+    for bad, why in ((Spec(24, (Attention(4), Dense(4), Dense(4)), 3), "does not fit"),
+                     (Spec(24, (Dense(8), Dense(4)), 3), "layer 0"),
+                     (Spec(24, (Attention(4), Dense(8, "tanh"), Dense(4)), 3), "does not fit"),
+                     (Spec(24, (Attention(4), Dense(8), Dense(4)), 5), "classes")):
+        with pytest.raises(TrainingError, match=why):
+            train(spec, Xtr, ytr, Xva, yva, epochs=1, pad_to=bad)
+    with pytest.raises(TrainingError, match="batch_rows"):
+        train(spec, Xtr, ytr, Xva, yva, epochs=1, batch_size=64, batch_rows=32)

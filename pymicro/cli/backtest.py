@@ -49,6 +49,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="(default: %(default)s)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="(default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="(default: %(default)s)")
+    p.add_argument("--cold-start", action="store_true",
+                   help="train every block from scratch (default: each block after the first of a chain of "
+                        "--warm-chain starts from its predecessor's network, fewer epochs)")
+    p.add_argument("--warm-chain", type=int, default=5, help="blocks per warm-start chain (default: %(default)s)")
     p.add_argument("--periods-per-year", type=float, default=None,
                    help="annualisation of a walk-forward's ratios (default: from the data's dates)")
     p.add_argument("--plot", help="write the equity curves to this PNG")
@@ -112,8 +116,9 @@ def cmd_backtest(args) -> int:
         def progress(k, total, info):
             if not args.quiet:
                 print(f"  block {k}/{total}: trained on {_day(info['train_start'])}..{_day(info['train_end'])} "
-                      f"({info['train_rows']} rows), tested {_day(info['test_start'])}..{_day(info['test_end'])} "
-                      f"[{info['seconds']:.1f} s]", file=sys.stderr, flush=True)
+                      f"({info['train_rows']} rows{', warm start' if info.get('warm_start') else ''}), tested "
+                      f"{_day(info['test_start'])}..{_day(info['test_end'])} [{info['seconds']:.1f} s]",
+                      file=sys.stderr, flush=True)
 
         result = walk_forward(
             bars, args.preset or "momentum", train_window=args.train_window, step=args.step, mode=args.mode,
@@ -122,7 +127,7 @@ def cmd_backtest(args) -> int:
             periods_per_year=args.periods_per_year,
             train_kwargs={"epochs": args.epochs, "patience": args.patience, "batch_size": args.batch_size,
                           "learning_rate": args.learning_rate, "seed": args.seed},
-            progress=progress)
+            progress=progress, warm_start=not args.cold_start, warm_chain=args.warm_chain)
     print(f"pymicro backtest: {name}, preset {result.settings.get('preset') or args.preset or 'momentum'}"
           + ("" if args.blob else f", walk-forward ({args.mode}, train {args.train_window} bars, "
                                   f"retrain every {args.step}, horizon {args.horizon})"))

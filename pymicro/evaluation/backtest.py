@@ -459,7 +459,7 @@ class LabelledSeries:
 
 
 def tinygrad_fit(spec, *, horizon: int, val_fraction: float = 0.2, backend: str = "native",
-                 **train_kwargs) -> Callable:
+                 warm_epochs: int | None = None, warm_patience: int | None = None, **train_kwargs) -> Callable:
     """The default ``fit`` of :func:`walk_forward`: pymicro's tinygrad trainer, frozen, native runtime.
 
     ``fit(X, y)`` trains ``spec`` with :func:`pymicro.training.train.train` on the rows it is given
@@ -467,16 +467,28 @@ def tinygrad_fit(spec, *, horizon: int, val_fraction: float = 0.2, backend: str 
     ``horizon`` rows purged between the two (so no training label reads a validation
     bar), freezes the best network into a blob and returns that blob's
     ``predict(X)`` on ``backend`` (``pymicro.load(pymicro.freeze(net))``).
-    """
 
-    def fit(X, y):
+    ``fit(X, y, init=network)`` is a warm start: training begins from ``network`` (the previous
+    walk-forward block's, fitted on earlier rows only; its normalisation is kept) and runs at most
+    ``warm_epochs`` epochs (default a third of ``epochs``, at least 3) with patience
+    ``warm_patience`` (default min(patience, 3)), early-stopping on the same held-out slice.
+    """
+    epochs = int(train_kwargs.get("epochs", 100))
+    patience = train_kwargs.get("patience", 10)
+    w_epochs = max(3, epochs // 3) if warm_epochs is None else int(warm_epochs)
+    w_patience = (None if patience is None else min(int(patience), 3)) if warm_patience is None else warm_patience
+
+    def fit(X, y, init=None):
         n = len(y)
         n_val = max(1, round(n * val_fraction))
         n_train = n - n_val - int(horizon)
         if n_train < 1:
             raise EvaluationError(f"training window too small: {n} rows leave none for training after "
                                   f"{n_val} validation rows and a {horizon}-row purge")
-        res = train(spec, X[:n_train], y[:n_train], X[n - n_val:], y[n - n_val:], **train_kwargs)
+        kw = dict(train_kwargs)
+        if init is not None:
+            kw.update(init=init, epochs=min(w_epochs, epochs), patience=w_patience)
+        res = train(spec, X[:n_train], y[:n_train], X[n - n_val:], y[n - n_val:], **kw)
         model = load(freeze(res.network), backend)
         fit.last = res
 
@@ -494,7 +506,7 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
                  label_threshold: float = 0.5, vol_window: int = 20, features: str | None = None,
                  prices=None, periods_per_year: float | None = None, momentum_lookback: int = 20,
                  backend: str = "native", progress: Callable[[int, int, dict], None] | None = None,
-                 client=None) -> BacktestResult:
+                 client=None, warm_start: bool = True, warm_chain: int = 5) -> BacktestResult:
     """Walk forward through one instrument, retraining before every test block.
 
     ``data``: one symbol's daily bars (DataFrame), a one-symbol
@@ -525,11 +537,22 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
     ``client``: a ``distributed.Client`` (:func:`pymicro.training.cluster.dask_client`): the blocks
     are fitted concurrently as Dask tasks (the series scattered to the workers once; ``fit`` must
     pickle) and stitched in order, with the same result as the loop here.
+
+    ``warm_start`` (the default fit only): blocks go in chains of ``warm_chain`` consecutive blocks;
+    the first of a chain trains from scratch, each other block starts from the network its
+    predecessor fitted (on rows before the predecessor's block, so before this one) and trains
+    fewer epochs (:func:`tinygrad_fit`), early-stopping on its own held-out slice of the past.
+    A chain is one Dask task, so the result does not depend on the number of workers.
+    The features and labels are computed once on the whole history and sliced per block: every
+    feature at bar ``t`` reads bars up to ``t`` only (tests/test_backtest.py checks the slices against
+    features computed on the truncated history).
     """
     from pymicro.evaluation.positions import choose_rule
 
     if mode not in ("expanding", "rolling"):
         raise EvaluationError(f"mode must be 'expanding' or 'rolling', got {mode!r}")
+    if isinstance(warm_chain, bool) or not isinstance(warm_chain, (int, np.integer)) or warm_chain < 1:
+        raise EvaluationError(f"warm_chain must be an int >= 1 (blocks), got {warm_chain!r}")
     for name, v in (("train_window", train_window), ("step", step)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise EvaluationError(f"{name} must be an int >= 1 (bars), got {v!r}")
@@ -571,21 +594,20 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
             raise EvaluationError(f"no usable training row before the block starting {_day(series.dates[s])}")
         val = rows[rows.size - max(1, round(rows.size * val_fraction)):]  # where the rule is chosen
         blocks.append((rows, idx[s:min(s + int(step), n)][usable[s:min(s + int(step), n)]], val[val + 1 < n]))
-    remote = None
-    if client is not None:  # every block's fit and predictions as one Dask task, the arrays sent once
+    warm = bool(warm_start) and fit_given is None
+    chain = int(warm_chain) if warm else 1
+    chains = [blocks[k:k + chain] for k in range(0, len(blocks), chain)]
+    if client is not None:  # every chain's fits and predictions as one Dask task, the arrays sent once
         ref = client.scatter((series.X, series.y), broadcast=True, hash=False)
-        remote = iter(client.gather([client.submit(_fit_block, fit, ref, r, t, v, pure=False)
-                                     for r, t, v in blocks]))
+        fitted = iter([b for part in client.gather([client.submit(_fit_chain, fit, ref, c, warm, pure=False)
+                                                    for c in chains]) for b in part])
+    else:
+        fitted = (b for c in chains for b in _fit_chain(fit, (series.X, series.y), c, warm, lazy=True))
     for k, s in enumerate(starts):
         e = min(s + int(step), n)
         rows, test, val = blocks[k]
-        t0 = time.perf_counter()
-        if remote is not None:  # the worker predicted exactly the test and the validation rows
-            test_probs, val_probs, seconds = next(remote)
-        else:
-            predict_proba = fit(series.X[rows], series.y[rows])
-            val_probs = predict_proba(series.X[val]) if threshold is None else None
-            test_probs = predict_proba(series.X[test]) if test.size else None
+        # the fit predicted exactly the test rows and the validation rows (where the rule is chosen)
+        test_probs, val_probs, seconds = next(fitted)
         maj = M.majority_class(series.y[rows], n_classes)
         majority[s:e] = maj
         majority_pos[s:e] = cp[maj]
@@ -597,7 +619,7 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
                                class_positions=None if n_classes == 3 else cp)
             block_threshold = rule.threshold
         if test.size:
-            probs = np.asarray(test_probs, np.float64)
+            probs = np.asarray(test_probs, np.float64).reshape(test.size, -1)
             if probs.shape != (test.size, n_classes):
                 raise EvaluationError(f"predict_proba returned shape {probs.shape} for {test.size} rows; "
                                       f"expected ({test.size}, {n_classes})")
@@ -607,7 +629,7 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
         info = {"block": k, "train_start": series.dates[rows[0]], "train_end": series.dates[rows[-1]],
                 "train_rows": int(rows.size), "test_start": series.dates[s], "test_end": series.dates[e - 1],
                 "test_rows": int(test.size), "majority_class": int(maj), "threshold": float(block_threshold),
-                "seconds": round(seconds if remote is not None else time.perf_counter() - t0, 3)}
+                "seconds": round(seconds, 3), "warm_start": bool(warm and k % chain)}
         windows.append(info)
         if progress is not None:
             progress(k + 1, len(starts), info)
@@ -631,15 +653,23 @@ def walk_forward(data, spec="momentum", *, train_window: int = 756, step: int = 
     return result
 
 
-def _fit_block(fit, data, rows, test, val):
-    """One walk-forward block on a Dask worker: fit on ``rows``, predict ``test`` and ``val`` (the
-    rows the position rule is chosen on); returns (test probabilities, val probabilities, seconds)."""
-    X, y = data
-    t0 = time.perf_counter()
-    predict_proba = fit(X[rows], y[rows])
-    probs = np.asarray(predict_proba(X[test]), np.float64) if test.size else np.zeros((0, 0))
-    val_probs = np.asarray(predict_proba(X[val]), np.float64) if val.size else np.zeros((0, 0))
-    return probs, val_probs, time.perf_counter() - t0
+def _fit_chain(fit, data, blocks, warm: bool, lazy: bool = False):
+    """Consecutive walk-forward blocks, in order (one Dask task): fit on each block's ``rows``
+    (``warm``: the default fit, from the previous block's network after the first), predict its
+    ``test`` and ``val`` rows (where the position rule is chosen); (test probabilities, val
+    probabilities, seconds) per block, as a list (``lazy``: a generator)."""
+    def run():
+        X, y = data
+        prev = None
+        for rows, test, val in blocks:
+            t0 = time.perf_counter()
+            predict_proba = fit(X[rows], y[rows]) if prev is None else fit(X[rows], y[rows], init=prev)
+            if warm:
+                prev = fit.last.network
+            probs = np.asarray(predict_proba(X[test]), np.float64) if test.size else np.zeros((0, 0))
+            val_probs = np.asarray(predict_proba(X[val]), np.float64) if val.size else np.zeros((0, 0))
+            yield probs, val_probs, time.perf_counter() - t0
+    return run() if lazy else list(run())
 
 
 def _walk_forward_input(data, spec, horizon, label_threshold, vol_window, features, prices, check_spec):

@@ -48,14 +48,19 @@ def ridge_fit(alpha: float = 1.0, temperature: float = 0.1) -> Callable:
 
 
 def tinygrad_fit(spec, *, horizon: int, epochs: int = 8, batch_size: int = 64, patience: int | None = 3,
-                 learning_rate: float = 1e-3, seed: int = 0) -> Callable:
+                 learning_rate: float = 1e-3, seed: int = 0, **train_kwargs) -> Callable:
     """The default ``fit``: pymicro's tinygrad trainer on the model's own architecture
     (:func:`pymicro.evaluation.backtest.tinygrad_fit`: the last 20 % of the rows it is given hold out
     for early stopping after a ``horizon``-row purge; frozen; native runtime). Few epochs:
-    the experiments compare fits with each other, not with the model's own training."""
+    the experiments compare fits with each other, not with the model's own training.
+
+    The fits share one data shape, so after the first they replay its compiled step (see
+    :func:`pymicro.training.train.train`); they never warm-start from each other (a shuffled-label
+    fit started from the true-label fit's weights would carry the real signal into the null).
+    ``train_kwargs`` (e.g. ``compile_cache=False``) go to the trainer."""
 
     f = _fit(spec, horizon=horizon, epochs=epochs, batch_size=batch_size, patience=patience,
-             learning_rate=learning_rate, seed=seed)
+             learning_rate=learning_rate, seed=seed, **train_kwargs)
     f.__name__ = "tinygrad"
     return f
 

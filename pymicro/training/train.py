@@ -38,12 +38,25 @@ What the trainer does, exactly:
   step costs about 1 ms at batch 32 on a 2-core Zen 4 (about 36 kernel launches; tinygrad's
   CPU device spends ~20 µs of Python on each). ``JITBEAM=2`` in the environment makes
   tinygrad search for faster kernels: minutes of compiling, cached on disk.
+* **Compiled once per shape and process**: tracing, scheduling and compiling a step costs
+  seconds, far more than a small training itself. So the epoch and evaluation buffers are
+  sized in power-of-four buckets of rows (the padding rows weigh zero and are never read by
+  a step), and the jitted step, its network and optimiser are kept per process for each
+  (layers, batch size, buckets, device): a later training of the same shapes loads its
+  initial weights and a fresh Adam state into those buffers and replays the captured
+  kernels (bit-identical to a fresh start; ``compile_cache=False`` turns this off and uses
+  exact sizes). Dropout masks are drawn in numpy from the training generator, so a rate is
+  data rather than a compiled constant. ``pad_to`` trains the network inside a larger one
+  of the same layers, whose extra weights are zero and masked (inert, zero gradient), so
+  networks of different widths share one compiled step (the tuner's trials); the result
+  is cut back to the spec's shapes and computes the same function.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -51,12 +64,13 @@ import numpy as np
 
 from pymicro.errors import TrainingError, require
 from pymicro.runtime.activations import BY_NAME as ACTIVATIONS_BY_NAME
-from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec
+from pymicro.runtime.spec import Attention, Dense, Dropout, Network, Spec, _width_out
 from pymicro.training import toolchain as _toolchain
 
 EVAL_CHUNK = 4096  # rows per evaluation call
 
-__all__ = ["TinyNet", "TrainResult", "class_weights", "normalization", "tinygrad_predict", "train"]
+__all__ = ["TinyNet", "TrainResult", "class_weights", "clear_compiled", "compiled_engines", "normalization",
+           "tinygrad_predict", "train"]
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -159,7 +173,7 @@ class TinyNet:
     logits for normalised inputs; :meth:`probabilities` normalises and applies the softmax.
     """
 
-    def __init__(self, network: Network, device: str | None = None):
+    def __init__(self, network: Network, device: str | None = None, mask: np.ndarray | None = None):
         tg = _tinygrad()
         Tensor = tg.Tensor
         self.spec = network.spec
@@ -175,6 +189,9 @@ class TinyNet:
                 offset += a.size
             self.layout.append(entries)
         self.flat = Tensor(np.concatenate(chunks), device=self.device).realize()
+        # ``mask`` (0/1, like ``flat``): weights the forward pass multiplies by, so masked weights
+        # are inert and get a zero gradient (a network zero-padded to a larger shape, see train()).
+        self.mask = None if mask is None else Tensor(np.asarray(mask, np.float32), device=self.device).realize()
         self.mean = None if network.mean is None else Tensor(np.asarray(network.mean, np.float32), device=self.device)
         self.std = None if network.std is None else Tensor(np.asarray(network.std, np.float32), device=self.device)
         plan, i = [], 0
@@ -201,21 +218,29 @@ class TinyNet:
     def views(self) -> list[dict]:
         """One dict per weighted layer of tinygrad views into ``flat``, shaped as in the Network."""
         out = []
+        flat = self.flat if self.mask is None else self.flat * self.mask
         for entries in self.layout:
             layer = {}
             for key, shape, offset in entries:
                 n = int(np.prod(shape))
-                layer[key] = self.flat[offset:offset + n].reshape(shape).contiguous_backward()
+                layer[key] = flat[offset:offset + n].reshape(shape).contiguous_backward()
             out.append(layer)
         return out
 
-    def __call__(self, x):
-        """Logits for already-normalised inputs ``x`` (batch, input_size)."""
+    def __call__(self, x, dropout_masks=None):
+        """Logits for already-normalised inputs ``x`` (batch, input_size).
+
+        ``dropout_masks``: None (evaluation: dropout is the identity) or one tensor per Dropout
+        layer, shaped like its input, holding ``keep / (1 - p)`` (drawn by the caller, so the
+        rate is data, not a compiled constant)."""
         params = self.views()
         h = x
+        d = 0
         for kind, arg, i in self.plan:
             if kind == "dropout":
-                h = h.dropout(arg)  # identity unless TRAINING
+                if dropout_masks is not None:
+                    h = h * dropout_masks[d]
+                d += 1
             elif kind == "attention":
                 p = params[i]
                 a = (h @ p["W_a"].T + p["b_a"]).softmax(-1)
@@ -281,6 +306,224 @@ class TrainResult:
         return {k: v[i] for k, v in self.history.items()}
 
 
+# ----------------------------------------------------------------------------- compiled steps
+
+MIN_ROWS_BUCKET = 1024  # the smallest epoch buffer (rows); buffers grow in powers of four
+MAX_ENGINES = 16  # compiled training engines kept per process (least recently used dropped)
+
+
+def _bucket(rows: int, floor: int) -> int:
+    """The power of four >= max(rows, floor) (floor a power of four): buffer shapes come from a few
+    buckets, not the data size (a larger buffer costs only memory: steps never read its padding)."""
+    b = int(floor)
+    while b < rows:
+        b *= 4
+    return b
+
+
+def _layer_key(layer) -> tuple:
+    if isinstance(layer, Dropout):
+        return ("dropout",)  # the rate travels as data (the masks), not in the kernels
+    if isinstance(layer, Attention):
+        return ("attention", int(layer.k))
+    return ("dense", int(layer.out), str(layer.activation))
+
+
+def _align(spec: Spec, padded: Spec) -> list[float]:
+    """Check that ``padded`` holds ``spec`` (the same layers in order, each at least as wide; a Dropout
+    of ``padded`` may stand where ``spec`` has none) and return each padded Dropout's rate (0: none)."""
+    def bad(why):
+        return TrainingError(f"pad_to {padded.describe()} cannot hold {spec.describe()}: {why}")
+
+    if padded.input_size != spec.input_size or padded.n_classes != spec.n_classes:
+        raise bad("inputs and classes must be equal")
+    if padded.head.activation != spec.head.activation:
+        raise bad("the heads differ")
+    rates, j, real = [], 0, list(spec.layers)
+    for layer in padded.layers:
+        r = real[j] if j < len(real) else None
+        if isinstance(layer, Dropout):
+            if isinstance(r, Dropout):
+                rates.append(float(r.p))
+                j += 1
+            else:
+                rates.append(0.0)
+            continue
+        if r is None or type(r) is not type(layer):
+            raise bad(f"layer {j} is {r!r}, padded {layer!r}")
+        if isinstance(layer, Dense) and (r.activation != layer.activation or r.out > layer.out):
+            raise bad(f"layer {j}: {r!r} does not fit {layer!r}")
+        if isinstance(layer, Attention) and r.k > layer.k:
+            raise bad(f"layer {j}: {r!r} does not fit {layer!r}")
+        j += 1
+    if j != len(real):
+        raise bad(f"layers {real[j:]} have no place")
+    for (lr, n_in, _), (lp, p_in, _) in zip(spec.weighted_layers(), padded.weighted_layers()):
+        if isinstance(lr, Attention) and n_in != p_in:
+            raise bad("an attention layer's input cannot be padded (its softmax would see the padding)")
+    return rates
+
+
+def _embed(network: Network, padded: Spec) -> tuple[list[dict], np.ndarray]:
+    """``network``'s weights zero-padded into ``padded``'s shapes, and the 0/1 mask of the real ones
+    (flat, blob order)."""
+    params, mask = [], []
+    for got, want in zip(network.params, padded.init(0).params):
+        layer = {}
+        for key, shape_like in want.items():
+            a = np.zeros(shape_like.shape, np.float32)
+            m = np.zeros(shape_like.shape, np.float32)
+            v = np.asarray(got[key], np.float32)
+            sl = tuple(slice(0, d) for d in v.shape)
+            a[sl] = v
+            m[sl] = 1.0
+            layer[key] = a
+            mask.append(m.ravel())
+        params.append(layer)
+    return params, np.concatenate(mask)
+
+
+def _cut(params: list[dict], spec: Spec) -> list[dict]:
+    """Padded weights back to ``spec``'s shapes."""
+    out = []
+    for got, want in zip(params, spec.init(0).params):
+        out.append({k: np.ascontiguousarray(got[k][tuple(slice(0, d) for d in v.shape)]) for k, v in want.items()})
+    return out
+
+
+class _Engine:
+    """One compiled training setup: a :class:`TinyNet`, its Adam and the jitted step and evaluation
+    functions, for one network shape, batch size, buffer sizes and device. A later training of the
+    same shapes loads its own weights and a fresh optimiser state into the same buffers and replays
+    the captured kernels: no tracing, scheduling or compiling (which cost seconds per shape)."""
+
+    def __init__(self, spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, chunk: int,
+                 masked: bool, rule_weight: float):
+        from tinygrad import Tensor, TinyJit, Variable
+        from tinygrad.nn.optim import Adam
+
+        self.spec, self.dev, self.bs, self.capacity = spec, dev, bs, capacity
+        self.eval_capacity = eval_capacity
+        self.chunk = chunk
+        start = spec.init(0)
+        mask = None
+        if masked:
+            mask = np.concatenate([np.asarray(v, np.float32).ravel() for p in start.params for v in p.values()])
+        self.net = net = TinyNet(start, dev, mask=mask)
+        self.opt = opt = Adam(net.parameters(), lr=1e-3)
+        # the optimiser's state as realized buffers from the start (Adam makes them lazily): load()
+        # then writes them in place, with no kernel to compile (which a Dask worker thread must not do:
+        # tinygrad's compile cache is a SQLite connection bound to the thread that opened it)
+        opt.m = [Tensor(np.zeros(t.shape, np.float32), device=dev).realize() for t in opt.m]
+        opt.v = [Tensor(np.zeros(t.shape, np.float32), device=dev).realize() for t in opt.v]
+        opt.b1_t, opt.b2_t = (Tensor(np.ones(t.shape, np.float32), device=dev).realize() for t in (opt.b1_t, opt.b2_t))
+        opt.lr = Tensor(np.full(opt.lr.shape, 1e-3, np.float32), device=dev).realize()
+        self.step_var = Variable("pymicro_step", 0, capacity // bs - 1)
+        self.chunk_var = Variable("pymicro_chunk", 0, eval_capacity // self.chunk - 1)
+        self.busy = False
+        self.uses = 0
+        chunk = self.chunk
+
+        @TinyJit
+        def train_step(x_epoch, yw_epoch, i, *drops):
+            x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+            yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+            d = [m.shrink(((i * bs, i * bs + bs), None)) for m in drops]
+            loss = -(net(x, d).log_softmax(-1) * yw).sum()
+            opt.zero_grad()
+            loss.backward()
+            Tensor.realize(loss, *opt.schedule_step())
+            return loss
+
+        @TinyJit
+        def train_step_rules(x_epoch, yw_epoch, rm_epoch, i, *drops):
+            x = x_epoch.shrink(((i * bs, i * bs + bs), None))
+            yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
+            rm = rm_epoch.shrink(((i * bs, i * bs + bs), None))
+            d = [m.shrink(((i * bs, i * bs + bs), None)) for m in drops]
+            logits = net(x, d)
+            loss = -(logits.log_softmax(-1) * yw).sum() + float(rule_weight) * (logits.softmax(-1) * rm).sum()
+            opt.zero_grad()
+            loss.backward()
+            Tensor.realize(loss, *opt.schedule_step())
+            return loss
+
+        @TinyJit
+        def logits_chunk(x_all, j):
+            return net(x_all.shrink(((j * chunk, j * chunk + chunk), None))).realize()
+
+        self.train_step, self.train_step_rules, self.logits_chunk = train_step, train_step_rules, logits_chunk
+
+    def _write(self, t, values: np.ndarray) -> None:
+        """Overwrite the realized tensor ``t``'s buffer (the one the captured kernels use) with ``values``:
+        straight into host memory where the device allows it (the CPU device: no kernel, nothing to
+        compile, safe from any thread), else with an assign."""
+        from tinygrad import Tensor
+
+        values = np.ascontiguousarray(values, np.float32).reshape(t.shape)
+        try:
+            buf = t.uop.buffer
+            if hasattr(buf.allocator, "_as_buffer") and buf.dtype.itemsize == 4 and buf.size == values.size:
+                view = np.frombuffer(buf.as_memoryview(force_zero_copy=True), dtype=np.float32)
+                view[:] = values.ravel()
+                return
+        except Exception:  # noqa: BLE001 - any device without host-visible memory: the assign below
+            pass
+        t.assign(Tensor(values, device=self.dev, dtype=t.dtype)).realize()
+
+    def load(self, params: list[dict], mask: np.ndarray | None, learning_rate: float) -> None:
+        """Start a training: these weights (and mask), Adam's moments at zero, its step count at 0."""
+        flat = np.concatenate([np.asarray(v, np.float32).ravel() for p in params for v in p.values()])
+        self._write(self.net.flat, flat)
+        if mask is not None:
+            self._write(self.net.mask, mask)
+        opt = self.opt
+        for t in (*opt.m, *opt.v):
+            self._write(t, np.zeros(t.shape, np.float32))
+        for t in (opt.b1_t, opt.b2_t):
+            self._write(t, np.ones(t.shape, np.float32))
+        self.set_lr(learning_rate)
+
+    def set_lr(self, lr: float) -> None:
+        self._write(self.opt.lr, np.full(self.opt.lr.shape, lr, np.float32))
+
+    def logits(self, x_all, rows: int) -> np.ndarray:
+        parts = [self.logits_chunk(x_all, self.chunk_var.bind(j)).numpy() for j in range(-(-rows // self.chunk))]
+        return np.concatenate(parts)[:rows]
+
+
+_ENGINES: OrderedDict = OrderedDict()
+_ENGINE_STATS = {"built": 0, "reused": 0}
+
+
+def compiled_engines() -> dict:
+    """How many compiled training engines this process built and reused (and holds now)."""
+    return {**_ENGINE_STATS, "held": len(_ENGINES)}
+
+
+def clear_compiled() -> None:
+    """Drop this process's compiled training engines (the next training compiles again)."""
+    _ENGINES.clear()
+
+
+def _engine(spec: Spec, dev: str, bs: int, capacity: int, eval_capacity: int, chunk: int, masked: bool,
+            rule_weight: float, cache: bool) -> _Engine:
+    key = (spec.input_size, tuple(_layer_key(x) for x in spec.layers), _layer_key(spec.head), spec.n_classes,
+           dev, bs, capacity, eval_capacity, chunk, masked, rule_weight)
+    e = _ENGINES.get(key) if cache else None
+    if e is not None and not e.busy:  # busy: a training inside a progress callback of another
+        _ENGINES.move_to_end(key)
+        _ENGINE_STATS["reused"] += 1
+        return e
+    e = _Engine(spec, dev, bs, capacity, eval_capacity, chunk, masked, rule_weight)
+    _ENGINE_STATS["built"] += 1
+    if cache and key not in _ENGINES:
+        _ENGINES[key] = e
+        while len(_ENGINES) > MAX_ENGINES:
+            _ENGINES.popitem(last=False)
+    return e
+
+
 # ----------------------------------------------------------------------------- training
 
 def _weighted_targets(y: np.ndarray, w: np.ndarray, n_classes: int) -> np.ndarray:
@@ -304,7 +547,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
           class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
           shuffle: bool = True, device: str | None = None, rule_mask=None,
           rule_weight: float = 0.0, init: Network | None = None,
-          lr_schedule: str | None = None) -> TrainResult:
+          lr_schedule: str | None = None, pad_to: Spec | None = None,
+          compile_cache: bool = True, batch_rows: int | None = None) -> TrainResult:
     """Train ``spec`` on the given splits and return the best-validation-loss network.
 
     ``X_*``: (rows, spec.input_size) real arrays, raw (normalisation is learnt here from
@@ -326,12 +570,22 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     ``learning_rate * (1 + cos(pi * (e - 1) / E)) / 2``; None keeps it constant.
     Federated rounds start from the averaged weights the same way (the nodes share one
     normalisation).
+
+    ``pad_to``: a Spec of the same layers, each at least as wide (a Dropout may stand where the
+    spec has none), in which the network is trained with its extra weights masked to zero (see
+    the module docstring). ``compile_cache``: reuse this process's compiled step for these
+    shapes (default); False compiles afresh with exact buffer sizes. ``batch_rows`` (>= batch_size):
+    the compiled step's rows; each batch of ``batch_size`` rows is padded with rows of weight zero
+    (the same loss and gradient), so trainings of different batch sizes can share one compiled step.
     """
     if not isinstance(spec, Spec):
         raise TrainingError(f"train() needs a pymicro Spec (e.g. pymicro.preset('momentum')), got {type(spec).__name__}")
     for name, value, lo in (("epochs", epochs, 1), ("batch_size", batch_size, 1)):
         if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < lo:
             raise TrainingError(f"{name} must be an int >= {lo}, got {value!r}")
+    if batch_rows is not None and (isinstance(batch_rows, bool) or not isinstance(batch_rows, (int, np.integer))
+                                   or batch_rows < batch_size):
+        raise TrainingError(f"batch_rows must be None or an int >= batch_size ({batch_size!r}), got {batch_rows!r}")
     if patience is not None and (not isinstance(patience, (int, np.integer)) or patience < 1):
         raise TrainingError(f"patience must be an int >= 1 or None, got {patience!r}")
     if not (isinstance(learning_rate, (int, float)) and math.isfinite(learning_rate) and learning_rate > 0):
@@ -344,8 +598,9 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         raise TrainingError(f"rule_weight must be a finite number >= 0, got {rule_weight!r}")
     penalised = rule_weight > 0
     if penalised:
-        mask = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
-        if mask is None or mask.shape != (len(Xtr), spec.n_classes) or not np.isin(mask, (0, 1)).all():
+        mask_rules = np.asarray(rule_mask, dtype=np.float32) if rule_mask is not None else None
+        if mask_rules is None or mask_rules.shape != (len(Xtr), spec.n_classes) or \
+                not np.isin(mask_rules, (0, 1)).all():
             raise TrainingError(f"rule_weight > 0 needs rule_mask of 0/1 with shape ({len(Xtr)}, {spec.n_classes})")
     if lr_schedule not in (None, "cosine"):
         raise TrainingError(f"lr_schedule must be None or 'cosine', got {lr_schedule!r}")
@@ -358,9 +613,12 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
 
     t_start = time.perf_counter()
     _tinygrad()
-    from tinygrad import Context, Tensor, TinyJit, Variable
-    from tinygrad.nn.optim import Adam
+    from tinygrad import Context, Tensor
 
+    if pad_to is not None and not isinstance(pad_to, Spec):
+        raise TrainingError(f"pad_to must be a pymicro Spec or None, got {type(pad_to).__name__}")
+    shape = spec if pad_to is None else pad_to
+    rates = _align(spec, shape)  # each Dropout of the network trained: its rate
     dev = _toolchain.select_device(device)
     if init is not None and (not isinstance(init, Network) or init.spec != spec):
         raise TrainingError("init must be a Network of the same spec as the one being trained")
@@ -374,113 +632,117 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
     Tensor.manual_seed(int(seed))
     rng = np.random.default_rng(int(seed))
     start = spec.init(seed=int(seed)) if init is None else init
-    net = TinyNet(Network(spec, [{k: np.array(v, np.float32) for k, v in p.items()} for p in start.params]), dev)
-    opt = Adam(net.parameters(), lr=float(learning_rate))
+    if pad_to is None:
+        start_params, mask = [{k: np.array(v, np.float32) for k, v in p.items()} for p in start.params], None
+    else:
+        start_params, mask = _embed(start, shape)
 
     n, bs = len(Xtr_n), int(batch_size)
     steps = -(-n // bs)
-    rows = max(steps, 2) * bs  # a Variable needs a range of at least two values
-    yw_train = _weighted_targets(ytr, weights, spec.n_classes)
-    step_var = Variable("pymicro_step", 0, max(steps, 2) - 1)
+    B = bs if batch_rows is None else int(batch_rows)  # rows of the compiled step: bs real, B - bs weigh 0
+    # where each of the epoch's rows goes: batch i of bs rows at rows i * B .. i * B + bs
+    place = np.arange(n) // bs * B + np.arange(n) % bs
+    # Buffer sizes come from power-of-four buckets (and the step index's range from them), so
+    # trainings on a few more or fewer rows share one compiled step (see _Engine).
+    # compile_cache=False: exact sizes and a new engine each time (what every training did before).
+    if compile_cache:
+        capacity = -(-_bucket(max(steps, 2) * B, MIN_ROWS_BUCKET) // B) * B
+        eval_capacity = _bucket(max(len(Xtr_n), len(Xva_n)), MIN_ROWS_BUCKET)
+        chunk = min(EVAL_CHUNK, eval_capacity // 2)
+    else:
+        capacity = max(steps, 2) * B
+        chunk = min(EVAL_CHUNK, -(-max(len(Xtr_n), len(Xva_n)) // 32) * 32)
+        eval_capacity = max(-(-len(Xtr_n) // chunk), -(-len(Xva_n) // chunk), 2) * chunk
+    engine = _engine(shape, dev, B, capacity, eval_capacity, chunk, mask is not None,
+                     float(rule_weight) if penalised else 0.0, compile_cache)
+    engine.busy = True
+    try:
+        engine.load(start_params, mask, float(learning_rate))
+        net = engine.net
+        yw_train = _weighted_targets(ytr, weights, spec.n_classes)
+        widths = []  # the input width of each Dropout of the trained network: (padded, real)
+        w_pad, w_real = shape.input_size, spec.input_size
+        real_layers = iter(spec.layers)
+        for layer in shape.layers:
+            if isinstance(layer, Dropout):
+                widths.append((w_pad, w_real))
+                continue
+            r = next(real_layers)
+            while isinstance(r, Dropout):
+                r = next(real_layers)
+            w_pad, w_real = _width_out(layer, w_pad), _width_out(r, w_real)
 
-    # One jitted step: slice batch `i` out of the epoch's arrays, forward, weighted
-    # cross-entropy (targets arrive pre-divided by their batch's weight sum), Adam.
-    @TinyJit
-    def train_step(x_epoch, yw_epoch, i):
-        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
-        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
-        loss = -(net(x).log_softmax(-1) * yw).sum()
-        opt.zero_grad()
-        loss.backward()
-        Tensor.realize(loss, *opt.schedule_step())
-        return loss
+        def padded(a: np.ndarray):
+            out = np.zeros((eval_capacity, a.shape[1]), np.float32)
+            out[:len(a)] = a
+            return Tensor(out, device=dev).realize()
 
-    # The same step with the rule penalty (rm rows arrive pre-divided by the batch's row count).
-    @TinyJit
-    def train_step_rules(x_epoch, yw_epoch, rm_epoch, i):
-        x = x_epoch.shrink(((i * bs, i * bs + bs), None))
-        yw = yw_epoch.shrink(((i * bs, i * bs + bs), None))
-        rm = rm_epoch.shrink(((i * bs, i * bs + bs), None))
-        logits = net(x)
-        loss = -(logits.log_softmax(-1) * yw).sum() + float(rule_weight) * (logits.softmax(-1) * rm).sum()
-        opt.zero_grad()
-        loss.backward()
-        Tensor.realize(loss, *opt.schedule_step())
-        return loss
+        xt_all, xv_all = padded(Xtr_n), padded(Xva_n)
 
-    # Evaluation: both splits in chunks of one size, so one set of kernels serves both.
-    chunk = min(EVAL_CHUNK, -(-max(len(Xtr_n), len(Xva_n)) // 32) * 32)
-    n_chunks = max(-(-len(Xtr_n) // chunk), -(-len(Xva_n) // chunk), 2)
-    chunk_var = Variable("pymicro_chunk", 0, n_chunks - 1)
-
-    @TinyJit
-    def logits_chunk(x_all, j):
-        return net(x_all.shrink(((j * chunk, j * chunk + chunk), None))).realize()
-
-    def padded(a: np.ndarray):
-        out = np.zeros((n_chunks * chunk, a.shape[1]), np.float32)
-        out[:len(a)] = a
-        return Tensor(out, device=dev).realize()
-
-    def all_logits(x_all, rows: int) -> np.ndarray:
-        parts = [logits_chunk(x_all, chunk_var.bind(j)).numpy() for j in range(-(-rows // chunk))]
-        return np.concatenate(parts)[:rows]
-
-    xt_all, xv_all = padded(Xtr_n), padded(Xva_n)
-
-    history: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc", "seconds")}
-    best_loss, best_epoch, best_params, since_best = math.inf, 0, None, 0
-    stopped_early = False
-    epoch = 0
-    for epoch in range(1, int(epochs) + 1):
-        t_epoch = time.perf_counter()
-        if lr_schedule == "cosine":  # the jitted step reads opt.lr from its buffer
-            opt.lr.assign(Tensor([learning_rate * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2],
-                                 device=dev, dtype=opt.lr.dtype).reshape(opt.lr.shape)).realize()
-        order = rng.permutation(n) if shuffle else np.arange(n)
-        x_epoch = np.zeros((rows, spec.input_size), np.float32)
-        yw_epoch = np.zeros((rows, spec.n_classes), np.float32)
-        x_epoch[:n] = Xtr_n[order]
-        yw_epoch[:n] = yw_train[order]
-        batch_weight = yw_epoch.reshape(-1, bs, spec.n_classes).sum(axis=(1, 2))
-        yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(bs)[:, None]
-        x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
-        if penalised:
-            rm_epoch = np.zeros((rows, spec.n_classes), np.float32)
-            rm_epoch[:n] = mask[order]
-            real = np.zeros(rows, np.float32)
-            real[:n] = 1.0
-            rm_epoch /= np.maximum(real.reshape(-1, bs).sum(axis=1), 1.0).repeat(bs)[:, None]
-            rm_dev = Tensor(rm_epoch, device=dev).realize()
-        with Context(TRAINING=1):
-            for s in range(steps):
-                if penalised:
-                    train_step_rules(x_dev, yw_dev, rm_dev, step_var.bind(s))
-                else:
-                    train_step(x_dev, yw_dev, step_var.bind(s))
-        with Context(TRAINING=0):
-            tr_logits = all_logits(xt_all, len(Xtr_n))
-            va_logits = all_logits(xv_all, len(Xva_n))
-        tr_loss, tr_acc = _eval_metrics(tr_logits, ytr, weights)
-        va_loss, va_acc = _eval_metrics(va_logits, yva, weights)
-        if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
-            raise TrainingError(f"training diverged at epoch {epoch} (loss {tr_loss}, val loss {va_loss}); "
-                                f"lower learning_rate (now {learning_rate})")
-        seconds = time.perf_counter() - t_epoch
-        for k, v in (("train_loss", tr_loss), ("val_loss", va_loss), ("train_acc", tr_acc),
-                     ("val_acc", va_acc), ("seconds", seconds)):
-            history[k].append(v)
-        if va_loss < best_loss:
-            best_loss, best_epoch, since_best = va_loss, epoch, 0
-            best_params = net.numpy_params()
-        else:
-            since_best += 1
-        if progress is not None:
-            progress(epoch, int(epochs), {"train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc,
-                                          "val_acc": va_acc, "seconds": seconds, "best_epoch": best_epoch})
-        if patience is not None and since_best >= patience:
-            stopped_early = epoch < epochs
-            break
+        history: dict[str, list[float]] = {k: [] for k in ("train_loss", "val_loss", "train_acc", "val_acc",
+                                                            "seconds")}
+        best_loss, best_epoch, best_params, since_best = math.inf, 0, None, 0
+        stopped_early = False
+        epoch = 0
+        for epoch in range(1, int(epochs) + 1):
+            t_epoch = time.perf_counter()
+            if lr_schedule == "cosine":  # the jitted step reads opt.lr from its buffer
+                engine.set_lr(learning_rate * (1 + math.cos(math.pi * (epoch - 1) / epochs)) / 2)
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            x_epoch = np.zeros((capacity, spec.input_size), np.float32)
+            yw_epoch = np.zeros((capacity, spec.n_classes), np.float32)
+            x_epoch[place] = Xtr_n[order]
+            yw_epoch[place] = yw_train[order]
+            batch_weight = yw_epoch.reshape(-1, B, spec.n_classes).sum(axis=(1, 2))
+            yw_epoch /= np.where(batch_weight > 0, batch_weight, 1.0).repeat(B)[:, None]
+            x_dev, yw_dev = Tensor(x_epoch, device=dev).realize(), Tensor(yw_epoch, device=dev).realize()
+            drops = []
+            for p, (w_pad, w_real) in zip(rates, widths):
+                m = np.ones((capacity, w_pad), np.float32)
+                if p > 0:  # drawn for the real width only, so padding does not change the draws
+                    m[place, :w_real] = (rng.random((n, w_real)) >= p).astype(np.float32) / np.float32(1.0 - p)
+                drops.append(Tensor(m, device=dev).realize())
+            if penalised:
+                rm_epoch = np.zeros((capacity, spec.n_classes), np.float32)
+                rm_epoch[place] = mask_rules[order]
+                real = np.zeros(capacity, np.float32)
+                real[place] = 1.0
+                rm_epoch /= np.maximum(real.reshape(-1, B).sum(axis=1), 1.0).repeat(B)[:, None]
+                rm_dev = Tensor(rm_epoch, device=dev).realize()
+            with Context(TRAINING=1):
+                for s in range(steps):
+                    if penalised:
+                        engine.train_step_rules(x_dev, yw_dev, rm_dev, engine.step_var.bind(s), *drops)
+                    else:
+                        engine.train_step(x_dev, yw_dev, engine.step_var.bind(s), *drops)
+            with Context(TRAINING=0):
+                tr_logits = engine.logits(xt_all, len(Xtr_n))
+                va_logits = engine.logits(xv_all, len(Xva_n))
+            tr_loss, tr_acc = _eval_metrics(tr_logits, ytr, weights)
+            va_loss, va_acc = _eval_metrics(va_logits, yva, weights)
+            if not (math.isfinite(tr_loss) and math.isfinite(va_loss)):
+                raise TrainingError(f"training diverged at epoch {epoch} (loss {tr_loss}, val loss {va_loss}); "
+                                    f"lower learning_rate (now {learning_rate})")
+            seconds = time.perf_counter() - t_epoch
+            for k, v in (("train_loss", tr_loss), ("val_loss", va_loss), ("train_acc", tr_acc),
+                         ("val_acc", va_acc), ("seconds", seconds)):
+                history[k].append(v)
+            if va_loss < best_loss:
+                best_loss, best_epoch, since_best = va_loss, epoch, 0
+                best_params = net.numpy_params()
+            else:
+                since_best += 1
+            if progress is not None:
+                progress(epoch, int(epochs), {"train_loss": tr_loss, "val_loss": va_loss, "train_acc": tr_acc,
+                                              "val_acc": va_acc, "seconds": seconds, "best_epoch": best_epoch})
+            if patience is not None and since_best >= patience:
+                stopped_early = epoch < epochs
+                break
+    finally:
+        engine.busy = False
+        engine.uses += 1
+    if pad_to is not None:
+        best_params = _cut(best_params, spec)
 
     network = Network(spec, best_params, mean, std)
     total = time.perf_counter() - t_start
@@ -492,8 +754,8 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
         class_weights=weights, compiler=_toolchain.compiler_kind(),
         settings={"epochs": int(epochs), "batch_size": bs, "learning_rate": float(learning_rate),
                   "seed": int(seed), "patience": patience, "shuffle": bool(shuffle),
-                  "rule_weight": float(rule_weight), "warm_start": init is not None,
-                  "lr_schedule": lr_schedule,
+                  "rule_weight": float(rule_weight), "warm_start": init is not None, "batch_rows": B,
+                  "lr_schedule": lr_schedule, "pad_to": None if pad_to is None else pad_to.describe(),
                   "class_weight": class_weight if isinstance(class_weight, (str, type(None))) else "custom",
                   "tinygrad": _tinygrad_version()})
 

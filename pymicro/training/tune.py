@@ -29,6 +29,13 @@ What it does, exactly (docs/tuning.md):
   of workers); a round's trials are sampled from, and pruned against, the trials finished
   before the round. So the same seed gives the same trials, and the same best parameters,
   on 1 worker or 10.
+* **Compiled steps**: every trial trains inside the search space's widest network
+  (:func:`padded_spec`: the largest widths, extra weights masked to zero, so each trial trains
+  exactly its own network) with its batches padded to a power of four (:func:`batch_rows`, rows
+  of weight zero: the same gradient), and each worker process keeps its compiled steps
+  (:func:`pymicro.training.train.train`). A worker compiles about four steps for a whole study
+  (batch 64 or 256 rows, attention or not) instead of one per architecture, batch size and
+  dropout rate. ``compile_cache=False`` turns this off.
 * **Storage**: an Optuna journal file (``JournalStorage(JournalFileBackend)``): append-only,
   each finished trial written as soon as it finishes. Running ``tune`` again with the same
   storage and study name resumes: finished trials are kept, ``n_trials`` is the total, and a
@@ -183,6 +190,45 @@ def build_spec(params: dict, input_size: int, n_classes: int, name: str = "tuned
                 feature_names=tuple(feature_names) if feature_names is not None else None)
 
 
+def space_widths(space: dict) -> dict | None:
+    """The widest network of a search space: the largest choice of ``hidden_1``, ``hidden_2`` and
+    ``attention``, and whether a dropout layer can occur (None when a width is not categorical)."""
+    out = {}
+    for key in ("hidden_1", "hidden_2", "attention"):
+        entry = space.get(key, ("categorical", (0,) if key == "attention" else ()))
+        if entry[0] != "categorical" or not entry[1]:
+            return None
+        out[key] = int(max(entry[1]))
+    d = space.get("dropout")
+    out["dropout"] = bool(d is not None and (d[0] != "categorical" or max(d[1]) > 0))
+    return out
+
+
+def batch_rows(batch_size: int) -> int:
+    """The compiled step's rows for a trial's batch size: the power of four at or above it (32 -> 64,
+    128 -> 256); the batch is padded with rows of weight zero (the same loss and gradient), so the
+    space's batch sizes share two compiled steps, at most 4x the rows of the batch itself."""
+    b = 1
+    while b < batch_size:
+        b *= 4
+    return b
+
+
+def padded_spec(widths: dict, spec: Spec) -> Spec:
+    """The network a trial trains in (``train(pad_to=...)``): ``spec``'s layers at the search space's
+    largest widths, attention kept only where ``spec`` has it, a dropout layer wherever the space
+    allows one. Every trial of one batch size and attention on/off shares one compiled step; the
+    padding is masked, so each trial trains exactly its own network."""
+    layers = []
+    if any(isinstance(layer, Attention) for layer in spec.layers):
+        layers.append(Attention(int(widths["attention"])))
+    layers.append(Dense(int(widths["hidden_1"])))
+    if widths["dropout"] or any(isinstance(layer, Dropout) for layer in spec.layers):
+        layers.append(Dropout(0.5))  # the rate is the trial's (train draws the masks); this one is unused
+    layers.append(Dense(int(widths["hidden_2"])))
+    return Spec(spec.input_size, tuple(layers), spec.n_classes, name="padded", allow_large=True)
+
+
 def _positions(probs: np.ndarray) -> np.ndarray:
     n = probs.shape[1]
     cp = np.array([-1.0, 0.0, 1.0]) if n == 3 else np.linspace(-1.0, 1.0, n)
@@ -241,6 +287,7 @@ def run_trial(data: TuneData, params: dict, settings: dict, snapshot) -> dict:
     trial = study.ask()
     y_all = data.ys[float(params["label_threshold"])]
     spec = build_spec(params, data.X.shape[1], data.n_classes)
+    pad_to = padded_spec(settings["widths"], spec) if settings.get("widths") else None
     epochs = int(settings["epochs"])
     reported: dict[int, float] = {}
     values = []
@@ -257,7 +304,9 @@ def run_trial(data: TuneData, params: dict, settings: dict, snapshot) -> dict:
         try:
             res = train(spec, data.X[tr], y_all[tr], data.X[va], y_all[va], epochs=epochs,
                         batch_size=int(params["batch_size"]), learning_rate=float(params["learning_rate"]),
-                        seed=int(settings["seed"]), patience=settings["patience"], progress=progress)
+                        seed=int(settings["seed"]), patience=settings["patience"], progress=progress,
+                        pad_to=pad_to, compile_cache=bool(settings.get("compile_cache", True)),
+                        batch_rows=batch_rows(int(params["batch_size"])) if settings.get("widths") else None)
         except _Pruned:
             return {"state": "pruned", "intermediate": reported, "fold_values": values,
                     "seconds": time.perf_counter() - started}
@@ -376,20 +425,46 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
+def _counts(study) -> dict:
+    states = _optuna().trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    return {"complete": sum(t.state == states.COMPLETE for t in trials),
+            "pruned": sum(t.state == states.PRUNED for t in trials),
+            "failed": sum(t.state == states.FAIL and not t.user_attrs.get("lost") for t in trials),
+            "lost_and_rerun": sum(bool(t.user_attrs.get("lost")) for t in trials)}
+
+
+def _finish(study, study_name, storage_path, splits, frame, data_obj, preset, name, out_dir, seed, patience,
+            epochs, cost_bps, objective, client, widths):
+    """The best trial retrained and frozen, and the comparison with the default model (on the workers)."""
+    counts = _counts(study)
+    if counts["complete"] == 0:
+        raise TrainingError(f"no trial of study {study_name!r} completed ({counts}); see the trials' 'error' "
+                            f"attributes in {storage_path}")
+    best = study.best_trial
+    full = {**{k: v for k, v in DEFAULT_PARAMS.items()}, **dict(best.params)}
+    return _final(full, splits, frame, data_obj, preset, name, out_dir, seed, patience, epochs, cost_bps,
+                  study_name, best.value, objective, client=client, widths=widths)
+
+
 def tune(preset: str = "momentum", *, n_trials: int = 20, objective: str = "balanced_accuracy",
          storage=None, study_name: str | None = None, seed: int = 0, scheduler=None,
          n_workers: int | None = None, parallel: int = 4, epochs: int = 20, patience: int | None = 5,
          n_folds: int = 3, symbols=None, data=None, horizon: int = 5, feature_lookback: int | None = None,
          space: dict | None = None, prune: bool = True, n_startup_trials: int = 4, n_warmup_steps: int = 3,
          cost_bps: float = 2.0, out_dir="pymicro-tune", name: str | None = None, plots: bool = True,
-         final_epochs: int | None = None, progress: Callable[[int, int, dict], None] | None = None) -> TuneResult:
+         final_epochs: int | None = None, progress: Callable[[int, int, dict], None] | None = None,
+         compile_cache: bool = True) -> TuneResult:
     """Search hyper-parameters of ``preset`` with Optuna on Dask; freeze the best (module docstring).
 
     ``n_trials``: finished trials the study should hold (a resumed study counts its old ones).
     ``storage``: the journal file (default ``out_dir/<study_name>.journal``). ``scheduler``: a
     Dask scheduler address or Client (default ``$PYMICRO_DASK_SCHEDULER``, else a local cluster
     of ``n_workers`` processes). ``parallel``: trials per round. ``progress(done, n_trials,
-    info)`` after each finished trial.
+    info)`` after each finished trial. ``compile_cache`` (default): each worker process keeps its
+    compiled training steps, and every trial trains inside the search space's widest network
+    (masked, :func:`padded_spec`) so trials of one batch size share them; False compiles each
+    trial's own shapes afresh (the slow way, for comparison).
     """
     optuna = _optuna()
     if objective not in OBJECTIVES:
@@ -415,11 +490,13 @@ def tune(preset: str = "momentum", *, n_trials: int = 20, objective: str = "bala
                                 direction="maximize", load_if_exists=True)
     recovered = _recover(study)
     settings = {"epochs": epochs, "patience": patience, "seed": seed, "objective": objective, "prune": prune,
-                "n_startup_trials": n_startup_trials, "n_warmup_steps": n_warmup_steps}
+                "n_startup_trials": n_startup_trials, "n_warmup_steps": n_warmup_steps,
+                "compile_cache": bool(compile_cache), "widths": space_widths(space) if compile_cache else None}
     study.set_user_attr("settings", {**settings, "preset": preset, "n_folds": n_folds, "horizon": horizon,
                                      "feature_lookback": feature_lookback, "space": {k: list(map(str, v)) for k, v
                                                                                      in space.items()}})
     workers = 0
+    name = name or f"{preset}-tuned"
     with dask_client(scheduler, n_workers=n_workers) as client:
         workers = len(client.scheduler_info()["workers"])
         data_ref = scatter(client, data_obj)
@@ -455,21 +532,12 @@ def tune(preset: str = "momentum", *, n_trials: int = 20, objective: str = "bala
                 if progress is not None:
                     progress(_counted(study), n_trials, {"trial": t.number, "state": r["state"],
                                                          "value": r.get("value"), "params": p})
-    states = optuna.trial.TrialState
-    trials = study.get_trials(deepcopy=False)
-    counts = {"complete": sum(t.state == states.COMPLETE for t in trials),
-              "pruned": sum(t.state == states.PRUNED for t in trials),
-              "failed": sum(t.state == states.FAIL and not t.user_attrs.get("lost") for t in trials),
-              "lost_and_rerun": sum(bool(t.user_attrs.get("lost")) for t in trials)}
-    if counts["complete"] == 0:
-        raise TrainingError(f"no trial of study {study_name!r} completed ({counts}); see the trials' 'error' "
-                            f"attributes in {storage_path}")
+        blob_path, comparison = _finish(study, study_name, storage_path, splits, frame, data_obj, preset, name,
+                                        out_dir, seed, patience, final_epochs or max(epochs, 50), cost_bps,
+                                        objective, client, settings["widths"])
+    counts = _counts(study)
     best = study.best_trial
     best_params = dict(best.params)
-    full = {**{k: v for k, v in DEFAULT_PARAMS.items()}, **best_params}
-    name = name or f"{preset}-tuned"
-    blob_path, comparison = _final(full, splits, frame, data_obj, preset, name, out_dir, seed, patience,
-                                   final_epochs or max(epochs, 50), cost_bps, study_name, best.value, objective)
     plot_paths = _plots(study, out_dir, study_name) if plots else {}
     result = TuneResult(study_name, storage_path, best_params, float(best.value), objective, counts, blob_path,
                         comparison, plot_paths, time.perf_counter() - started, workers, recovered)
@@ -496,17 +564,34 @@ def _sharpe_ci(returns: np.ndarray, seed: int = 0, resamples: int = 1000, block:
     return (float(lo), float(hi))
 
 
-def _final(params, splits, frame, data_obj, preset, name, out_dir, seed, patience, epochs, cost_bps, study_name,
-           best_value, objective):
-    """Retrain the best parameters and the default model on train (early stopping on validation),
-    freeze the tuned one, and compare both on the test split beside baselines."""
-    from pymicro.training.train import train
+def _final_train(spec, arrays, kwargs, widths):
+    """One final training (a Dask task): inside the search space's padded network when it fits, so the
+    worker's compiled steps serve it too; otherwise as it is."""
+    from pymicro.training.train import _align, train
 
+    pad = {}
+    if widths:
+        candidate = padded_spec(widths, spec)
+        try:
+            _align(spec, candidate)
+        except TrainingError:
+            pass  # e.g. the preset's own widths lie outside a narrowed search space
+        else:
+            pad = {"pad_to": candidate, "batch_rows": batch_rows(int(kwargs["batch_size"]))}
+    return train(spec, *arrays, **kwargs, **pad)
+
+
+def _final(params, splits, frame, data_obj, preset, name, out_dir, seed, patience, epochs, cost_bps, study_name,
+           best_value, objective, client=None, widths=None):
+    """Retrain the best parameters and the default model on train (early stopping on validation),
+    freeze the tuned one, and compare both on the test split beside baselines. With ``client`` the two
+    trainings run as Dask tasks side by side."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     base_spec = preset_spec(preset)
     test_start = None
     next_ret = None
+    models = {}
     for key, p in (("tuned", params), ("default", DEFAULT_PARAMS)):
         split = splits[float(p["label_threshold"])]
         if key == "tuned":
@@ -515,9 +600,15 @@ def _final(params, splits, frame, data_obj, preset, name, out_dir, seed, patienc
         else:
             spec = Spec(data_obj.X.shape[1], base_spec.layers, base_spec.n_classes, name=f"{preset}-default",
                         labels=base_spec.labels, feature_names=data_obj.feature_names)
-        res = train(spec, split.train.X, split.train.y, split.validation.X, split.validation.y, epochs=epochs,
-                    batch_size=int(p["batch_size"]), learning_rate=float(p["learning_rate"]), seed=seed,
-                    patience=patience)
+        arrays = (split.train.X, split.train.y, split.validation.X, split.validation.y)
+        kwargs = {"epochs": epochs, "batch_size": int(p["batch_size"]), "learning_rate": float(p["learning_rate"]),
+                  "seed": seed, "patience": patience}
+        models[key] = (client.submit(_final_train, spec, arrays, kwargs, widths, pure=False) if client is not None
+                       else _final_train(spec, arrays, kwargs, widths))
+    for key, p in (("tuned", params), ("default", DEFAULT_PARAMS)):
+        split = splits[float(p["label_threshold"])]
+        res = models[key].result() if client is not None else models[key]
+        spec = res.network.spec
         meta = {"preset": preset, "horizon": int(data_obj.horizon), "threshold": float(p["label_threshold"]),
                 "test_start": str(split.test_start), "seed": seed}
         if key == "tuned":
