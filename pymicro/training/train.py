@@ -54,10 +54,12 @@ What the trainer does, exactly:
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -542,6 +544,23 @@ def _eval_metrics(logits: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[flo
     return loss, acc
 
 
+@contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector paused around training steps (reference counting goes on).
+
+    tinygrad's ``backward`` iterates its global registry of live tensors while
+    ``Tensor.__del__`` pops from it; a cyclic collection in the middle (any allocation can
+    trigger one, in any thread: a Dask worker's event loop too) finalises tensors of old
+    graphs and raises "dictionary changed size during iteration" (seen in federated rounds on
+    Dask workers). The pause is process-wide, short (one epoch's steps) and restored."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
 def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batch_size: int = 32,
           learning_rate: float = 1e-3, seed: int = 0, patience: int | None = 10,
           class_weight="balanced", progress: Callable[[int, int, dict], None] | None = None,
@@ -709,7 +728,7 @@ def train(spec: Spec, X_train, y_train, X_val, y_val, *, epochs: int = 100, batc
                 real[place] = 1.0
                 rm_epoch /= np.maximum(real.reshape(-1, B).sum(axis=1), 1.0).repeat(B)[:, None]
                 rm_dev = Tensor(rm_epoch, device=dev).realize()
-            with Context(TRAINING=1):
+            with Context(TRAINING=1), _cyclic_gc_paused():
                 for s in range(steps):
                     if penalised:
                         engine.train_step_rules(x_dev, yw_dev, rm_dev, engine.step_var.bind(s), *drops)
