@@ -26,10 +26,11 @@ from pymicro import errors as _errors
 from pymicro._version import __version__ as __version__
 from pymicro.errors import (  # every error class (the sandbox's family too), exported here
     BackendError, BlobError, ClusterError, CompileLimitExceeded, DataError, DeadlineExceeded, EvaluationError,
-    FuelExhausted, GuestMemoryError, GuestProtocolError, GuestTrap, InputError, InputTypeError,
-    MemoryLimitExceeded, MissingDependencyError, ModuleRejected, ModuleTooLarge, NodeStateError,
-    NumericsError, ParameterBudgetError, ProtocolViolation, PymicroError, ReasoningError,
-    RegistryError, SandboxBlobError, SandboxError, SandboxLimitError, SpecError, TrainingError,
+    FuelExhausted, GuestMemoryError, GuestProtocolError, GuestTrap, InputError, InputTypeError, LeaseHeldError,
+    LeaseLostError, MemoryLimitExceeded, MissingDependencyError, ModuleRejected, ModuleTooLarge, NodeStateError,
+    NonTickInputsError, NumericsError, ParameterBudgetError, ProtocolViolation, PymicroError, ReasoningError,
+    RegistryError, SandboxBlobError, SandboxError, SandboxLimitError, SpecError, StreamUnavailableError,
+    TrainingError,
 )
 
 try:

@@ -150,6 +150,34 @@ class ClusterError(PymicroError, RuntimeError):
     lost with every worker. The message names the address and what to do."""
 
 
+
+# --------------------------------------------------------------------------- the live path
+class StreamUnavailableError(BackendError):
+    """The Redis server of a live stream cannot be reached (refused, timed out, closed the
+    connection)."""
+
+
+class LeaseHeldError(BackendError):
+    """Another consumer holds the stream group's lease (``.holder``: its name and fencing
+    token)."""
+
+    def __init__(self, message: str, holder: str | None = None):
+        super().__init__(message)
+        self.holder = holder
+
+
+class LeaseLostError(BackendError):
+    """This stream consumer's lease expired or was taken over: it must not publish, and stops."""
+
+
+class NonTickInputsError(DataError):
+    """The features named need inputs a tick stream does not carry (index bars, macro
+    series, news); ``.inputs`` names those inputs, ``.features`` the features."""
+
+    def __init__(self, message: str, inputs: tuple[str, ...], features: tuple[str, ...]):
+        super().__init__(message)
+        self.inputs, self.features = inputs, features
+
 # --------------------------------------------------------------------------- the sandbox
 
 

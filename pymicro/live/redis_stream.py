@@ -53,26 +53,11 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from pymicro.errors import BackendError, InputError, require
+from pymicro.errors import (InputError, LeaseHeldError, LeaseLostError, StreamUnavailableError,
+                            require)
 from pymicro.live.stream import Pipeline
 
 REBUILD_CHUNK = 10_000
-
-
-class StreamUnavailableError(BackendError):
-    """The Redis server cannot be reached (refused, timed out, closed the connection)."""
-
-
-class LeaseHeldError(BackendError):
-    """Another consumer holds the group's lease (``.holder``: its name and fencing token)."""
-
-    def __init__(self, message: str, holder: str | None = None):
-        super().__init__(message)
-        self.holder = holder
-
-
-class LeaseLostError(BackendError):
-    """This consumer's lease expired or was taken over: it must not publish, and stops."""
 
 
 # KEYS: lease, fence. ARGV: consumer, ttl_ms. -> {1, value, token} or {0, holder, pttl}

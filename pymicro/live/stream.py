@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pymicro import _core
-from pymicro.errors import DataError, InputError
+from pymicro.errors import DataError, InputError, NonTickInputsError
 from pymicro.runtime.model import Model, load
 
 STREAM_FEATURES: tuple[str, ...] = tuple(_core.STREAM_FEATURES)
@@ -39,15 +39,6 @@ STREAM_LOOKBACK: int = int(_core.STREAM_LOOKBACK)
 """Bars before ``t`` the stream reads: rows 0..59 are warm-up, as in the batch pipeline."""
 
 BAR_KINDS = ("time", "tick", "volume")
-
-
-class NonTickInputsError(DataError):
-    """The features named need inputs a tick stream does not carry (index bars, macro
-    series, news); ``.inputs`` names those inputs, ``.features`` the features."""
-
-    def __init__(self, message: str, inputs: tuple[str, ...], features: tuple[str, ...]):
-        super().__init__(message)
-        self.inputs, self.features = inputs, features
 
 
 def _non_tick_inputs() -> dict[str, str]:
