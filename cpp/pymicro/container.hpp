@@ -330,33 +330,8 @@ inline bool parse_container(const uint8_t* b, uint64_t size, ContainerView* v, S
   v->names_pos = pos;
   for (uint32_t i = 0; i < count; ++i)
     if (!strings.str(1, kMaxLabelBytes, "a member name")) return fail(pos);
-  count_at = pos;
-  if (!strings.count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
-    m.s("feature name count must be 0 or input_size=").u(v->input_size);
+  if (!strings.tail(v->input_size, blobs_off, &v->n_features, &v->features_pos, &v->n_meta, &v->meta_pos, &count_at))
     return fail(count_at);
-  }
-  v->features_pos = pos;
-  for (uint32_t i = 0; i < v->n_features; ++i)
-    if (!strings.str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
-  count_at = pos;
-  if (!strings.count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
-    m.s("metadata count missing or over ").u(kMaxMetaEntries);
-    return fail(count_at);
-  }
-  v->meta_pos = pos;
-  for (uint32_t i = 0; i < v->n_meta; ++i)
-    if (!strings.str(1, kMaxLabelBytes, "a metadata key") ||
-        !strings.str(0, kMaxMetaValueBytes, "a metadata value"))
-      return fail(pos);
-  if (pos != s_end) {
-    m.s("string section has ").u(s_end - pos).s(" unexplained trailing bytes");
-    return fail(pos);
-  }
-  for (uint64_t p = s_end; p < blobs_off; ++p)
-    if (b[p]) {
-      m.s("padding after the string section is not zero");
-      return fail(p);
-    }
   return true;
 }
 

@@ -161,6 +161,41 @@ struct StringCursor {
     pos += 2 + n;
     return true;
   }
+
+  // The string section's tail, the same in a model blob and a container (after their
+  // labels, and a container's member names): 0 or input_size feature names, the metadata
+  // pairs, nothing left over, then zero padding up to pad_end. False with the message in m
+  // and *at the byte at fault (a wrong count is reported at the count, not after it).
+  bool tail(uint32_t input_size, uint64_t pad_end, uint32_t* n_features, uint64_t* features_pos,
+            uint32_t* n_meta, uint64_t* meta_pos, uint64_t* at) {
+    *at = pos;
+    if (!count(n_features) || (*n_features && *n_features != input_size)) {
+      m.s("feature name count must be 0 or input_size=").u(input_size);
+      return false;
+    }
+    *features_pos = pos;
+    for (uint32_t i = 0; i < *n_features; ++i)
+      if (!str(1, kMaxLabelBytes, "a feature name")) return *at = pos, false;
+    *at = pos;
+    if (!count(n_meta) || *n_meta > kMaxMetaEntries) {
+      m.s("metadata count missing or over ").u(kMaxMetaEntries);
+      return false;
+    }
+    *meta_pos = pos;
+    for (uint32_t i = 0; i < *n_meta; ++i)
+      if (!str(1, kMaxLabelBytes, "a metadata key") || !str(0, kMaxMetaValueBytes, "a metadata value"))
+        return *at = pos, false;
+    if (pos != end) {
+      m.s("string section has ").u(end - pos).s(" unexplained trailing bytes");
+      return *at = pos, false;
+    }
+    for (uint64_t p = end; p < pad_end; ++p)
+      if (b[p]) {
+        m.s("padding after the string section is not zero");
+        return *at = p, false;
+      }
+    return true;
+  }
 };
 
 }  // namespace detail
@@ -452,33 +487,8 @@ inline bool parse(const uint8_t* b, uint64_t size, BlobView* v, Status* st,
   v->labels_pos = pos;
   for (uint32_t i = 0; i < n_labels; ++i)
     if (!strings.str(1, kMaxLabelBytes, "a label")) return fail(pos);
-  count_at = pos;
-  if (!strings.count(&v->n_features) || (v->n_features && v->n_features != v->input_size)) {
-    m.s("feature name count must be 0 or input_size=").u(v->input_size);
+  if (!strings.tail(v->input_size, data_off, &v->n_features, &v->features_pos, &v->n_meta, &v->meta_pos, &count_at))
     return fail(count_at);
-  }
-  v->features_pos = pos;
-  for (uint32_t i = 0; i < v->n_features; ++i)
-    if (!strings.str(1, kMaxLabelBytes, "a feature name")) return fail(pos);
-  count_at = pos;
-  if (!strings.count(&v->n_meta) || v->n_meta > kMaxMetaEntries) {
-    m.s("metadata count missing or over ").u(kMaxMetaEntries);
-    return fail(count_at);
-  }
-  v->meta_pos = pos;
-  for (uint32_t i = 0; i < v->n_meta; ++i)
-    if (!strings.str(1, kMaxLabelBytes, "a metadata key") ||
-        !strings.str(0, kMaxMetaValueBytes, "a metadata value"))
-      return fail(pos);
-  if (pos != s_end) {
-    m.s("string section has ").u(s_end - pos).s(" unexplained trailing bytes");
-    return fail(pos);
-  }
-  for (uint64_t p = s_end; p < data_off; ++p)
-    if (b[p]) {
-      m.s("padding after the string section is not zero");
-      return fail(p);
-    }
   return true;
 }
 
