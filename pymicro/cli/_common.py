@@ -67,3 +67,9 @@ def _performance_table(perf: dict) -> str:
                                 [[s, v["n"], f"{v['accuracy']:.1%}", f"{v['majority_accuracy']:.1%}",
                                   f"{v['balanced_accuracy']:.1%}"] for s, v in perf["per_symbol"].items()])
     return text
+
+
+def add_store_argument(parser, what: str = "") -> None:
+    """The model store option every registry command shares (one help text, one default)."""
+    parser.add_argument("--store", help=f"model store folder{what} (default: $PYMICRO_HOME/models; "
+                                        "PYMICRO_HOME defaults to ~/.pymicro)")

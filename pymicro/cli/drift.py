@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from pymicro.cli._common import add_store_argument
+
 
 def _version(text: str | None):
     if text is None:
@@ -88,7 +90,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "neural_model_status show it). Thresholds: docs/monitoring.md")
     p.add_argument("model", help="a model name (its champion unless --version) or a model id")
     p.add_argument("--version", help="a version number or an alias (default: champion)")
-    p.add_argument("--store", help="store folder (default: $PYMICRO_HOME/models)")
+    add_store_argument(p)
     p.add_argument("--data", help="an OHLCV .csv/.parquet file (default: the embedded history)")
     p.add_argument("--symbols", nargs="*", help="embedded symbols (default: all)")
     p.add_argument("--start", help="first date of the current window (default: the model's first unseen date)")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from pymicro.errors import PymicroError
-from pymicro.cli._common import load_rows, probability_rows
+from pymicro.cli._common import add_store_argument, load_rows, probability_rows
 from pymicro.tables import table
 
 
@@ -149,5 +149,5 @@ def add_parser(sub) -> None:
     t.add_argument("--slippage-bps", type=float, default=2.0)
     t.add_argument("--register", metavar="NAME", help="also add the container to the model store under NAME "
                                                       "(`pymicro models list` shows it as an ensemble)")
-    t.add_argument("--store", help="store folder for --register (default: $PYMICRO_HOME/models)")
+    add_store_argument(t, " for --register")
     t.set_defaults(func=cmd_train)

@@ -7,6 +7,7 @@ import json
 import re
 import time
 
+from pymicro.cli._common import add_store_argument
 from pymicro.errors import RegistryError
 
 
@@ -49,7 +50,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "when the 95%% interval of its holdout log-loss improvement clears --margin. Prints one JSON "
                     "line. Cron-friendly; --every loops.")
     p.add_argument("model", help="a model name with a champion, or a model id")
-    p.add_argument("--store", help="store folder (default: $PYMICRO_HOME/models)")
+    add_store_argument(p)
     p.add_argument("--data", help="an OHLCV .csv/.parquet file (default: the embedded history)")
     p.add_argument("--symbols", nargs="*", help="embedded symbols (default: all)")
     p.add_argument("--mode", choices=("finetune", "rolling"), default="finetune")

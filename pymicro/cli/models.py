@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from pymicro.cli._common import add_store_argument
 from pymicro.errors import RegistryError
 from pymicro.store.registry import STATUSES, Registry
 
@@ -54,7 +55,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "models", help="the model registry: list, add, show, rm, status",
         description="Manage the model store (SQLite index plus blob files) that `pymicro mcp` serves. "
                     "The store is $PYMICRO_HOME/models (default ~/.pymicro/models) unless --store is given.")
-    p.add_argument("--store", help="store folder (default: $PYMICRO_HOME/models or ~/.pymicro/models)")
+    add_store_argument(p)
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     q = sub.add_parser("list", help="list the models")
     q.add_argument("--status", choices=STATUSES)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from pymicro.cli._common import add_store_argument
+
 
 def _cmd_monitor(args) -> int:
     from pymicro.lifecycle.alerts import AlertRules
@@ -62,7 +64,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "text format, on loopback only. Each request re-reads the store and evaluates the alert rules "
                     "(transitions logged as registry events). --once --out DIR writes index.html, plots/*.png and "
                     "metrics.txt and exits (cron). docs/monitoring.md")
-    p.add_argument("--store", help="store folder (default: $PYMICRO_HOME/models)")
+    add_store_argument(p)
     p.add_argument("--log", help="prediction log (default: <store>/../live/predictions.db, where the MCP live "
                                  "tools write; pymicro live --log writes where you say)")
     p.add_argument("--host", default="127.0.0.1", help="a loopback address (default 127.0.0.1)")

@@ -6,7 +6,7 @@ import argparse
 import json
 
 
-from pymicro.cli._common import _performance_table, _progress_bar
+from pymicro.cli._common import _performance_table, _progress_bar, add_store_argument
 from pymicro.errors import PymicroError
 
 
@@ -83,5 +83,5 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="pymicro-models", help="output folder (default: %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="skip the PNG of the training curves")
     p.add_argument("--register", action="store_true", help="also add the model to the model store")
-    p.add_argument("--store", help="model store folder (default: $PYMICRO_HOME or ~/.pymicro/models)")
+    add_store_argument(p)
     p.set_defaults(func=cmd_train)
