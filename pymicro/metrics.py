@@ -58,6 +58,7 @@ __all__ = [
     "max_drawdown",
     "per_class_recall",
     "profit_factor",
+    "rolling_sharpe",
     "sharpe",
     "sortino",
     "total_return",
@@ -389,6 +390,24 @@ def sortino(returns, periods_per_year: float = PERIODS_PER_YEAR) -> float:
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2)))
     return _ratio(float(r.mean()) * math.sqrt(P), downside)
 
+
+def rolling_sharpe(returns, window: int, periods_per_year: float = PERIODS_PER_YEAR) -> np.ndarray:
+    """Annualised Sharpe of each trailing ``window`` of returns (``sqrt(P) * mean / std``,
+    ``ddof=1``), one value per period: NaN before the first full window and where the
+    window's variance is 0 (a flat stretch has no Sharpe to plot)."""
+    P = _periods(periods_per_year)
+    r = _series(returns, "returns", allow_empty=True)
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2:
+        raise EvaluationError(f"window must be a whole number >= 2, got {window!r}")
+    out = np.full(r.size, np.nan)
+    if r.size < window:
+        return out
+    c, c2 = np.cumsum(np.r_[0.0, r]), np.cumsum(np.r_[0.0, r * r])
+    mean = (c[window:] - c[:-window]) / window
+    var = np.maximum((c2[window:] - c2[:-window]) / window - mean * mean, 0.0) * window / (window - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out[window - 1:] = np.where(var > 0, mean / np.sqrt(var) * math.sqrt(P), np.nan)
+    return out
 
 def drawdown(returns) -> np.ndarray:
     """``1 - E_t / max(E_0..E_t)`` after each period, with ``E_0 = 1`` counted as a peak."""

@@ -219,3 +219,20 @@ def test_bad_labels_raise_evaluation_error():
         M.accuracy([], [])
     with pytest.raises(EvaluationError, match="n_classes=2"):
         M.confusion_matrix([0, 2], [0, 1], 2)
+
+
+def test_rolling_sharpe_is_the_sharpe_of_each_trailing_window():
+    r = np.random.default_rng(7).normal(0.0005, 0.01, 120)
+    r[60:75] = 0.002  # a flat stretch: zero variance, no Sharpe
+    w = 10
+    got = M.rolling_sharpe(r, w, 252)
+    assert got.shape == r.shape and np.isnan(got[: w - 1]).all()
+    for t in range(w - 1, r.size):
+        window = r[t - w + 1: t + 1]
+        if np.ptp(window) == 0:
+            assert np.isnan(got[t])
+        else:
+            assert got[t] == pytest.approx(M.sharpe(window, 252), rel=1e-6, abs=1e-9)
+    assert np.isnan(M.rolling_sharpe(r[:5], w)).all()
+    with pytest.raises(EvaluationError, match="window"):
+        M.rolling_sharpe(r, 1)

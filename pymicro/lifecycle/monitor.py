@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pymicro import metrics
 from pymicro.errors import InputError, require
 from pymicro.lifecycle.alerts import AlertRules, evaluate, log_name, model_figures
 from pymicro.live.predictions import PredictionLog, strategy_returns
@@ -64,18 +65,11 @@ def default_log_path(registry: Registry) -> Path:
 def _series(rows, report: dict, window: int) -> dict:
     """Equity (strategy and always-long), drawdown and rolling Sharpe over ``rows``."""
     ret, _, move = strategy_returns(rows)
-    equity = np.cumprod(1.0 + ret)
-    peak = np.maximum.accumulate(np.r_[1.0, equity])[1:]
     w = max(2, min(window - 1, len(ret)))
-    csum, csq = np.cumsum(np.r_[0.0, ret]), np.cumsum(np.r_[0.0, ret * ret])
-    n = np.arange(w, len(ret) + 1)
-    mean = (csum[n] - csum[n - w]) / w
-    var = np.maximum((csq[n] - csq[n - w]) / w - mean * mean, 0.0) * w / (w - 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rolling = np.where(var > 0, mean / np.sqrt(var) * math.sqrt(report["periods_per_year"]), np.nan)
     ts = np.array([r.ts for r in rows[1:]])
-    return {"ts": ts, "equity": equity, "always_long": np.cumprod(1.0 + move), "drawdown": 1.0 - equity / peak,
-            "rolling_ts": ts[w - 1:], "rolling_sharpe": rolling, "rolling_window": w}
+    return {"ts": ts, "equity": metrics.equity_curve(ret), "always_long": metrics.equity_curve(move),
+            "drawdown": metrics.drawdown(ret), "rolling_ts": ts[w - 1:],
+            "rolling_sharpe": metrics.rolling_sharpe(ret, w, report["periods_per_year"])[w - 1:], "rolling_window": w}
 
 
 def snapshot(registry: Registry, log: PredictionLog | None = None, rules: AlertRules | None = None, *,

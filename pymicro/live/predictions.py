@@ -243,15 +243,6 @@ def _rolling_mean(x: np.ndarray, n: int) -> np.ndarray:
         return np.where(cnt >= max(n // 2, 1), (c[i] - c[lo]) / cnt, np.nan)
 
 
-def _rolling_sharpe(r: np.ndarray, n: int, periods_per_year: float) -> np.ndarray:
-    m = _rolling_mean(r, n)
-    sd = np.sqrt(np.maximum(_rolling_mean(r * r, n) - m * m, 0.0) * n / max(n - 1, 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(sd > 0, m / sd * np.sqrt(periods_per_year), np.nan)
-    out[: n - 1] = np.nan
-    return out
-
-
 def performance_series(log: PredictionLog, model_id: str, *, window: int = 1000, cost_bps: float = 0.0,
                        periods_per_year: float | None = None, roll: int | None = None) -> dict[str, np.ndarray]:
     """The curves of :func:`performance_report`, one value per scored step: ``ts``, ``equity`` /
@@ -270,9 +261,9 @@ def performance_series(log: PredictionLog, model_id: str, *, window: int = 1000,
     for name, r, h in (("", sc.strat, hit), ("baseline_", sc.base, base_hit)):
         eq = metrics.equity_curve(r)
         out[f"{name}equity"] = eq
-        out[f"{name}drawdown"] = eq / np.maximum.accumulate(np.r_[1.0, eq])[1:] - 1.0
+        out[f"{name}drawdown"] = -metrics.drawdown(r)
         out[f"{name}hit_rate"] = _rolling_mean(h, roll)
-        out[f"{name}sharpe"] = _rolling_sharpe(r, roll, sc.periods_per_year)
+        out[f"{name}sharpe"] = metrics.rolling_sharpe(r, roll, sc.periods_per_year)
     return out
 
 
