@@ -345,12 +345,12 @@ struct EnsembleMemberPlan {
                          // inv[n_classes + 1 + inv[c] .. inv[c + 1]), ascending
   uint32_t n_in, n_cls, attn_w, attn_at;  // attn_at: its first column in the concatenated attention
   uint32_t first_col;    // cols[0], when the columns are one contiguous run
-  uint32_t layout;       // kGather (copied), kRun (contiguous columns: read in place, row stride
-                         // input_size), kIdentity (x as is)
+  uint32_t layout;       // kGather (copied), kRun (contiguous columns, the whole row included:
+                         // read in place, row stride input_size)
   uint32_t same_labels;  // its classes are the common labels, in order: q is its output as is
   float w;               // weight / sum of weights (soft and majority votes)
 };
-enum : uint32_t { kGather = 0, kRun = 1, kIdentity = 2 };
+enum : uint32_t { kGather = 0, kRun = 1 };
 
 struct EnsemblePlan {
   const ArchOps* ops;
@@ -425,7 +425,7 @@ inline EnsemblePlan* build_ensemble_plan(const ContainerView& v, const ArchOps& 
     E.first_col = idx[0];
     bool run = true;
     for (uint32_t k = 1; k < M.n_inputs; ++k) run = run && idx[k] == idx[0] + k;
-    E.layout = !run ? kGather : (idx[0] == 0 && M.n_inputs == v.input_size) ? kIdentity : kRun;
+    E.layout = run ? kRun : kGather;
     E.attn_w = detail::attn_width_of(M.blob);
     E.attn_at = P->attn_width;
     P->attn_width += E.attn_w;
@@ -504,7 +504,7 @@ inline uint64_t run_ensemble(const EnsemblePlan& P, const float* x, uint64_t n, 
     for (uint32_t mi = 0; mi < M; ++mi) {
       const EnsembleMemberPlan& E = P.m[mi];
       const uint32_t nin = E.n_in;
-      const float* xm = xr + E.first_col;  // kIdentity, kRun: the member's columns in place
+      const float* xm = xr + E.first_col;  // kRun: the member's columns in place
       uint64_t stride = I;
       if (E.layout == kGather) {
         const uint32_t* cols = E.cols;
