@@ -239,6 +239,22 @@ def test_predict_into_names_a_non_array_a_type_error_as_predict_does(preset_blob
     assert not isinstance(e.value, TypeError)
 
 
+def test_pymicro_predict_is_the_models_predict_and_refuses_a_non_model_by_type(preset_blob):
+    model = pymicro.load(preset_blob)
+    x = rows(3, model.input_size)
+    assert np.array_equal(pymicro.predict(model, x), model.predict(x))
+    assert np.array_equal(pymicro.predict(model, x, threads=2), model.predict(x))
+    assert np.array_equal(pymicro.predict(model=model, x=x[0]), model.predict(x[0]))
+    for not_a_model in (None, preset_blob, "momentum.pmb"):
+        with pytest.raises(pymicro.InputTypeError, match="needs a pymicro model") as e:
+            pymicro.predict(not_a_model, x)
+        assert isinstance(e.value, TypeError)
+    with pytest.raises(TypeError, match="missing required argument 'x'"):
+        pymicro.predict(model)
+    with pytest.raises(InputError, match="shape"):  # the model's own errors pass through unchanged
+        pymicro.predict(model, x[:, :-1])
+
+
 def test_explain_returns_the_attention_weights():
     net = perturbed(pymicro.preset("momentum"))
     blob = pymicro.freeze(net)

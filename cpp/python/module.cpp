@@ -607,14 +607,26 @@ PyObject* module_predict(PyObject*, PyObject* const* args, size_t nargsf, PyObje
   if (!fast_args("predict", args, nargsf, kwnames, names, 2, got, 3)) return nullptr;
   static PyObject* const method = PyUnicode_InternFromString("predict");
   if (!method) return nullptr;
+  PyObject* result;
   if (!got[2] || got[2] == Py_None) {
     PyObject* call[2] = {got[0], got[1]};
-    return PyObject_VectorcallMethod(method, call, 2, nullptr);
+    result = PyObject_VectorcallMethod(method, call, 2, nullptr);
+  } else {
+    static PyObject* const kw = Py_BuildValue("(s)", "threads");
+    if (!kw) return nullptr;
+    PyObject* call[3] = {got[0], got[1], got[2]};
+    result = PyObject_VectorcallMethod(method, call, 2, kw);
   }
-  static PyObject* const kw = Py_BuildValue("(s)", "threads");
-  if (!kw) return nullptr;
-  PyObject* call[3] = {got[0], got[1], got[2]};
-  return PyObject_VectorcallMethod(method, call, 2, kw);
+  // Only on failure: something that is not a model (no predict at all) is the caller's
+  // type error, said as one (InputTypeError), not an AttributeError from inside pymicro.
+  if (!result && PyErr_ExceptionMatches(PyExc_AttributeError) && !PyObject_HasAttr(got[0], method)) {
+    PyErr_Clear();
+    return guarded([&]() -> PyObject* {
+      raise("InputTypeError", std::string("predict(model, x) needs a pymicro model (pymicro.load(...)); got ") +
+                                  Py_TYPE(got[0])->tp_name);
+    });
+  }
+  return result;
 }
 
 PyMethodDef kPredictDef = {
