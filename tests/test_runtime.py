@@ -716,3 +716,49 @@ def test_the_reference_gives_float64_on_request_and_only_the_reference(preset_bl
         pymicro.load(preset_blob, "reference", dtype=np.int32)
     with pytest.raises(pymicro.InputTypeError, match="np.float32 or np.float64"):
         pymicro.load(preset_blob, "reference", dtype=object())
+
+
+def test_single_row_results_are_recycled_only_when_nothing_else_can_see_them(preset_blob):
+    """predict hands a one-row result array out again once only its own cache holds it
+    (module.cpp, single_result): never one a caller, a view or a weak reference still sees."""
+    import gc
+    import weakref
+
+    model = pymicro.load(preset_blob)
+    xs = rows(8, model.input_size, seed=3)
+    want = model.predict(xs)
+    # Results held at once, and a name rebound in a loop: each keeps its own values.
+    held = [pymicro.predict(model, r) for r in xs]
+    for h, w in zip(held, want):
+        np.testing.assert_array_equal(h, w)
+    p = None
+    for r, w in zip(xs, want):
+        p = model.predict(r)
+        np.testing.assert_array_equal(p, w)
+    assert len({h.ctypes.data for h in held}) == len(held)
+    # A discarded result's memory is what the next call returns (the point of the cache).
+    first = model.predict(xs[0])
+    addr = first.ctypes.data
+    del first
+    second = model.predict(xs[1])
+    assert second.ctypes.data == addr
+    np.testing.assert_array_equal(second, want[1])
+    del second
+    # A view keeps its base alive and unchanged.
+    view = model.predict(xs[2])[1:]
+    for r in xs:
+        model.predict(r)
+    np.testing.assert_array_equal(view, want[2][1:])
+    # A result frozen, reshaped or weakly referenced by its last user is never written again.
+    frozen = model.predict(xs[3])
+    frozen.flags.writeable = False
+    reshaped = model.predict(xs[4])
+    reshaped.shape = (1, model.n_classes)
+    ref = weakref.ref(model.predict(xs[5]))
+    del frozen, reshaped
+    gc.collect()
+    for r in xs:
+        out = model.predict(r)
+        assert out.flags.writeable and out.shape == (model.n_classes,)
+    if ref() is not None:
+        np.testing.assert_array_equal(ref(), want[5])

@@ -12,7 +12,8 @@
 // It includes nothing (NVRTC has no standard headers by default). The plan and the weights
 // come from the blob through the C++ parser (cpp/pymicro/parse.hpp) on the host: see
 // build_cuda_plan in cpp/cuda/host.cpp. Arithmetic follows cpp/pymicro/kernels.inl: every dot
-// product starts at the bias and adds inputs 0..n-1 in order, softmax sums use sum4's order,
+// product runs in its order (from 8 inputs on, even inputs from the bias and odd ones from 0,
+// then the two sums add; below 8, inputs 0..n-1 from the bias), softmax sums use sum4's order,
 // and exp is the same Cody-Waite reduction and degree-6 polynomial, so results agree with the
 // native core to rounding (FMA contraction may differ between compilers).
 #pragma once
@@ -179,8 +180,21 @@ PM_HD inline bool pm_forward(const Plan& P, const float* W, const float* x, floa
     const Op& op = P.ops[k];
     const float* w = W + op.w;
     for (u32 o = 0; o < op.out; ++o, w += op.in) {
+      // kernels.inl's order: from 8 inputs on, two chains (even inputs from the bias, odd
+      // ones from 0) that add up at the end; below that, one chain.
       float acc = op.kind == kOpValue ? 0.0f : W[op.b + o];
-      for (u32 i = 0; i < op.in; ++i) acc = acc + A[i] * w[i];
+      if (op.in >= 8) {
+        float odd = 0.0f;
+        u32 i = 0;
+        for (; i + 2 <= op.in; i += 2) {
+          acc = acc + A[i] * w[i];
+          odd = odd + A[i + 1] * w[i + 1];
+        }
+        if (i < op.in) acc = acc + A[i] * w[i];
+        acc = acc + odd;
+      } else {
+        for (u32 i = 0; i < op.in; ++i) acc = acc + A[i] * w[i];
+      }
       if (op.kind == kOpValue) acc = acc * scale + W[op.b + o];
       B[o] = op.kind == kOpDense ? pm_activate(op.act, acc) : acc;
     }

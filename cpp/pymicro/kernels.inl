@@ -10,9 +10,13 @@
 //  * batches (throughput): a tile of PM_LANES*PM_NR samples lives in the
 //    lanes (feature-major), a vector spans samples, and a 4-output x PM_NR
 //    micro-kernel broadcasts one weight per FMA group.
-// Both accumulate every dot product in the same order (bias first, then
-// inputs 0..n-1) with the same contraction, and both sum softmax terms in
-// index order, so a row gives bit-identical results whichever path runs it.
+// Both accumulate every dot product in the same order (chains() below: from 8
+// inputs on, two chains, the even inputs from the bias and the odd ones from 0,
+// added at the end; one chain from the bias below that) with the same
+// contraction, and both sum softmax terms in sum4's order, so a row gives
+// bit-identical results whichever path runs it. Two chains halve a single
+// row's latency (one dependent FMA after another, 4 cycles each) at a cost of
+// one add per output in a batch.
 
 typedef float vf __attribute__((vector_size(PM_LANES * 4)));
 typedef int32_t vi __attribute__((vector_size(PM_LANES * 4)));
@@ -278,35 +282,56 @@ static uint64_t workspace_floats(const void* plan) {
 
 // ---------------------------------------------------------------- one row
 
-// kOpValue: the sum starts at 0 instead of the bias, and acc * scale + bias ends it.
-template <OpKind K, Activation A, uint32_t NB>
+// The dot product's order, shared by every path (and by cpp/cuda/pymicro_cuda.cuh): C =
+// chains(in) chains, chain j summing the inputs i = j (mod C) in index order, chain 0 from the
+// bias (kOpValue: from 0, and acc * scale + bias ends it), then c0 + c1.
+static inline uint32_t chains(uint32_t in) { return in >= 8 ? 2 : 1; }
+
+template <OpKind K, Activation A, uint32_t NB, uint32_t C>
 static inline void dense_row_block(const Op& op, const float* x, float* y, uint32_t v0,
                                    float scale) {
-  vf acc[NB];
-  for (uint32_t b = 0; b < NB; ++b) acc[b] = K == kOpValue ? vf{} : vload(op.rb + (v0 + b) * W);
+  vf acc[C][NB];
+  for (uint32_t b = 0; b < NB; ++b) {
+    acc[0][b] = K == kOpValue ? vf{} : vload(op.rb + (v0 + b) * W);
+    for (uint32_t j = 1; j < C; ++j) acc[j][b] = vf{};
+  }
   const float* w = op.rw + v0 * W;
-  for (uint32_t i = 0; i < op.in; ++i, w += op.out_w) {
+  uint32_t i = 0;
+  for (; i + C <= op.in; i += C, w += C * op.out_w)
+    for (uint32_t j = 0; j < C; ++j) {
+      vf xi = vset(x[i + j]);
+      for (uint32_t b = 0; b < NB; ++b) acc[j][b] = acc[j][b] + xi * vload(w + j * op.out_w + b * W);
+    }
+  if (i < op.in) {  // C = 2 and an odd count: the last input is chain 0's
     vf xi = vset(x[i]);
-    for (uint32_t b = 0; b < NB; ++b) acc[b] = acc[b] + xi * vload(w + b * W);
+    for (uint32_t b = 0; b < NB; ++b) acc[0][b] = acc[0][b] + xi * vload(w + b * W);
   }
   for (uint32_t b = 0; b < NB; ++b) {
-    vf a = acc[b];
+    vf a = acc[0][b];
+    for (uint32_t j = 1; j < C; ++j) a = a + acc[j][b];
     if constexpr (K == kOpValue) a = a * scale + vload(op.rb + (v0 + b) * W);
     vstore(y + (v0 + b) * W, activate<A>(a));
   }
 }
 
-template <OpKind K, Activation A>
-static void dense_row(const Op& op, const float* x, float* y, float scale = 1.0f) {
+// Up to four vectors of outputs at a time: 4 or 8 independent accumulators in flight.
+template <OpKind K, Activation A, uint32_t C>
+static void dense_row_c(const Op& op, const float* x, float* y, float scale) {
   const uint32_t nv = op.out_w / W;
   uint32_t v0 = 0;
-  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<K, A, 4>(op, x, y, v0, scale);
+  for (; v0 + 4 <= nv; v0 += 4) dense_row_block<K, A, 4, C>(op, x, y, v0, scale);
   switch (nv - v0) {
-    case 3: dense_row_block<K, A, 3>(op, x, y, v0, scale); break;
-    case 2: dense_row_block<K, A, 2>(op, x, y, v0, scale); break;
-    case 1: dense_row_block<K, A, 1>(op, x, y, v0, scale); break;
+    case 3: dense_row_block<K, A, 3, C>(op, x, y, v0, scale); break;
+    case 2: dense_row_block<K, A, 2, C>(op, x, y, v0, scale); break;
+    case 1: dense_row_block<K, A, 1, C>(op, x, y, v0, scale); break;
     default: break;
   }
+}
+
+template <OpKind K, Activation A>
+static void dense_row(const Op& op, const float* x, float* y, float scale = 1.0f) {
+  if (chains(op.in) == 2) dense_row_c<K, A, 2>(op, x, y, scale);
+  else dense_row_c<K, A, 1>(op, x, y, scale);
 }
 
 // The softmax sum's order, the same on every path and ISA: four partial sums over the
@@ -419,34 +444,72 @@ struct Prefetch {
 // Not inlined: keeps the exp constants of the callers from crowding its registers.
 // aux: kOpGate writes each sample's max logit there (T floats), kOpValue reads each
 // sample's scale from there; kOpDense ignores it.
-template <OpKind K, Activation A>
-__attribute__((noinline)) static void dense_tile(const Op& op, const float* X, float* Y,
-                                                 Prefetch& pf, float* aux) {
-  const float* w = op.pw;
+// C chains (chains(op.in)), in the row path's order: with two, the even inputs add up from the
+// bias, the odd ones from 0, and the two sums add at the end. Where there are 32 registers
+// (AVX-512) both chains' accumulators are live at once (2 x MR x NR); with 16, one chain at a
+// time runs the MR x NR micro-kernel (its inputs stay in registers: a half panel would refetch
+// them from memory for every output and bind on loads), and chain 0's sums wait in Y.
+constexpr bool kBothChainsLive = W == 16;
+template <OpKind K, Activation A, uint32_t C>
+__attribute__((noinline)) static void dense_tile_c(const Op& op, const float* X, float* Y,
+                                                   Prefetch& pf, float* aux) {
+  constexpr uint32_t CL = kBothChainsLive ? C : 1;  // chains live at once
   vf side[NR];  // kOpGate: running max over the real outputs; kOpValue: the scales
   if constexpr (K == kOpValue)
     for (uint32_t c = 0; c < NR; ++c) side[c] = vload(aux + c * W);
+  const uint32_t in = op.in, in_c = in / C * C;
   for (uint32_t p = 0; p < op.out_mr; p += MR) {
     pf.step();
-    vf acc[MR][NR];
-    for (uint32_t r = 0; r < MR; ++r) {
-      vf b = K == kOpValue ? vf{} : vset(op.pb[p + r]);
-      for (uint32_t c = 0; c < NR; ++c) acc[r][c] = b;
-    }
-    const float* x = X;
-    for (uint32_t i = 0; i < op.in; ++i, w += MR, x += T) {
-      vf xv[NR];
-      for (uint32_t c = 0; c < NR; ++c) xv[c] = vload(x + c * W);
+    const float* wp = op.pw + uint64_t(p) * in;  // panel p / MR: [in][MR]
+    float* y = Y + uint64_t(p) * T;
+    vf acc[CL][MR][NR];
+    for (uint32_t j0 = 0; j0 < C; j0 += CL) {  // chains j0 .. j0 + CL - 1
       for (uint32_t r = 0; r < MR; ++r) {
-        vf wr = vset(w[r]);
-        for (uint32_t c = 0; c < NR; ++c) acc[r][c] = acc[r][c] + wr * xv[c];
+        vf b = K == kOpValue || j0 ? vf{} : vset(op.pb[p + r]);
+        for (uint32_t c = 0; c < NR; ++c) {
+          acc[0][r][c] = b;
+          for (uint32_t j = 1; j < CL; ++j) acc[j][r][c] = vf{};
+        }
+      }
+      const float* x = X + uint64_t(j0) * T;
+      const float* w = wp + j0 * MR;
+      for (uint32_t i = j0; i < in_c; i += C, x += C * T, w += C * MR)
+        for (uint32_t j = 0; j < CL; ++j) {
+          vf xv[NR];
+          for (uint32_t c = 0; c < NR; ++c) xv[c] = vload(x + j * T + c * W);
+          for (uint32_t r = 0; r < MR; ++r) {
+            vf wr = vset(w[j * MR + r]);
+            for (uint32_t c = 0; c < NR; ++c) acc[j][r][c] = acc[j][r][c] + wr * xv[c];
+          }
+        }
+      if (C > 1 && j0 == 0 && in_c < in) {  // an odd last input: chain 0's
+        const float* xl = X + uint64_t(in_c) * T;
+        const float* wl = wp + in_c * MR;
+        vf xv[NR];
+        for (uint32_t c = 0; c < NR; ++c) xv[c] = vload(xl + c * W);
+        for (uint32_t r = 0; r < MR; ++r) {
+          vf wr = vset(wl[r]);
+          for (uint32_t c = 0; c < NR; ++c) acc[0][r][c] = acc[0][r][c] + wr * xv[c];
+        }
+      }
+      // The chains add up while in registers (the epilogue's loop, with an activation in it,
+      // may not unroll, and every accumulator it reads would go through memory).
+      if constexpr (CL == 2) {
+        for (uint32_t r = 0; r < MR; ++r)
+          for (uint32_t c = 0; c < NR; ++c) acc[0][r][c] = acc[0][r][c] + acc[1][r][c];
+      } else if (C == 2 && j0 == 0) {  // chain 0's sums wait in Y for chain 1
+        for (uint32_t r = 0; r < MR; ++r)
+          for (uint32_t c = 0; c < NR; ++c) vstore(y + r * T + c * W, acc[0][r][c]);
+      } else if (C == 2) {
+        for (uint32_t r = 0; r < MR; ++r)
+          for (uint32_t c = 0; c < NR; ++c) acc[0][r][c] = vload(y + r * T + c * W) + acc[0][r][c];
       }
     }
     for (uint32_t r = 0; r < MR; ++r)
       for (uint32_t c = 0; c < NR; ++c) {
-        vf a = acc[r][c];
+        vf a = acc[0][r][c];
         if constexpr (K == kOpValue) a = a * side[c] + vset(op.pb[p + r]);
-        vstore(Y + (p + r) * T + c * W, activate<A>(a));
+        vstore(y + r * T + c * W, activate<A>(a));
         if constexpr (K == kOpGate) {  // the max pass of the softmax, done here
           if (p + r == 0) side[c] = a;
           else if (p + r < op.out) side[c] = vmax(a, side[c]);
@@ -455,6 +518,12 @@ __attribute__((noinline)) static void dense_tile(const Op& op, const float* X, f
   }
   if constexpr (K == kOpGate)
     for (uint32_t c = 0; c < NR; ++c) vstore(aux + c * W, side[c]);
+}
+
+template <OpKind K, Activation A>
+static void dense_tile(const Op& op, const float* X, float* Y, Prefetch& pf, float* aux) {
+  if (chains(op.in) == 2) dense_tile_c<K, A, 2>(op, X, Y, pf, aux);
+  else dense_tile_c<K, A, 1>(op, X, Y, pf, aux);
 }
 
 // softmax down the rows of a tile Y[0..n)[T], per sample (lane); the sum in sum4's order

@@ -294,7 +294,8 @@ class NativeModel {
     py::object keep;
     auto a = input(x, keep);
     const uint64_t n = rows_of(a, "x");
-    py::object out = new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(view_.n_classes));
+    py::object out = a.ndim() == 1 ? single_result()
+                                   : new_f32(int(a.ndim()), py::ssize_t(n), py::ssize_t(view_.n_classes));
     execute(static_cast<const float*>(a.data()), n, f32_data(out), nullptr, t);
     return out;
   }
@@ -482,6 +483,37 @@ class NativeModel {
     throw py::error_already_set();
   }
 
+  // A single row's result array. Allocating and freeing a small ndarray costs about a third of
+  // a micro network's whole call, so the last two results are kept and one is handed out again
+  // once nothing but this cache holds it (CPython's zip and enumerate reuse their result tuples
+  // the same way): a reference count of 1 means no name, container, view, buffer export or
+  // weak reference can see it. Two, so `p = predict(model, x)` in a loop (the old p is alive
+  // during the call) reuses the one before. An array reshaped, retyped or frozen by its last
+  // user is never reused. Single rows keep the GIL for the whole call (kReleaseGilRows), so
+  // no other thread can take a reference between the check and the write.
+  py::object single_result() {
+    for (py::object& s : spare_)
+      if (s && reusable(s.ptr())) return s;
+    py::object out = new_f32(1, 1, py::ssize_t(view_.n_classes));
+    spare_[spare_next_] = out;
+    spare_next_ ^= 1u;
+    return out;
+  }
+
+  bool reusable(PyObject* p) const {
+    using py::detail::npy_api;
+    struct Fields : py::detail::PyArray_Proxy {
+      PyObject* weakreflist;  // numpy's PyArrayObject_fields, the member after flags
+    };
+    const auto* a = reinterpret_cast<const Fields*>(p);
+    const auto* d = py::detail::array_descriptor_proxy(a->descr);
+    constexpr int need = npy_api::NPY_ARRAY_C_CONTIGUOUS_ | npy_api::NPY_ARRAY_ALIGNED_ |
+                         npy_api::NPY_ARRAY_WRITEABLE_ | npy_api::NPY_ARRAY_OWNDATA_;
+    return Py_REFCNT(p) == 1 && !a->weakreflist && !a->base && (a->flags & need) == need && a->nd == 1 &&
+           uint64_t(a->dimensions[0]) == view_.n_classes && d->type_num == npy_api::NPY_FLOAT_ &&
+           d->byteorder != '>';
+  }
+
   // Releasing and re-taking the GIL costs about as much as one small row's
   // work, so single rows and tiny batches keep it.
   static constexpr uint64_t kReleaseGilRows = 8;
@@ -497,6 +529,8 @@ class NativeModel {
   uint64_t ws_floats_ = 0;
   uint32_t attn_width_ = 0;
   bool raise_on_nonfinite_ = true;
+  py::object spare_[2];  // single_result's cache
+  unsigned spare_next_ = 0;
 };
 
 // ---------------------------------------------------------------- the hot calls
