@@ -534,11 +534,15 @@ static void softmax_tile(float* Y, uint32_t n) {
     vf m = vload(y);
     for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
     vf s[4] = {vf{}, vf{}, vf{}, vf{}};  // sum4's order, lane by lane
-    for (uint32_t i = 0; i < n; ++i) {
+    auto step = [&](uint32_t i, vf& acc) {
       vf e = v_exp_le0(vload(y + i * T) - m);
       vstore(y + i * T, e);
-      s[i & 3] = s[i & 3] + e;
-    }
+      acc = acc + e;
+    };
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4)  // unrolled by 4 so that the four sums stay in registers
+      for (uint32_t k = 0; k < 4; ++k) step(i + k, s[k]);
+    for (uint32_t k = 0; i + k < n; ++k) step(i + k, s[k]);
     const vf r = 1.0f / vsum4(s);
     for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) * r);
   }
@@ -654,20 +658,30 @@ static void load_tile(const Plan& P, const float* x, uint64_t S, uint32_t nt, fl
 // X[i], and scale = 1 / sum exp(...), which the value op applies. With attn (explain),
 // also attn[t][i] = exp(...) * scale, the attention weights. The same arithmetic as the
 // row path, so results are bit-identical.
-static void softmax_gate_tile(float* Y, const float* X, uint32_t n, const float* mx, float* scale,
-                              float* attn, uint32_t nt) {
+template <bool kAttn>
+static inline void gate_columns(float* Y, const float* X, uint32_t n, const float* mx, float* scale) {
   for (uint32_t c = 0; c < NR; ++c) {
     float* y = Y + c * W;
     const float* x = X + c * W;
     const vf m = vload(mx + c * W);
     vf s[4] = {vf{}, vf{}, vf{}, vf{}};  // sum4's order, lane by lane
-    for (uint32_t i = 0; i < n; ++i) {
+    auto step = [&](uint32_t i, vf& acc) {
       vf e = v_exp_le0(vload(y + i * T) - m);
-      s[i & 3] = s[i & 3] + e;
-      vstore(y + i * T, attn ? e : e * vload(x + i * T));
-    }
+      acc = acc + e;
+      vstore(y + i * T, kAttn ? e : e * vload(x + i * T));
+    };
+    uint32_t i = 0;
+    for (; i + 4 <= n; i += 4)  // unrolled by 4 so that the four sums stay in registers
+      for (uint32_t k = 0; k < 4; ++k) step(i + k, s[k]);
+    for (uint32_t k = 0; i + k < n; ++k) step(i + k, s[k]);
     vstore(scale + c * W, 1.0f / vsum4(s));
   }
+}
+
+static void softmax_gate_tile(float* Y, const float* X, uint32_t n, const float* mx, float* scale,
+                              float* attn, uint32_t nt) {
+  if (attn) gate_columns<true>(Y, X, n, mx, scale);
+  else gate_columns<false>(Y, X, n, mx, scale);
   if (!attn) return;
   for (uint32_t t = 0; t < nt; ++t)
     for (uint32_t i = 0; i < n; ++i) attn[uint64_t(t) * n + i] = Y[i * T + t] * scale[t];
