@@ -762,3 +762,29 @@ def test_single_row_results_are_recycled_only_when_nothing_else_can_see_them(pre
         assert out.flags.writeable and out.shape == (model.n_classes,)
     if ref() is not None:
         np.testing.assert_array_equal(ref(), want[5])
+
+
+def test_one_row_fast_paths_raise_propagate_and_compute_as_the_general_path(preset_blob):
+    """predict(row) and predict_into(row, out) run a shortcut (module.cpp, predict_row*);
+    a bad row falls through to the general path, which raises what it always raised."""
+    model = pymicro.load(preset_blob)
+    batch = rows(5, model.input_size, seed=11)
+    want = model.predict(batch)
+    out = np.zeros(model.n_classes, np.float32)
+    for r, w in zip(batch, want):
+        model.predict_into(r, out)
+        np.testing.assert_array_equal(out, w)
+        np.testing.assert_array_equal(pymicro.predict(model, r), w)
+    x = batch[0].copy()
+    x[2] = np.nan
+    with pytest.raises(InputError, match="is nan"):
+        model.predict_into(x, out)
+    with pytest.raises(InputError, match="is nan"):
+        pymicro.predict(model, x)
+    with pytest.raises(InputError, match="is nan"):
+        model.predict(x)
+    prop = pymicro.load(preset_blob, nan_policy="propagate")
+    prop.predict_into(x, out)
+    assert np.isnan(out).all() and np.isnan(prop.predict(x)).all()
+    prop.predict_into(batch[1], out)  # a good row after a bad one: nothing left over
+    np.testing.assert_array_equal(out, want[1])

@@ -285,6 +285,14 @@ class NativeModel {
     plan_ = aligned_bytes(ops_->plan_bytes(&view_));
     ops_->build_plan(&view_, plan_.get());
     ws_floats_ = ops_->workspace_floats(plan_.get());
+    // predict_row_into's buffer: a row needs 2 x (the widest layer, rounded up) floats, which
+    // the tile workspace's first bytes would hold too; sized from the layers, not the tiles.
+    uint64_t widest = view_.input_size;
+    for (uint32_t l = 0; l < view_.n_layers; ++l) {
+      if (view_.layers[l].in > widest) widest = view_.layers[l].in;
+      if (view_.layers[l].out > widest) widest = view_.layers[l].out;
+    }
+    row_ws_ = aligned_bytes(2 * ((widest + ops_->lanes + 15) / 16 * 16 + 64) * sizeof(float));
     for (uint32_t l = 0; l < view_.n_layers && !attn_width_; ++l)
       if (view_.layers[l].kind == kAttention) attn_width_ = view_.layers[l].in;
   }
@@ -330,6 +338,50 @@ class NativeModel {
                           "out, so rows would be overwritten before they are read. Pass separate buffers");
     execute(static_cast<const float*>(a.data()), n, static_cast<float*>(o.mutable_data()), nullptr, t);
   }
+
+  // predict_into's fast path: x one row of (input_size,) and out (n_classes,), both float32
+  // arrays usable in place, out writeable and apart from x, a single model. True when it ran
+  // (and found the row fine, or nan_policy="propagate"); false, with nothing written, and the
+  // caller takes the general path, which checks everything again and raises what is wrong.
+  // The GIL is held throughout, so the model's own row buffer serves (no thread-local lookup).
+  bool predict_row_into(PyObject* x, PyObject* out) {
+    if (!row_array(x, view_.input_size, false) || !row_array(out, view_.n_classes, true)) return false;
+    const auto xb = reinterpret_cast<uintptr_t>(py::detail::array_proxy(x)->data);
+    const auto ob = reinterpret_cast<uintptr_t>(py::detail::array_proxy(out)->data);
+    if (xb < ob + 4 * uintptr_t(view_.n_classes) && ob < xb + 4 * uintptr_t(view_.input_size)) return false;
+    return run_row_fast(x, out);
+  }
+
+  // predict's fast path, the same for predict(row): the result array, or null with no error
+  // set when the general path must take the call.
+  PyObject* predict_row(PyObject* x) {
+    if (!row_array(x, view_.input_size, false)) return nullptr;
+    py::object out = single_result();
+    return run_row_fast(x, out.ptr()) ? out.release().ptr() : nullptr;
+  }
+
+ private:
+  // A single model's row of n float32 cells, usable in place (writeable too if asked).
+  bool row_array(PyObject* p, uint32_t n, bool writeable) const {
+    using py::detail::npy_api;
+    static const npy_api& api = npy_api::get();
+    if (ens_ || !row_ws_ || !api.PyArray_Check_(p)) return false;
+    const auto* a = py::detail::array_proxy(p);
+    const auto* d = py::detail::array_descriptor_proxy(a->descr);
+    const int need = npy_api::NPY_ARRAY_C_CONTIGUOUS_ | npy_api::NPY_ARRAY_ALIGNED_ |
+                     (writeable ? npy_api::NPY_ARRAY_WRITEABLE_ : 0);
+    return a->nd == 1 && uint64_t(a->dimensions[0]) == n && (a->flags & need) == need &&
+           d->type_num == npy_api::NPY_FLOAT_ && d->byteorder != '>';
+  }
+
+  bool run_row_fast(PyObject* x, PyObject* out) const {
+    const uint64_t bad = ops_->run(plan_.get(), reinterpret_cast<const float*>(py::detail::array_proxy(x)->data), 1,
+                                   reinterpret_cast<float*>(py::detail::array_proxy(out)->data), nullptr,
+                                   static_cast<float*>(row_ws_.get()));
+    return !(bad && raise_on_nonfinite_);
+  }
+
+ public:
 
   py::object explain(py::handle x) {
     if (!attn_width_) raise("InputError", "this model has no attention layer to explain");
@@ -529,6 +581,7 @@ class NativeModel {
   uint64_t ws_floats_ = 0;
   uint32_t attn_width_ = 0;
   bool raise_on_nonfinite_ = true;
+  AlignedPtr row_ws_;    // predict_row_into's workspace (single models)
   py::object spare_[2];  // single_result's cache
   unsigned spare_next_ = 0;
 };
@@ -603,6 +656,10 @@ PyObject* guarded(F&& f) {
 PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
   static const char* const names[] = {"x", "threads"};
   PyObject* got[2];
+  if (!kwnames && PyVectorcall_NARGS(nargsf) == 1) {  // predict(row): as predict_into's
+    auto* b = static_cast<Bound*>(PyCapsule_GetContext(self));
+    if (PyObject* r = b ? b->model->predict_row(args[0]) : nullptr) return r;
+  }
   if (!fast_args("predict", args, nargsf, kwnames, names, 1, got, 2)) return nullptr;
   auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
   if (!b) return nullptr;
@@ -614,6 +671,12 @@ PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyO
 PyObject* fast_predict_into(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
   static const char* const names[] = {"x", "out", "threads"};
   PyObject* got[3];
+  // The trading loop's call, predict_into(row, out) by position: one row, both arrays fit
+  // as they are. Everything else (and every error) takes the general path below.
+  if (!kwnames && PyVectorcall_NARGS(nargsf) == 2) {
+    auto* b = static_cast<Bound*>(PyCapsule_GetContext(self));  // set with the pointer, no name compare
+    if (b && b->model->predict_row_into(args[0], args[1])) Py_RETURN_NONE;
+  }
   if (!fast_args("predict_into", args, nargsf, kwnames, names, 2, got, 3)) return nullptr;
   auto* b = static_cast<Bound*>(PyCapsule_GetPointer(self, kBoundName));
   if (!b) return nullptr;
@@ -673,6 +736,7 @@ py::tuple fast_calls(py::object self) {
   auto* model = self.cast<NativeModel*>();
   auto* b = new Bound{model, self.inc_ref().ptr()};
   PyObject* capsule = PyCapsule_New(b, kBoundName, bound_free);
+  if (capsule && PyCapsule_SetContext(capsule, b) != 0) Py_CLEAR(capsule);
   if (!capsule) {
     Py_DECREF(b->owner);
     delete b;
