@@ -105,7 +105,7 @@ def test_goal_momentum_single_call_through_predict_into(lab):
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_batch_against_the_fma_floor_or_2x_ort(lab, preset):
-    """Attention presets: a goal stated as a share of the FMA floor; dense presets: 2x ORT, a budget."""
+    """Attention presets: a goal stated as a share of the FMA + exp floor; dense presets: 2x ORT, a budget."""
     lab.pair(preset, "batch")
     _enforce(lab, f"goal: {preset} batch at" if any(
         layer["kind"] == "attention" for layer in pymicro._core.parse(lab.case(preset).blob)["layers"])

@@ -18,6 +18,9 @@ def predict(model: Any, x: npt.ArrayLike, *, threads: int | None = None) -> npt.
 def isas() -> list[str]:
     """Instruction sets this CPU can run, best first."""
 
+def exp_rate(isa: str = "auto", seconds: float = 0.3) -> float:
+    """Exponentials per second of one ISA's vectorised exp on this core (one thread)."""
+
 def fma_rate(isa: str = "auto", seconds: float = 0.3) -> float:
     """Peak float32 multiply-adds per second of one ISA's kernels on this core (one thread)."""
 

@@ -234,6 +234,33 @@ def test_roofline_floor_and_fractions_follow_from_peak_and_work():
     assert roof.macs_per_row == 48 * 48 + 48 * 16 + 16 * 32 + 32 * 16 + 16 * 8 + 8 * 5
     assert roof.floor_rows_per_s == pytest.approx(roof.peak_macs / roof.macs_per_row)
     assert roof.fraction(roof.floor_rows_per_s / 4) == pytest.approx(0.25)
+    # The FMA + exp floor: the multiply-adds' time plus the exponentials' (48 gate terms, 5 classes).
+    assert roof.exps_per_row == 48 + 5 and roof.exp_rate > 0
+    per_row = roof.macs_per_row / roof.peak_macs + roof.exps_per_row / roof.exp_rate
+    assert roof.exp_floor_rows_per_s == pytest.approx(1 / per_row)
+    assert roof.exp_floor_rows_per_s < roof.floor_rows_per_s
+    assert roof.exp_fraction(roof.exp_floor_rows_per_s / 2) == pytest.approx(0.5)
+    # Without a measured exp rate the two floors are the same.
+    bare = bench.Roofline(roof.isa, roof.peak_macs, roof.macs_per_row)
+    assert bare.exp_floor_rows_per_s == pytest.approx(bare.floor_rows_per_s)
+
+
+def test_exps_per_row_counts_softmax_terms_and_sigmoids_only():
+    from pymicro import Attention, Dense, Spec
+
+    blob = pymicro.freeze(Spec(6, (Attention(4), Dense(5, "sigmoid"), Dense(3, "tanh"), Dense(4, "gelu")), 2).init(0))
+    assert bench.exps_per_row(blob) == 6 + 5 + 2  # gate over 6 inputs, 5 sigmoids, the head
+    assert bench.exps_per_row(bench.preset_blob("reversal")) == 3  # dense relu: the head only
+    assert bench.exps_per_row(pymicro.load(bench.preset_blob("momentum"))) == 24 + 3
+
+
+def test_exp_rate_is_measured_per_isa_and_refuses_unknown_ones():
+    rates = {isa: pymicro._core.exp_rate(isa, 0.01) for isa in pymicro._core.isas()}
+    assert all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in rates.values()), rates
+    with pytest.raises(pymicro.InputError, match="isa 'vax'"):
+        pymicro._core.exp_rate("vax", 0.05)
+    with pytest.raises(pymicro.InputError, match="seconds"):
+        pymicro._core.exp_rate("auto", -1.0)
 
 
 def test_format_roofline_places_each_batch_figure_under_its_presets_floor():
@@ -243,6 +270,8 @@ def test_format_roofline_places_each_batch_figure_under_its_presets_floor():
             bench.Row("reversal", "numpy", 12.0, None, 30.0, None, "not measured: x")]
     text = bench.format_roofline(rows)
     lines = [line for line in text.splitlines() if line.startswith("| reversal")]
-    assert len(lines) == 1 and lines[0].endswith("| 50% |"), text
+    share_of_exp_floor = f"{half * 1e6 / roof.exp_floor_rows_per_s:.0%}"
+    assert len(lines) == 1 and lines[0].endswith(f"| 50% | {roof.exp_floor_rows_per_s / 1e6:.1f} | "
+                                                  f"{share_of_exp_floor} |"), text
     assert f"{roof.floor_rows_per_s / 1e6:.1f}" in lines[0]
     assert bench.format_roofline(rows[1:]) == ""

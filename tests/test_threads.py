@@ -57,10 +57,17 @@ def test_threads_argument_is_checked_on_every_backend():
     x = rows(4, 24)
     for backend in ("native", "reference", "wasm"):
         model = pymicro.load(blob, backend)
+        out = np.empty(model.n_classes, np.float32)
         for bad in (0, -1, 1.5, "2", True):
             with pytest.raises(InputError, match="threads"):
                 model.predict(x, threads=bad)
+            with pytest.raises(InputError, match="threads"):  # one row too (native: its shortcut)
+                model.predict(x[0], threads=bad)
+            with pytest.raises(InputError, match="threads"):
+                model.predict_into(x[0], out, threads=bad)
         assert np.allclose(model.predict(x, threads=2), model.predict(x), atol=0)
+        model.predict_into(x[1], out, threads=3)
+        assert np.array_equal(out, model.predict(x[1], threads=None)) and np.array_equal(out, model.predict(x)[1])
     with pytest.raises(TypeError):
         pymicro.load(blob).predict(x, 2)  # keyword-only: a second positional is an error
 

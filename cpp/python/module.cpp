@@ -653,10 +653,26 @@ PyObject* guarded(F&& f) {
   return nullptr;
 }
 
+// The shortcuts' arguments: `want` positional ones and, at most, threads= with a value the
+// general path would accept (None or an int >= 1; one row never splits, so it changes nothing).
+bool shortcut_args(size_t nargsf, PyObject* kwnames, PyObject* const* args, Py_ssize_t want) {
+  const Py_ssize_t n = PyVectorcall_NARGS(nargsf);
+  if (n != want) return false;
+  if (!kwnames) return true;
+  if (PyTuple_GET_SIZE(kwnames) != 1 || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "threads"))
+    return false;
+  PyObject* t = args[n];
+  if (t == Py_None) return true;
+  if (!PyLong_CheckExact(t)) return false;
+  int overflow = 0;
+  const long v = PyLong_AsLongAndOverflow(t, &overflow);
+  return overflow == 0 && v >= 1;
+}
+
 PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
   static const char* const names[] = {"x", "threads"};
   PyObject* got[2];
-  if (!kwnames && PyVectorcall_NARGS(nargsf) == 1) {  // predict(row): as predict_into's
+  if (shortcut_args(nargsf, kwnames, args, 1)) {  // predict(row): as predict_into's
     auto* b = static_cast<Bound*>(PyCapsule_GetContext(self));
     if (PyObject* r = b ? b->model->predict_row(args[0]) : nullptr) return r;
   }
@@ -671,9 +687,9 @@ PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyO
 PyObject* fast_predict_into(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
   static const char* const names[] = {"x", "out", "threads"};
   PyObject* got[3];
-  // The trading loop's call, predict_into(row, out) by position: one row, both arrays fit
-  // as they are. Everything else (and every error) takes the general path below.
-  if (!kwnames && PyVectorcall_NARGS(nargsf) == 2) {
+  // The trading loop's call, predict_into(row, out) (threads= allowed): one row, both arrays
+  // fit as they are. Everything else (and every error) takes the general path below.
+  if (shortcut_args(nargsf, kwnames, args, 2)) {
     auto* b = static_cast<Bound*>(PyCapsule_GetContext(self));  // set with the pointer, no name compare
     if (b && b->model->predict_row_into(args[0], args[1])) Py_RETURN_NONE;
   }
@@ -814,6 +830,33 @@ PYBIND11_MODULE(_core, m) {
   }, py::arg("isa") = "auto", py::arg("seconds") = 0.3,
      "Peak float32 multiply-adds per second of one ISA's kernels on this core (one thread):\n"
      "the roofline for a batch, measured by timing independent vector FMA chains.");
+  m.def("exp_rate", [](const std::string& isa, double seconds) {
+    const ArchOps* ops = find_isa(isa);
+    if (!ops)
+      raise("InputError", "exp_rate: isa '" + isa + "' does not run on this CPU (" + isa_names() + ")");
+    if (!(seconds > 0.0 && seconds <= 60.0))
+      raise("InputError", "exp_rate: seconds must be in (0, 60]");
+    py::gil_scoped_release release;
+    using clock = std::chrono::steady_clock;
+    constexpr uint64_t n = 4096;  // 16 KiB in, 16 KiB out: both in L1
+    AlignedPtr buf = aligned_bytes(2 * n * sizeof(float));
+    float* x = static_cast<float*>(buf.get());
+    float* y = x + n;
+    for (uint64_t i = 0; i < n; ++i) x[i] = -20.0f * float(i) / float(n);  // softmax's range
+    uint64_t rounds = 16;
+    double best = 0.0, spent = 0.0;
+    while (spent < seconds || best == 0.0) {  // as fma_rate: grow a sample, keep the fastest
+      auto t0 = clock::now();
+      for (uint64_t r = 0; r < rounds; ++r) ops->exp_into(x, y, n);
+      double dt = std::chrono::duration<double>(clock::now() - t0).count();
+      spent += dt;
+      if (dt < seconds / 10) rounds *= 2;
+      else if (double(rounds * n) / dt > best) best = double(rounds * n) / dt;
+    }
+    return best;
+  }, py::arg("isa") = "auto", py::arg("seconds") = 0.3,
+     "Exponentials per second of one ISA's vectorised exp on this core (one thread, from L1):\n"
+     "the kernels' own exp, the one every softmax runs; the second term of the batch roofline.");
   m.def("_exp", [](py::array_t<float, py::array::c_style | py::array::forcecast> x,
                    const std::string& isa) {
     const ArchOps* ops = find_isa(isa);

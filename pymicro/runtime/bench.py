@@ -394,6 +394,30 @@ def multiply_adds_per_row(model_or_blob) -> int:
     return total
 
 
+def exps_per_row(model_or_blob) -> int:
+    """Exponentials one row needs: each attention gate's softmax (one per input), each
+    sigmoid output, and the head's softmax (one per class). tanh and gelu are rational
+    functions in the kernels, not exponentials."""
+    from pymicro import _core
+
+    described = _core.parse(_blob_of(model_or_blob), False)
+    total = described["n_classes"]
+    for layer in described["layers"]:
+        if layer["kind"] == "attention":
+            total += layer["in"]
+        elif layer.get("activation") == "sigmoid":
+            total += layer["out"]
+    return total
+
+
+def exp_rate(isa: str = "auto", seconds: float = 0.3) -> float:
+    """Exponentials per second of ``isa``'s vectorised exp here (:func:`pymicro._core.exp_rate`:
+    the kernels' own exp over 4,096 floats in [-20, 0] from L1, timed in C++)."""
+    from pymicro import _core
+
+    return _core.exp_rate(isa, seconds)
+
+
 @dataclass(frozen=True)
 class Roofline:
     """The FMA ceiling for a network's batch throughput on this core, one thread.
@@ -402,18 +426,33 @@ class Roofline:
     chains of the ISA's kernels, timed); ``floor_rows_per_s`` is how many rows a second
     the multiply-adds alone would allow at that peak, before any exp, transpose or memory
     traffic. A throughput is then a fraction of it.
+
+    With ``exp_rate`` (exponentials a second, :func:`exp_rate`), ``exp_floor_rows_per_s``
+    also counts the row's exponentials (:func:`exps_per_row`) at that rate, which run on
+    the same vector ports as the FMAs: a softmax cannot skip them, so for an attention
+    network it is the floor physics sets.
     """
 
     isa: str
     peak_macs: float  # float32 multiply-adds per second
     macs_per_row: int
+    exp_rate: float = 0.0  # exponentials per second; 0: not measured
+    exps_per_row: int = 0
 
     @property
     def floor_rows_per_s(self) -> float:
         return self.peak_macs / self.macs_per_row
 
+    @property
+    def exp_floor_rows_per_s(self) -> float:
+        exp_s = self.exps_per_row / self.exp_rate if self.exp_rate else 0.0
+        return 1.0 / (self.macs_per_row / self.peak_macs + exp_s)
+
     def fraction(self, rows_per_s: float) -> float:
         return rows_per_s / self.floor_rows_per_s
+
+    def exp_fraction(self, rows_per_s: float) -> float:
+        return rows_per_s / self.exp_floor_rows_per_s
 
 
 @lru_cache(maxsize=None)
@@ -424,12 +463,19 @@ def fma_peak(isa: str = "auto", seconds: float = 0.3) -> float:
     return _core.fma_rate(isa, seconds)
 
 
+@lru_cache(maxsize=None)
+def exp_peak(isa: str = "auto", seconds: float = 0.3) -> float:
+    """:func:`exp_rate`, cached per process (as :func:`fma_peak`)."""
+    return exp_rate(isa, seconds)
+
+
 def roofline(model_or_blob, isa: str | None = None) -> Roofline:
     """The :class:`Roofline` of a model (or blob) for ``isa`` (default: the best here)."""
     from pymicro import _core
 
     isa = isa or _core.isas()[0]
-    return Roofline(isa, fma_peak(isa), multiply_adds_per_row(model_or_blob))
+    return Roofline(isa, fma_peak(isa), multiply_adds_per_row(model_or_blob),
+                    exp_peak(isa), exps_per_row(model_or_blob))
 
 
 # --------------------------------------------------------------------------- comparison
@@ -526,10 +572,11 @@ def _compare_preset(name, batch, runtimes, seed, single_repeats, batch_repeats,
 
 
 def format_roofline(rows, seed: int = 0) -> str:
-    """Each measured batch throughput in ``rows`` as a share of its preset's FMA floor.
+    """Each measured batch throughput in ``rows`` as a share of its preset's floors.
 
-    The floor (:func:`roofline`) is the rows a second the preset's multiply-adds alone
-    allow at this core's measured FMA peak; empty if no row has a batch figure.
+    The FMA floor (:func:`roofline`) is the rows a second the preset's multiply-adds alone
+    allow at this core's measured FMA peak; the FMA + exp floor adds its exponentials at
+    the kernels' measured exp rate. Empty if no row has a batch figure.
     """
     batch = [r for r in rows if r.batch_mps is not None]
     if not batch:
@@ -537,13 +584,16 @@ def format_roofline(rows, seed: int = 0) -> str:
     roofs = {name: roofline(preset_blob(name, seed)) for name in dict.fromkeys(r.preset for r in batch)}
     peak = next(iter(roofs.values()))
     lines = [f"FMA floor: the rows/s a preset's multiply-adds alone allow at this core's peak "
-             f"({peak.peak_macs / 1e9:.1f} G multiply-adds/s, {peak.isa}, one thread).", "",
-             "| preset | runtime | batch (M pred/s) | FMA floor (M/s) | share of the floor |",
-             "|---|---|---:|---:|---:|"]
+             f"({peak.peak_macs / 1e9:.1f} G multiply-adds/s, {peak.isa}, one thread); FMA + exp "
+             f"floor: with its exponentials at the kernels' rate ({peak.exp_rate / 1e9:.2f} G/s).", "",
+             "| preset | runtime | batch (M pred/s) | FMA floor (M/s) | share of the floor "
+             "| FMA + exp floor (M/s) | share of it |",
+             "|---|---|---:|---:|---:|---:|---:|"]
     for r in batch:
         roof = roofs[r.preset]
         lines.append(f"| {r.preset} | {r.runtime} | {r.batch_mps:.2f} | "
-                     f"{roof.floor_rows_per_s / 1e6:.1f} | {roof.fraction(r.batch_mps * 1e6):.0%} |")
+                     f"{roof.floor_rows_per_s / 1e6:.1f} | {roof.fraction(r.batch_mps * 1e6):.0%} | "
+                     f"{roof.exp_floor_rows_per_s / 1e6:.1f} | {roof.exp_fraction(r.batch_mps * 1e6):.0%} |")
     return "\n".join(lines)
 
 
