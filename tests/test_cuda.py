@@ -248,3 +248,34 @@ def test_gpu_nonfinite_rows_raise_as_native(preset_blob):
     x[17, 3] = np.nan
     with pytest.raises(InputError, match="17"):
         model.predict(x)
+
+
+# ------------------------------------------------------------------ what ptxas makes of it (no GPU needed)
+
+
+@needs_nvrtc
+@pytest.mark.parametrize("arch", ["sm_80", "sm_90"])
+@pytest.mark.parametrize("name", ["momentum", "reversal"])
+def test_micro_networks_compile_with_their_activations_in_registers(name, arch):
+    # ptxas' own report of the CUBIN NVRTC builds for an A100 / H100: unrolled, no stack
+    # frame and no spills, so no activation goes through local memory.
+    blob = bench.preset_blob(name)
+    assert bench.multiply_adds_per_row(blob) <= cuda.UNROLL_MAX_MACS
+    r = cuda.resources(blob, arch)
+    assert r["unrolled"], r
+    assert r["stack_bytes"] == 0 and r["spill_store_bytes"] == 0 and r["spill_load_bytes"] == 0, r
+    assert 0 < r["registers"] <= 255, r
+
+
+@needs_nvrtc
+def test_networks_too_large_to_unroll_keep_their_loops():
+    blob = bench.preset_blob("sentiment")  # 4,264 multiply-adds: NVRTC would take ~20 s unrolling it
+    assert bench.multiply_adds_per_row(blob) > cuda.UNROLL_MAX_MACS
+    r = cuda.resources(blob, "sm_90")
+    assert not r["unrolled"] and r["stack_bytes"] > 0, r  # scratch in local memory
+
+
+@needs_nvrtc
+def test_resources_names_a_bad_architecture_as_a_backend_error():
+    with pytest.raises(BackendError, match="NVRTC failed to compile"):
+        cuda.resources(bench.preset_blob("momentum"), "sm_1")

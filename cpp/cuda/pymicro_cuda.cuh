@@ -26,6 +26,16 @@
 #endif
 #endif
 
+// PM_UNROLL_OPS (set by pymicro/runtime/cuda.py for a micro network): device code unrolls
+// every loop. With the plan a compile-time constant (pm_ops below) every bound and index is
+// then known, and A and B live in registers instead of the stack. Larger networks keep the
+// loops (their full unrolling would take NVRTC minutes) and their scratch in local memory.
+#if defined(__CUDA_ARCH__) && defined(PM_UNROLL_OPS)
+#define PM_UNROLL _Pragma("unroll")
+#else
+#define PM_UNROLL
+#endif
+
 #ifndef PM_MAX_OPS
 #define PM_MAX_OPS 128  // 2 * kMaxLayers (an attention layer is two ops)
 #endif
@@ -141,6 +151,7 @@ PM_HD inline float pm_activate(u32 act, float x) {
 PM_HD inline float pm_sum4(const float* y, u32 n) {
   float s0 = 0.0f, s1 = 0.0f, s2 = 0.0f, s3 = 0.0f;
   u32 i = 0;
+  PM_UNROLL
   for (; i + 4 <= n; i += 4) {
     s0 = s0 + y[i];
     s1 = s1 + y[i + 1];
@@ -156,10 +167,83 @@ PM_HD inline float pm_sum4(const float* y, u32 n) {
 // y[i] = exp(y[i] - max y) in place; returns 1 / their sum.
 PM_HD inline float pm_softmax_num(float* y, u32 n) {
   float m = y[0];
+  PM_UNROLL
   for (u32 i = 1; i < n; ++i) m = pm_max(y[i], m);
+  PM_UNROLL
   for (u32 i = 0; i < n; ++i) y[i] = pm_exp_le0(y[i] - m);
   return 1.0f / pm_sum4(y, n);
 }
+
+// One op of the network (a dense layer, or an attention layer's gate or value op): A -> B,
+// then A and B trade places. scale carries the gate's 1 / sum to its value op.
+PM_HD inline void pm_op(const Op& op, const float* W, const float* A, float* B, float& scale,
+                        bool& first_gate, float* attn) {
+  const float* w = W + op.w;
+  PM_UNROLL
+  for (u32 o = 0; o < op.out; ++o, w += op.in) {
+    // kernels.inl's order: from 8 inputs on, two chains (even inputs from the bias, odd
+    // ones from 0) that add up at the end; below that, one chain.
+    float acc = op.kind == kOpValue ? 0.0f : W[op.b + o];
+    if (op.in >= 8) {
+      float odd = 0.0f;
+      PM_UNROLL
+      for (u32 i = 0; i < op.in / 2; ++i) {
+        acc = acc + A[2 * i] * w[2 * i];
+        odd = odd + A[2 * i + 1] * w[2 * i + 1];
+      }
+      if (op.in % 2) acc = acc + A[op.in - 1] * w[op.in - 1];
+      acc = acc + odd;
+    } else {
+      PM_UNROLL
+      for (u32 i = 0; i < op.in; ++i) acc = acc + A[i] * w[i];
+    }
+    if (op.kind == kOpValue) acc = acc * scale + W[op.b + o];
+    B[o] = op.kind == kOpDense ? pm_activate(op.act, acc) : acc;
+  }
+  if (op.kind == kOpGate) {
+    scale = pm_softmax_num(B, op.out);
+    if (attn && first_gate) {
+      PM_UNROLL
+      for (u32 i = 0; i < op.out; ++i) attn[i] = B[i] * scale;
+    }
+    first_gate = false;
+    PM_UNROLL
+    for (u32 i = 0; i < op.out; ++i) B[i] = B[i] * A[i];
+  }
+}
+
+// The ops in order: a loop over the plan on the host and for large networks; for a micro
+// network's device compile (PM_UNROLL_OPS; the plan a constant expression) one instantiation
+// per op, so that every loop bound is a constant, every loop unrolls and A and B stay in
+// registers. The arithmetic is pm_op's either way.
+#if defined(PM_PLAN_INIT)
+constexpr Plan pm_plan() { return Plan PM_PLAN_INIT; }
+#endif
+#if defined(PM_PLAN_INIT) && defined(PM_UNROLL_OPS)
+// Each op writes a fresh array of its own width (no scratch shared between layers: every array
+// is small, written once and promoted to registers whole); the last one is copied to R.
+template <u32 K>
+PM_HD inline void pm_ops(const float* W, const float* A, float* R, float& scale, bool& first_gate, float* attn) {
+  constexpr Op op = pm_plan().ops[K];
+  float B[op.out];
+  pm_op(op, W, A, B, scale, first_gate, attn);
+  if constexpr (K + 1 < PM_MAX_OPS) {
+    pm_ops<K + 1>(W, B, R, scale, first_gate, attn);
+  } else {
+    PM_UNROLL
+    for (u32 i = 0; i < op.out; ++i) R[i] = B[i];
+  }
+}
+#define PM_RUN_OPS(P, W, A, B, scale, first_gate, attn) pm_ops<0>(W, A, A, scale, first_gate, attn)
+#else
+#define PM_RUN_OPS(P, W, A, B, scale, first_gate, attn)                 \
+  for (u32 k = 0; k < (P).n_ops; ++k) {                                 \
+    pm_op((P).ops[k], W, A, B, scale, first_gate, attn);                \
+    float* t = A;                                                       \
+    A = B;                                                              \
+    B = t;                                                              \
+  }
+#endif
 
 // One sample: x (input_size floats) -> out (n_classes probabilities); attn, if not null,
 // gets the first attention layer's weights (attn_width floats). A and B are scratch of
@@ -169,6 +253,7 @@ PM_HD inline float pm_softmax_num(float* y, u32 n) {
 PM_HD inline bool pm_forward(const Plan& P, const float* W, const float* x, float* out,
                              float* attn, float* A, float* B) {
   bool bad = false;
+  PM_UNROLL
   for (u32 i = 0; i < P.input_size; ++i) {
     const float a = (x[i] - W[P.mean + i]) * W[P.inv + i];
     bad = bad | pm_nonfinite(a);
@@ -176,44 +261,15 @@ PM_HD inline bool pm_forward(const Plan& P, const float* W, const float* x, floa
   }
   bool first_gate = true;
   float scale = 1.0f;
-  for (u32 k = 0; k < P.n_ops; ++k) {
-    const Op& op = P.ops[k];
-    const float* w = W + op.w;
-    for (u32 o = 0; o < op.out; ++o, w += op.in) {
-      // kernels.inl's order: from 8 inputs on, two chains (even inputs from the bias, odd
-      // ones from 0) that add up at the end; below that, one chain.
-      float acc = op.kind == kOpValue ? 0.0f : W[op.b + o];
-      if (op.in >= 8) {
-        float odd = 0.0f;
-        u32 i = 0;
-        for (; i + 2 <= op.in; i += 2) {
-          acc = acc + A[i] * w[i];
-          odd = odd + A[i + 1] * w[i + 1];
-        }
-        if (i < op.in) acc = acc + A[i] * w[i];
-        acc = acc + odd;
-      } else {
-        for (u32 i = 0; i < op.in; ++i) acc = acc + A[i] * w[i];
-      }
-      if (op.kind == kOpValue) acc = acc * scale + W[op.b + o];
-      B[o] = op.kind == kOpDense ? pm_activate(op.act, acc) : acc;
-    }
-    if (op.kind == kOpGate) {
-      scale = pm_softmax_num(B, op.out);
-      if (attn && first_gate)
-        for (u32 i = 0; i < op.out; ++i) attn[i] = B[i] * scale;
-      first_gate = false;
-      for (u32 i = 0; i < op.out; ++i) B[i] = B[i] * A[i];
-    }
-    float* t = A;
-    A = B;
-    B = t;
-  }
+  PM_RUN_OPS(P, W, A, B, scale, first_gate, attn);
   const float r = pm_softmax_num(A, P.n_classes);
   bad = bad || A[0] != A[0];
+  PM_UNROLL
   for (u32 c = 0; c < P.n_classes; ++c) out[c] = bad ? pm_nan() : A[c] * r;
-  if (bad && attn)
+  if (bad && attn) {
+    PM_UNROLL
     for (u32 i = 0; i < P.attn_width; ++i) attn[i] = pm_nan();
+  }
   return bad;
 }
 
@@ -231,13 +287,12 @@ PM_HD inline bool pm_forward(const Plan& P, const float* W, const float* x, floa
 #ifdef PM_WEIGHTS_CONSTANT
 __constant__ float pm_weights[PM_N_WEIGHTS];
 #endif
-constexpr pmcuda::Plan pm_plan() { return pmcuda::Plan PM_PLAN_INIT; }
 
 extern "C" __global__ void pm_predict(const float* __restrict__ x, float* __restrict__ out,
                                       float* __restrict__ attn, unsigned long long n,
                                       unsigned long long* n_bad,
                                       const float* __restrict__ weights) {
-  constexpr pmcuda::Plan P = pm_plan();
+  constexpr pmcuda::Plan P = pmcuda::pm_plan();
 #ifdef PM_WEIGHTS_CONSTANT
   const float* W = pm_weights;
   (void)weights;

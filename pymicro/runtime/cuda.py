@@ -28,6 +28,7 @@ import ctypes.util
 import glob
 import importlib.util
 import os
+import re
 import threading
 
 import numpy as np
@@ -38,6 +39,13 @@ from pymicro.runtime.inputs import check_threads
 EXTRA = "cuda"
 # __constant__ memory is 64 KiB; leave room for the compiler's own constants.
 CONSTANT_WEIGHT_BYTES = 60 * 1024
+# Networks up to this many multiply-adds a row compile fully unrolled, their activations in
+# registers and every weight an operand from the constant bank (PM_UNROLL_OPS in
+# pymicro_cuda.cuh); larger ones keep their loops and local-memory scratch. NVRTC's time grows
+# faster than the work (measured, sm_90, NVRTC 13: 1,048 multiply-adds 1.7 s, 2,304 6 s, 4,096
+# 18 s; the loop form 0.2-0.3 s), so the line is where a load still compiles in about 2 s:
+# momentum and reversal unroll, sentiment (4,264) does not.
+UNROLL_MAX_MACS = 2048
 BLOCK = 128  # threads a block
 
 # ------------------------------------------------------------------------------- NVRTC
@@ -123,23 +131,28 @@ def source(plan: dict) -> str:
     ]
     if n_weights * 4 <= CONSTANT_WEIGHT_BYTES:
         lines.append("#define PM_WEIGHTS_CONSTANT 1")
+    if sum(op[2] * op[3] for op in plan["ops"]) <= UNROLL_MAX_MACS:  # (kind, act, in, out, w, b)
+        lines.append("#define PM_UNROLL_OPS 1")
     return "\n".join(lines) + "\n" + _core._cuda_source()
 
 
-def _compile(src: str, arch: str, cubin: bool) -> bytes:
+def _compile(src: str, arch: str, cubin: bool, log_to: list | None = None,
+             extra: tuple[bytes, ...] = ()) -> bytes:
     lib = nvrtc()
     prog = ctypes.c_void_p()
     rc = lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), b"pymicro_cuda.cu", 0, None, None)
     if rc:
         raise BackendError(f"NVRTC could not create the program: {lib.nvrtcGetErrorString(rc).decode()}")
     try:
-        opts = [f"-arch={arch}".encode(), b"-std=c++17", b"-default-device"]
+        opts = [f"-arch={arch}".encode(), b"-std=c++17", b"-default-device", *extra]
         arr = (ctypes.c_char_p * len(opts))(*opts)
         rc = lib.nvrtcCompileProgram(prog, len(opts), arr)
         size = ctypes.c_size_t()
         lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
         log = ctypes.create_string_buffer(size.value)
         lib.nvrtcGetProgramLog(prog, log)
+        if log_to is not None:
+            log_to.append(log.value.decode(errors="replace"))
         if rc:
             raise BackendError(f"NVRTC failed to compile pymicro's kernel for {arch} "
                                f"({lib.nvrtcGetErrorString(rc).decode()}):\n{log.value.decode(errors='replace')}")
@@ -158,6 +171,35 @@ def compile_ptx(blob: bytes, arch: str = "compute_90") -> str:
     from pymicro import _core
 
     return _compile(source(_core._cuda_plan(blob)), arch, cubin=False).rstrip(b"\0").decode()
+
+
+_PTXAS = {
+    "registers": re.compile(r"Used (\d+) registers"),
+    "stack_bytes": re.compile(r"(\d+) bytes stack frame"),
+    "spill_store_bytes": re.compile(r"(\d+) bytes spill stores"),
+    "spill_load_bytes": re.compile(r"(\d+) bytes spill loads"),
+}
+
+
+def resources(blob: bytes, arch: str = "sm_90") -> dict:
+    """What the kernel for ``blob`` uses per thread on ``arch`` (a real GPU architecture such as
+    ``sm_90``, H100), as ptxas reports it when NVRTC builds the CUBIN (no GPU needed):
+    ``{"registers", "stack_bytes", "spill_store_bytes", "spill_load_bytes", "unrolled"}``.
+    A stack frame or spills mean activations in local memory, not registers."""
+    from pymicro import _core
+
+    src = source(_core._cuda_plan(blob))
+    log: list[str] = []
+    _compile(src, arch, cubin=True, log_to=log, extra=(b"-Xptxas=-v",))
+    text = "\n".join(log)
+    out = {}
+    for key, pattern in _PTXAS.items():
+        m = pattern.search(text)
+        if not m:
+            raise BackendError(f"NVRTC's ptxas report has no {key.replace('_', ' ')}:\n{text}")
+        out[key] = int(m.group(1))
+    out["unrolled"] = "#define PM_UNROLL_OPS 1" in src
+    return out
 
 
 # ------------------------------------------------------------------------------- driver
