@@ -218,14 +218,17 @@ def test_multiply_adds_per_row_counts_dense_and_attention_layers():
     assert bench.multiply_adds_per_row(pymicro.load(momentum)) == 1048
 
 
-def test_fma_rate_is_measured_per_isa_and_refuses_unknown_ones():
+@pytest.mark.parametrize("rate", ["fma_rate", "exp_rate"])
+def test_peak_rates_are_measured_per_isa_and_refuse_unknown_ones(rate):
     # How fast, and AVX2 against SSE2, is judged in benchmarks/test_bench_isa.py: no timing here.
-    rates = {isa: pymicro._core.fma_rate(isa, 0.01) for isa in pymicro._core.isas()}
+    fn = getattr(pymicro._core, rate)
+    rates = {isa: fn(isa, 0.01) for isa in pymicro._core.isas()}
     assert all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in rates.values()), rates
-    with pytest.raises(pymicro.InputError, match="isa 'vax'"):
-        pymicro._core.fma_rate("vax", 0.05)
-    with pytest.raises(pymicro.InputError, match="seconds"):
-        pymicro._core.fma_rate("auto", 0.0)
+    with pytest.raises(pymicro.InputError, match=f"{rate}: isa 'vax'"):
+        fn("vax", 0.05)
+    for bad in (0.0, -1.0, 61.0):
+        with pytest.raises(pymicro.InputError, match="seconds"):
+            fn("auto", bad)
 
 
 def test_roofline_floor_and_fractions_follow_from_peak_and_work():
@@ -252,15 +255,6 @@ def test_exps_per_row_counts_softmax_terms_and_sigmoids_only():
     assert bench.exps_per_row(blob) == 6 + 5 + 2  # gate over 6 inputs, 5 sigmoids, the head
     assert bench.exps_per_row(bench.preset_blob("reversal")) == 3  # dense relu: the head only
     assert bench.exps_per_row(pymicro.load(bench.preset_blob("momentum"))) == 24 + 3
-
-
-def test_exp_rate_is_measured_per_isa_and_refuses_unknown_ones():
-    rates = {isa: pymicro._core.exp_rate(isa, 0.01) for isa in pymicro._core.isas()}
-    assert all(isinstance(r, float) and math.isfinite(r) and r > 0 for r in rates.values()), rates
-    with pytest.raises(pymicro.InputError, match="isa 'vax'"):
-        pymicro._core.exp_rate("vax", 0.05)
-    with pytest.raises(pymicro.InputError, match="seconds"):
-        pymicro._core.exp_rate("auto", -1.0)
 
 
 def test_format_roofline_places_each_batch_figure_under_its_presets_floor():

@@ -769,6 +769,32 @@ py::tuple fast_calls(py::object self) {
   return calls;
 }
 
+// fma_rate's and exp_rate's arguments: the ISA's ops, or an InputError naming what is wrong.
+const ArchOps* rate_isa(const char* fn, const std::string& isa, double seconds) {
+  const ArchOps* ops = find_isa(isa);
+  if (!ops)
+    raise("InputError", std::string(fn) + ": isa '" + isa + "' does not run on this CPU (" + isa_names() + ")");
+  if (!(seconds > 0.0 && seconds <= 60.0)) raise("InputError", std::string(fn) + ": seconds must be in (0, 60]");
+  return ops;
+}
+
+// Operations a second of run(rounds) (which returns how many it did): a sample grows to a tenth
+// of `seconds`, then the fastest of the samples until `seconds` are spent.
+template <class Run>
+double best_rate(double seconds, uint64_t rounds, Run&& run) {
+  using clock = std::chrono::steady_clock;
+  double best = 0.0, spent = 0.0;
+  while (spent < seconds || best == 0.0) {
+    auto t0 = clock::now();
+    const uint64_t done = run(rounds);
+    double dt = std::chrono::duration<double>(clock::now() - t0).count();
+    spent += dt;
+    if (dt < seconds / 10) rounds *= 2;
+    else if (double(done) / dt > best) best = double(done) / dt;
+  }
+  return best;
+}
+
 }  // namespace
 
 void pymicro_register_cuda(py::module_& m);  // cpp/cuda/host.cpp
@@ -808,52 +834,25 @@ PYBIND11_MODULE(_core, m) {
     return names;
   }, "Instruction sets this CPU can run, best first.");
   m.def("fma_rate", [](const std::string& isa, double seconds) {
-    const ArchOps* ops = find_isa(isa);
-    if (!ops)
-      raise("InputError", "fma_rate: isa '" + isa + "' does not run on this CPU (" + isa_names() + ")");
-    if (!(seconds > 0.0 && seconds <= 60.0))
-      raise("InputError", "fma_rate: seconds must be in (0, 60]");
+    const ArchOps* ops = rate_isa("fma_rate", isa, seconds);
     py::gil_scoped_release release;
-    using clock = std::chrono::steady_clock;
     float sink = 0.999f;
-    uint64_t rounds = 1 << 12;
-    double best = 0.0, spent = 0.0;
-    while (spent < seconds || best == 0.0) {  // grow a sample to seconds/10, keep the fastest
-      auto t0 = clock::now();
-      uint64_t done = ops->fma_probe(rounds, &sink);
-      double dt = std::chrono::duration<double>(clock::now() - t0).count();
-      spent += dt;
-      if (dt < seconds / 10) rounds *= 2;
-      else if (double(done) / dt > best) best = double(done) / dt;
-    }
-    return best;
+    return best_rate(seconds, 1 << 12, [&](uint64_t rounds) { return ops->fma_probe(rounds, &sink); });
   }, py::arg("isa") = "auto", py::arg("seconds") = 0.3,
      "Peak float32 multiply-adds per second of one ISA's kernels on this core (one thread):\n"
      "the roofline for a batch, measured by timing independent vector FMA chains.");
   m.def("exp_rate", [](const std::string& isa, double seconds) {
-    const ArchOps* ops = find_isa(isa);
-    if (!ops)
-      raise("InputError", "exp_rate: isa '" + isa + "' does not run on this CPU (" + isa_names() + ")");
-    if (!(seconds > 0.0 && seconds <= 60.0))
-      raise("InputError", "exp_rate: seconds must be in (0, 60]");
+    const ArchOps* ops = rate_isa("exp_rate", isa, seconds);
     py::gil_scoped_release release;
-    using clock = std::chrono::steady_clock;
     constexpr uint64_t n = 4096;  // 16 KiB in, 16 KiB out: both in L1
     AlignedPtr buf = aligned_bytes(2 * n * sizeof(float));
     float* x = static_cast<float*>(buf.get());
     float* y = x + n;
     for (uint64_t i = 0; i < n; ++i) x[i] = -20.0f * float(i) / float(n);  // softmax's range
-    uint64_t rounds = 16;
-    double best = 0.0, spent = 0.0;
-    while (spent < seconds || best == 0.0) {  // as fma_rate: grow a sample, keep the fastest
-      auto t0 = clock::now();
+    return best_rate(seconds, 16, [&](uint64_t rounds) {
       for (uint64_t r = 0; r < rounds; ++r) ops->exp_into(x, y, n);
-      double dt = std::chrono::duration<double>(clock::now() - t0).count();
-      spent += dt;
-      if (dt < seconds / 10) rounds *= 2;
-      else if (double(rounds * n) / dt > best) best = double(rounds * n) / dt;
-    }
-    return best;
+      return rounds * n;
+    });
   }, py::arg("isa") = "auto", py::arg("seconds") = 0.3,
      "Exponentials per second of one ISA's vectorised exp on this core (one thread, from L1):\n"
      "the kernels' own exp, the one every softmax runs; the second term of the batch roofline.");
