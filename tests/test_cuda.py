@@ -279,3 +279,40 @@ def test_networks_too_large_to_unroll_keep_their_loops():
 def test_resources_names_a_bad_architecture_as_a_backend_error():
     with pytest.raises(BackendError, match="NVRTC failed to compile"):
         cuda.resources(bench.preset_blob("momentum"), "sm_1")
+
+
+@needs_nvrtc
+def test_compiled_kernels_are_cached_per_source_architecture_and_nvrtc(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYMICRO_CUDA_CACHE", str(tmp_path))
+    calls = []
+    real = cuda._compile
+    monkeypatch.setattr(cuda, "_compile", lambda *a, **k: (calls.append(a[1]), real(*a, **k))[1])
+    spec = Spec(6, (Dense(5, "tanh"),), 3)
+    src = cuda.source(_core._cuda_plan(pymicro.freeze(spec.init(seed=0))))
+    first = cuda.cubin(src, "sm_90")
+    assert first[:4] == b"\x7fELF" and calls == ["sm_90"]
+    assert cuda.cubin(src, "sm_90") == first and calls == ["sm_90"]  # a hit: no NVRTC
+    # Other weights, same architecture: the same source (weights are uploaded, not compiled in).
+    assert cuda.source(_core._cuda_plan(pymicro.freeze(spec.init(seed=1)))) == src
+    cuda.cubin(src, "sm_80")  # another GPU architecture: its own entry
+    assert calls == ["sm_90", "sm_80"]
+    assert len(list(tmp_path.glob("*.cubin"))) == 2 and not list(tmp_path.glob("*.tmp"))
+    cuda.forget_cubin(src, "sm_90")  # what load does with an entry the driver refuses
+    assert cuda.cubin(src, "sm_90")[:4] == b"\x7fELF" and calls == ["sm_90", "sm_80", "sm_90"]
+    monkeypatch.setenv("PYMICRO_CUDA_CACHE", "")  # empty: no cache at all
+    cuda.cubin(src, "sm_90")
+    cuda.cubin(src, "sm_90")
+    assert len(calls) == 5
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a directory")
+    monkeypatch.setenv("PYMICRO_CUDA_CACHE", str(blocked))  # unusable: no cache, no error
+    assert cuda.cubin(src, "sm_90")[:4] == b"\x7fELF" and len(calls) == 6
+
+
+def test_the_cache_lives_under_xdg_cache_home_by_default(monkeypatch, tmp_path):
+    monkeypatch.delenv("PYMICRO_CUDA_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert cuda.cache_dir() == str(tmp_path / "pymicro" / "cuda")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cuda.cache_dir() == str(tmp_path / ".cache" / "pymicro" / "cuda")

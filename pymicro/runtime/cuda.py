@@ -26,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import glob
+import hashlib
 import importlib.util
 import os
 import re
@@ -171,6 +172,66 @@ def compile_ptx(blob: bytes, arch: str = "compute_90") -> str:
     from pymicro import _core
 
     return _compile(source(_core._cuda_plan(blob)), arch, cubin=False).rstrip(b"\0").decode()
+
+
+def cache_dir() -> str | None:
+    """Where compiled kernels are kept: ``$PYMICRO_CUDA_CACHE`` (empty: no cache), else
+    ``$XDG_CACHE_HOME/pymicro/cuda`` (default ``~/.cache/pymicro/cuda``)."""
+    configured = os.environ.get("PYMICRO_CUDA_CACHE")
+    if configured is not None:
+        return configured or None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "pymicro", "cuda")
+
+
+def _cache_path(src: str, arch: str) -> str | None:
+    where = cache_dir()
+    if not where:
+        return None
+    major, minor = nvrtc_version()
+    key = hashlib.sha256(f"nvrtc {major}.{minor}\0{arch}\0{src}".encode()).hexdigest()
+    return os.path.join(where, f"{key}.cubin")
+
+
+def cubin(src: str, arch: str) -> bytes:
+    """The CUBIN of ``src`` for ``arch``: from the cache (:func:`cache_dir`) when an earlier load
+    compiled the same source with the same NVRTC, else compiled now and kept there. The source
+    holds a model's plan, not its weights, so models of one architecture share it. NVRTC takes
+    about 2 s over an unrolled micro network; a cache hit, a file read. A cache that cannot be
+    read or written is no cache, never an error."""
+    path = _cache_path(src, arch)
+    if path:
+        try:
+            with open(path, "rb") as f:
+                image = f.read()
+            if image:
+                return image
+        except OSError:
+            pass
+    image = _compile(src, arch, cubin=True)
+    if path:
+        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(tmp, "wb") as f:
+                f.write(image)
+            os.replace(tmp, path)  # whole or absent: a reader never sees half a file
+        except OSError:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+    return image
+
+
+def forget_cubin(src: str, arch: str) -> None:
+    """Drops ``src``'s cached CUBIN for ``arch`` (one the driver refused)."""
+    path = _cache_path(src, arch)
+    if path:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 _PTXAS = {
@@ -360,9 +421,12 @@ class CudaModel:
         lib, d = self._d.lib, self._d
         self._enter()
         major, minor = d.cc
-        image = _compile(source(plan), f"sm_{major}{minor}", cubin=True)
+        src, arch = source(plan), f"sm_{major}{minor}"
         self._module = ctypes.c_void_p()
-        d.check(lib.cuModuleLoadData(ctypes.byref(self._module), image), "cuModuleLoadData")
+        if lib.cuModuleLoadData(ctypes.byref(self._module), cubin(src, arch)):
+            forget_cubin(src, arch)  # a damaged cache entry: compile afresh, once
+            d.check(lib.cuModuleLoadData(ctypes.byref(self._module), _compile(src, arch, cubin=True)),
+                    "cuModuleLoadData")
         self._fn = ctypes.c_void_p()
         d.check(lib.cuModuleGetFunction(ctypes.byref(self._fn), self._module, b"pm_predict"),
                 "cuModuleGetFunction")
