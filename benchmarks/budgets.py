@@ -65,8 +65,9 @@ GOAL_ATTENTION_BATCH_FLOOR_FRACTION = 0.75
 DENSE_BATCH_MIN_SPEEDUP_VS_ORT = 2.0
 # Single call, momentum, paired medians: the targets, goals on a shared machine.
 # Met since 2026-12-05 (two-chain dot products, a one-row fast path, recycled result arrays):
-# 0.213 µs through pymicro.predict and 0.180 µs through predict_into on the quiet Xeon below
-# (0.33-0.36 and 0.20-0.25 before); a neighbour's load can still push them over.
+# 0.213-0.227 µs through pymicro.predict and 0.180-0.194 µs through predict_into on the quiet
+# Xeon below (0.33-0.36 and 0.20-0.25 before); 0.249 / 0.211 in a later run when the whole
+# machine ran 10-15 % slower (its FMA peak and ORT alike): goals, not yet budgets.
 GOAL_MOMENTUM_SINGLE_CALL_MAX_US = 0.3
 GOAL_MOMENTUM_PREDICT_INTO_MAX_US = 0.2
 
