@@ -134,7 +134,9 @@ GOAL_WASM_BATCH_VS_NATIVE = 0.5
 # since vmax/vmin became f32x4.pmax/pmin (2026-11-26).
 WASM_MIN_VS_NATIVE_SSE2 = 0.6
 
-# wasm / native best ISA: a floor under the goal above (measured 0.23-0.24 against AVX-512).
+# wasm / native best ISA: a floor under the goal above (measured 0.23-0.24 against AVX-512 on
+# AMD Zen 4; 0.19-0.20 on the Sapphire Rapids Xeon, 2026-12-05, native on one thread: before
+# that fix the benchmark let native split the batch over both cores and measured 0.11).
 WASM_MIN_VS_NATIVE_BEST = 0.15
 
 # ---------------------------------------------------------------- training (test_bench_train.py)

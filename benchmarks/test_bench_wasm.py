@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import statistics
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -85,10 +86,12 @@ def report(request):
 @pytest.mark.parametrize("preset", pymicro.PRESETS)
 def test_batch_throughput_wasm_vs_native(preset):
     c = case(preset)
-    cases = {f"native ({c.isa})": (c.native.predict, c.X), "wasm": (c.wasm.predict, c.X),
+    # One thread each: native's default splits a batch this size across every CPU (threads=None),
+    # which wasm never does.
+    cases = {f"native ({c.isa})": (partial(c.native.predict, threads=1), c.X), "wasm": (c.wasm.predict, c.X),
              "sandbox node (fuel + deadline)": (lambda X: c.node.execute(X), c.X)}
     if c.sse2 is not None and c.isa != "sse2":
-        cases["native (sse2)"] = (c.sse2.predict, c.X)
+        cases["native (sse2)"] = (partial(c.sse2.predict, threads=1), c.X)
     samples = bench.interleaved(cases, repeats=7, target_s=0.05)
     _batch[preset] = {k: BATCH / statistics.median(v) for k, v in samples.items()}
     np.testing.assert_array_equal(c.wasm.predict(c.X[:256]), c.node.execute(c.X[:256]).probabilities)
