@@ -341,9 +341,11 @@ class NativeModel {
 
   // predict_into's fast path: x one row of (input_size,) and out (n_classes,), both float32
   // arrays usable in place, out writeable and apart from x, a single model. True when it ran
-  // (and found the row fine, or nan_policy="propagate"); false, with nothing written, and the
-  // caller takes the general path, which checks everything again and raises what is wrong.
-  // The GIL is held throughout, so the model's own row buffer serves (no thread-local lookup).
+  // and is done (the row fine, or nan_policy="propagate"). False when the arrays do not fit
+  // (nothing written) or the row was bad under nan_policy="raise" (out holds NaN, as the
+  // general path leaves it): the caller then takes the general path, which checks everything
+  // again and raises what is wrong. The GIL is held throughout, so the model's own row buffer
+  // serves (no thread-local lookup).
   bool predict_row_into(PyObject* x, PyObject* out) {
     if (!row_array(x, view_.input_size, false) || !row_array(out, view_.n_classes, true)) return false;
     const auto xb = reinterpret_cast<uintptr_t>(py::detail::array_proxy(x)->data);
