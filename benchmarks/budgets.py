@@ -216,3 +216,13 @@ REFIT_WALK_FORWARD_MIN_SPEEDUP = 3.0
 # validate()'s five tinygrad refits (true labels, shifted labels, 3 shuffled) with compiled
 # steps reused at least 1.5x faster than with compile_cache=False, same run, same process.
 REFIT_VALIDATE_MIN_SPEEDUP = 1.5
+
+# ---------------------------------------------------------------- CUDA (test_bench_cuda.py)
+
+# Goal (issue 16): backend="cuda", momentum, CUDA_BATCH rows a call already on the GPU
+# (predict_into on device arrays, each call synchronised), at least this many predictions a
+# second on an H100. An absolute figure on the named card, the one the issue states; ONNX
+# Runtime's CUDA provider (onnxruntime-gpu) is measured beside it where installed. Not yet
+# measured: no session so far has been lent a GPU.
+GOAL_CUDA_MOMENTUM_PREDICTIONS_PER_S = 1e9
+CUDA_BATCH = 1 << 20
