@@ -526,6 +526,16 @@ static void dense_tile(const Op& op, const float* X, float* Y, Prefetch& pf, flo
   else dense_tile_c<K, A, 1>(op, X, Y, pf, aux);
 }
 
+// step(i, s[i % 4]) for i in 0..n-1, in index order: sum4's four chains, lane by lane. Unrolled
+// by four so that the four sums stay in registers (s[i & 3] would live on the stack).
+template <class Step>
+static inline void in_sum4_order(uint32_t n, vf* s, Step&& step) {
+  uint32_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (uint32_t k = 0; k < 4; ++k) step(i + k, s[k]);
+  for (uint32_t k = 0; i + k < n; ++k) step(i + k, s[k]);
+}
+
 // softmax down the rows of a tile Y[0..n)[T], per sample (lane); the sum in sum4's order
 // (four independent chains, so the exps of a column overlap).
 static void softmax_tile(float* Y, uint32_t n) {
@@ -533,16 +543,12 @@ static void softmax_tile(float* Y, uint32_t n) {
     float* y = Y + c * W;
     vf m = vload(y);
     for (uint32_t i = 1; i < n; ++i) m = vmax(vload(y + i * T), m);
-    vf s[4] = {vf{}, vf{}, vf{}, vf{}};  // sum4's order, lane by lane
-    auto step = [&](uint32_t i, vf& acc) {
+    vf s[4] = {vf{}, vf{}, vf{}, vf{}};
+    in_sum4_order(n, s, [&](uint32_t i, vf& acc) {
       vf e = v_exp_le0(vload(y + i * T) - m);
       vstore(y + i * T, e);
       acc = acc + e;
-    };
-    uint32_t i = 0;
-    for (; i + 4 <= n; i += 4)  // unrolled by 4 so that the four sums stay in registers
-      for (uint32_t k = 0; k < 4; ++k) step(i + k, s[k]);
-    for (uint32_t k = 0; i + k < n; ++k) step(i + k, s[k]);
+    });
     const vf r = 1.0f / vsum4(s);
     for (uint32_t i = 0; i < n; ++i) vstore(y + i * T, vload(y + i * T) * r);
   }
@@ -664,16 +670,12 @@ static inline void gate_columns(float* Y, const float* X, uint32_t n, const floa
     float* y = Y + c * W;
     const float* x = X + c * W;
     const vf m = vload(mx + c * W);
-    vf s[4] = {vf{}, vf{}, vf{}, vf{}};  // sum4's order, lane by lane
-    auto step = [&](uint32_t i, vf& acc) {
+    vf s[4] = {vf{}, vf{}, vf{}, vf{}};
+    in_sum4_order(n, s, [&](uint32_t i, vf& acc) {
       vf e = v_exp_le0(vload(y + i * T) - m);
       acc = acc + e;
       vstore(y + i * T, kAttn ? e : e * vload(x + i * T));
-    };
-    uint32_t i = 0;
-    for (; i + 4 <= n; i += 4)  // unrolled by 4 so that the four sums stay in registers
-      for (uint32_t k = 0; k < 4; ++k) step(i + k, s[k]);
-    for (uint32_t k = 0; i + k < n; ++k) step(i + k, s[k]);
+    });
     vstore(scale + c * W, 1.0f / vsum4(s));
   }
 }

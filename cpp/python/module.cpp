@@ -235,6 +235,17 @@ bool is_fast_array(py::handle x) {
   return d->type_num == npy_api::NPY_FLOAT_ && d->byteorder != '>' && (a->flags & need) == need;
 }
 
+// threads= as predict takes it: None is 0 (automatic), an int >= 1 itself; -1 for anything else
+// (a bool, a float, 0, a negative or overflowing int). No Python error is left set.
+long threads_value(PyObject* t) {
+  if (t == Py_None) return 0;
+  if (!PyLong_Check(t) || PyBool_Check(t)) return -1;
+  int overflow = 0;
+  const long v = PyLong_AsLongAndOverflow(t, &overflow);
+  if (v == -1 && PyErr_Occurred()) PyErr_Clear();
+  return overflow || v < 1 ? -1 : v;
+}
+
 bool is_ndarray(py::handle x) { return py::detail::npy_api::get().PyArray_Check_(x.ptr()); }
 
 // A new float32 array of shape (n,) or (rows, n) straight from numpy's C API
@@ -285,14 +296,6 @@ class NativeModel {
     plan_ = aligned_bytes(ops_->plan_bytes(&view_));
     ops_->build_plan(&view_, plan_.get());
     ws_floats_ = ops_->workspace_floats(plan_.get());
-    // predict_row_into's buffer: a row needs 2 x (the widest layer, rounded up) floats, which
-    // the tile workspace's first bytes would hold too; sized from the layers, not the tiles.
-    uint64_t widest = view_.input_size;
-    for (uint32_t l = 0; l < view_.n_layers; ++l) {
-      if (view_.layers[l].in > widest) widest = view_.layers[l].in;
-      if (view_.layers[l].out > widest) widest = view_.layers[l].out;
-    }
-    row_ws_ = aligned_bytes(2 * ((widest + ops_->lanes + 15) / 16 * 16 + 64) * sizeof(float));
     for (uint32_t l = 0; l < view_.n_layers && !attn_width_; ++l)
       if (view_.layers[l].kind == kAttention) attn_width_ = view_.layers[l].in;
   }
@@ -344,8 +347,7 @@ class NativeModel {
   // and is done (the row fine, or nan_policy="propagate"). False when the arrays do not fit
   // (nothing written) or the row was bad under nan_policy="raise" (out holds NaN, as the
   // general path leaves it): the caller then takes the general path, which checks everything
-  // again and raises what is wrong. The GIL is held throughout, so the model's own row buffer
-  // serves (no thread-local lookup).
+  // again and raises what is wrong.
   bool predict_row_into(PyObject* x, PyObject* out) {
     if (!row_array(x, view_.input_size, false) || !row_array(out, view_.n_classes, true)) return false;
     const auto xb = reinterpret_cast<uintptr_t>(py::detail::array_proxy(x)->data);
@@ -365,21 +367,16 @@ class NativeModel {
  private:
   // A single model's row of n float32 cells, usable in place (writeable too if asked).
   bool row_array(PyObject* p, uint32_t n, bool writeable) const {
-    using py::detail::npy_api;
-    static const npy_api& api = npy_api::get();
-    if (ens_ || !row_ws_ || !api.PyArray_Check_(p)) return false;
+    if (ens_ || !is_fast_array(p)) return false;
     const auto* a = py::detail::array_proxy(p);
-    const auto* d = py::detail::array_descriptor_proxy(a->descr);
-    const int need = npy_api::NPY_ARRAY_C_CONTIGUOUS_ | npy_api::NPY_ARRAY_ALIGNED_ |
-                     (writeable ? npy_api::NPY_ARRAY_WRITEABLE_ : 0);
-    return a->nd == 1 && uint64_t(a->dimensions[0]) == n && (a->flags & need) == need &&
-           d->type_num == npy_api::NPY_FLOAT_ && d->byteorder != '>';
+    return a->nd == 1 && uint64_t(a->dimensions[0]) == n &&
+           (!writeable || (a->flags & py::detail::npy_api::NPY_ARRAY_WRITEABLE_));
   }
 
   bool run_row_fast(PyObject* x, PyObject* out) const {
     const uint64_t bad = ops_->run(plan_.get(), reinterpret_cast<const float*>(py::detail::array_proxy(x)->data), 1,
                                    reinterpret_cast<float*>(py::detail::array_proxy(out)->data), nullptr,
-                                   static_cast<float*>(row_ws_.get()));
+                                   workspace(ws_floats_));
     return !(bad && raise_on_nonfinite_);
   }
 
@@ -449,14 +446,8 @@ class NativeModel {
 
   // threads=None: all this process's CPUs from kAutoThreadRows rows, else one; an int >= 1.
   static unsigned threads_arg(py::handle threads) {
-    if (threads.is_none()) return 0;
-    if (!PyLong_Check(threads.ptr()) || PyBool_Check(threads.ptr()))
-      raise("InputError", "threads must be None or an int >= 1");
-    const long t = PyLong_AsLong(threads.ptr());
-    if (t < 1) {
-      PyErr_Clear();
-      raise("InputError", "threads must be None or an int >= 1, got " + std::string(py::str(threads)));
-    }
+    const long t = threads_value(threads.ptr());
+    if (t < 0) raise("InputError", "threads must be None or an int >= 1, got " + std::string(py::repr(threads)));
     return unsigned(t < long(Pool::kMaxThreads) ? t : long(Pool::kMaxThreads));
   }
 
@@ -560,12 +551,9 @@ class NativeModel {
       PyObject* weakreflist;  // numpy's PyArrayObject_fields, the member after flags
     };
     const auto* a = reinterpret_cast<const Fields*>(p);
-    const auto* d = py::detail::array_descriptor_proxy(a->descr);
-    constexpr int need = npy_api::NPY_ARRAY_C_CONTIGUOUS_ | npy_api::NPY_ARRAY_ALIGNED_ |
-                         npy_api::NPY_ARRAY_WRITEABLE_ | npy_api::NPY_ARRAY_OWNDATA_;
-    return Py_REFCNT(p) == 1 && !a->weakreflist && !a->base && (a->flags & need) == need && a->nd == 1 &&
-           uint64_t(a->dimensions[0]) == view_.n_classes && d->type_num == npy_api::NPY_FLOAT_ &&
-           d->byteorder != '>';
+    constexpr int own = npy_api::NPY_ARRAY_WRITEABLE_ | npy_api::NPY_ARRAY_OWNDATA_;
+    return Py_REFCNT(p) == 1 && !a->weakreflist && !a->base && (a->flags & own) == own && is_fast_array(p) &&
+           a->nd == 1 && uint64_t(a->dimensions[0]) == view_.n_classes;
   }
 
   // Releasing and re-taking the GIL costs about as much as one small row's
@@ -583,7 +571,6 @@ class NativeModel {
   uint64_t ws_floats_ = 0;
   uint32_t attn_width_ = 0;
   bool raise_on_nonfinite_ = true;
-  AlignedPtr row_ws_;    // predict_row_into's workspace (single models)
   py::object spare_[2];  // single_result's cache
   unsigned spare_next_ = 0;
 };
@@ -663,12 +650,7 @@ bool shortcut_args(size_t nargsf, PyObject* kwnames, PyObject* const* args, Py_s
   if (!kwnames) return true;
   if (PyTuple_GET_SIZE(kwnames) != 1 || PyUnicode_CompareWithASCIIString(PyTuple_GET_ITEM(kwnames, 0), "threads"))
     return false;
-  PyObject* t = args[n];
-  if (t == Py_None) return true;
-  if (!PyLong_CheckExact(t)) return false;
-  int overflow = 0;
-  const long v = PyLong_AsLongAndOverflow(t, &overflow);
-  return overflow == 0 && v >= 1;
+  return threads_value(args[n]) >= 0;
 }
 
 PyObject* fast_predict(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {

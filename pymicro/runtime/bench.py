@@ -410,14 +410,6 @@ def exps_per_row(model_or_blob) -> int:
     return total
 
 
-def exp_rate(isa: str = "auto", seconds: float = 0.3) -> float:
-    """Exponentials per second of ``isa``'s vectorised exp here (:func:`pymicro._core.exp_rate`:
-    the kernels' own exp over 4,096 floats in [-20, 0] from L1, timed in C++)."""
-    from pymicro import _core
-
-    return _core.exp_rate(isa, seconds)
-
-
 @dataclass(frozen=True)
 class Roofline:
     """The FMA ceiling for a network's batch throughput on this core, one thread.
@@ -427,7 +419,7 @@ class Roofline:
     the multiply-adds alone would allow at that peak, before any exp, transpose or memory
     traffic. A throughput is then a fraction of it.
 
-    With ``exp_rate`` (exponentials a second, :func:`exp_rate`), ``exp_floor_rows_per_s``
+    With ``exp_rate`` (exponentials a second, :func:`exp_peak`), ``exp_floor_rows_per_s``
     also counts the row's exponentials (:func:`exps_per_row`) at that rate, which run on
     the same vector ports as the FMAs: a softmax cannot skip them, so for an attention
     network it is the floor physics sets.
@@ -465,8 +457,12 @@ def fma_peak(isa: str = "auto", seconds: float = 0.3) -> float:
 
 @lru_cache(maxsize=None)
 def exp_peak(isa: str = "auto", seconds: float = 0.3) -> float:
-    """:func:`exp_rate`, cached per process (as :func:`fma_peak`)."""
-    return exp_rate(isa, seconds)
+    """Exponentials per second of ``isa``'s vectorised exp here (cached per process, as
+    :func:`fma_peak`): :func:`pymicro._core.exp_rate`, the kernels' own exp over 4,096 floats
+    in [-20, 0] from L1, timed in C++."""
+    from pymicro import _core
+
+    return _core.exp_rate(isa, seconds)
 
 
 def roofline(model_or_blob, isa: str | None = None) -> Roofline:
